@@ -1,0 +1,5 @@
+import sys
+
+from policylab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""The `policylab` command: one entry point, one module per subcommand.
+
+Each subcommand lives in ``policylab/cli/<name>.py`` and exposes
+``add_parser(subparsers)``, which registers the subcommand and sets
+``func=run`` with ``run(args) -> int``. Modules must not import torch or
+transformers at import time (``import torch`` costs ~1 s): import heavy
+libraries inside ``run``.
+
+Bad input prints a one-line error and exits with code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order = order in `policylab --help`.
+SUBCOMMANDS = ["plan", "learn", "train", "eval", "llm", "figures", "plot", "tour", "bench"]
+
+
+class UsageError(Exception):
+    """Bad user input detected by a subcommand: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="policylab",
+        description="Reinforcement learning from MDPs to GRPO/DPO.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"policylab.cli.{name}")
+        except ModuleNotFoundError as exc:  # subcommand not built yet
+            if exc.name != f"policylab.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"policylab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"policylab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

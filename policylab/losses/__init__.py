@@ -1,0 +1,12 @@
+"""Losses: pure torch functions, one per objective of the lecture.
+
+- ``kl``: KL estimators k1, k3 (Schulman 2020).
+- ``policy_gradient``: REINFORCE, actor-critic, PPO clipped surrogate, value loss, entropy.
+- ``preference``: GRPO and DPO for language models.
+
+Every loss is a function of tensors (no trainer state); it returns a scalar to *minimize*.
+"""
+
+from policylab.losses.kl import *  # noqa: F401,F403
+from policylab.losses.policy_gradient import *  # noqa: F401,F403
+from policylab.losses.preference import *  # noqa: F401,F403

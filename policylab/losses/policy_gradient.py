@@ -1,0 +1,3 @@
+"""REINFORCE, actor-critic and PPO losses (filled in by the policy-gradient work)."""
+
+__all__: list[str] = []
