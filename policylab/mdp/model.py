@@ -1,0 +1,283 @@
+"""The MDP tuple (S, A, P, R, γ) as arrays, with validation before any work.
+
+``P[s, a, s'] = Pr(s_{t+1}=s' | s_t=s, a_t=a)`` and ``R[s, a, s'] = E[r_{t+1} | s, a, s']``
+(lecture §2). Large MDPs keep P as a scipy CSR matrix of shape (S·A, S) whose row
+``s·A + a`` is the distribution P(·|s, a).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from policylab.errors import InvalidMDPError
+
+#: Rows of P must sum to 1 within this absolute tolerance.
+ROW_SUM_TOL = 1e-8
+
+
+def _fmt(x) -> str:
+    return f"{float(x):.6g}"
+
+
+def _as_csr_rows(P, n_actions: int | None):
+    """Normalize a sparse P to a CSR array of shape (S·A, S). Accepts (S·A, S) sparse or a
+    sequence of A sparse (S, S) matrices (pymdptoolbox's layout, P[a][s, s'])."""
+    if isinstance(P, Sequence) and not isinstance(P, np.ndarray):
+        mats = [sp.csr_array(m, dtype=np.float64) for m in P]
+        A, S = len(mats), mats[0].shape[0]
+        for a, m in enumerate(mats):
+            if m.shape != (S, S):
+                raise InvalidMDPError(f"P[{a}] has shape {m.shape}, expected ({S}, {S})")
+        # Interleave so that row s·A + a holds P(·|s, a).
+        stacked = sp.vstack(mats, format="csr")  # rows a·S + s
+        order = (np.arange(S)[:, None] + S * np.arange(A)[None, :]).reshape(-1)
+        return sp.csr_array(stacked[order]), A
+    P = sp.csr_array(P, dtype=np.float64)
+    if n_actions is None:
+        raise InvalidMDPError(
+            "a sparse P of shape (S*A, S) needs R of shape (S, A) so the number of actions is known"
+        )
+    if P.shape[0] != P.shape[1] * n_actions:
+        raise InvalidMDPError(
+            f"sparse P has shape {P.shape}; expected (S*A, S) = ({P.shape[1] * n_actions}, {P.shape[1]})"
+        )
+    return P, n_actions
+
+
+@dataclass(eq=False)
+class TabularMDP:
+    """A finite MDP (S, A, P, R, γ) with optional start distribution and terminal states.
+
+    Args:
+        P: (S, A, S) transition probabilities, dense; or sparse as a (S·A, S) scipy matrix
+            (row s·A + a) or a list of A sparse (S, S) matrices.
+        R: rewards, (S, A, S) = R(s, a, s') or (S, A) = expected reward of (s, a).
+        gamma: discount factor γ ∈ [0, 1].
+        initial: (S,) start distribution; default uniform over non-terminal states.
+        terminal: (S,) bool mask or list of state indices. Terminal states must be absorbing
+            (P(s|s, a) = 1 for every a) with zero reward; an episode ends on entering one.
+        state_names, action_names: labels for printing and figures.
+
+    Raises:
+        InvalidMDPError: before any work, naming the offending state/action and value.
+    """
+
+    P: np.ndarray | sp.csr_array
+    R: np.ndarray
+    gamma: float
+    initial: np.ndarray | None = None
+    terminal: np.ndarray | None = None
+    state_names: list[str] | None = None
+    action_names: list[str] | None = None
+    expected_reward: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._validate_and_normalize()
+
+    # ------------------------------------------------------------------ validation
+    def _validate_and_normalize(self) -> None:
+        R = self.R
+        if sp.issparse(R):
+            R_arr = None
+        else:
+            R_arr = np.asarray(R, dtype=np.float64)
+            if R_arr.ndim not in (2, 3):
+                raise InvalidMDPError(f"R must have shape (S, A) or (S, A, S), got {R_arr.shape}")
+        if sp.issparse(self.P) or (
+            isinstance(self.P, Sequence) and not isinstance(self.P, np.ndarray) and len(self.P)
+            and sp.issparse(self.P[0])
+        ):
+            n_actions = None if R_arr is None else R_arr.shape[1]
+            P, A = _as_csr_rows(self.P, n_actions)
+            S = P.shape[1]
+            self.is_sparse = True
+        else:
+            P = np.asarray(self.P, dtype=np.float64)
+            if P.ndim != 3 or P.shape[0] != P.shape[2]:
+                raise InvalidMDPError(f"P must have shape (S, A, S), got {P.shape}")
+            S, A = P.shape[0], P.shape[1]
+            self.is_sparse = False
+        if S == 0 or A == 0:
+            raise InvalidMDPError(f"an MDP needs at least one state and one action, got S={S}, A={A}")
+        self.n_states, self.n_actions = S, A
+
+        # gamma
+        try:
+            g = float(self.gamma)
+        except (TypeError, ValueError):
+            raise InvalidMDPError(f"gamma must be a number in [0, 1], got {self.gamma!r}") from None
+        if not (0.0 <= g <= 1.0):  # also rejects NaN
+            raise InvalidMDPError(f"gamma must be in [0, 1], got {self.gamma!r}")
+        self.gamma = g
+
+        # probabilities
+        data = P.data if self.is_sparse else P
+        if np.isnan(data).any():
+            idx = self._locate(P, np.isnan)
+            raise InvalidMDPError(f"P has NaN probability at {idx}")
+        if (data < 0).any():
+            idx = self._locate(P, lambda x: x < 0)
+            raise InvalidMDPError(f"P has negative probability at {idx}")
+        row_sums = (np.asarray(P.sum(axis=1)).reshape(S, A) if self.is_sparse else P.sum(axis=2))
+        bad = np.abs(row_sums - 1.0) > ROW_SUM_TOL
+        if bad.any():
+            s, a = map(int, np.argwhere(bad)[0])
+            raise InvalidMDPError(
+                f"P(.|s={self._sname(s)}, a={self._aname(a)}) sums to {_fmt(row_sums[s, a])}, "
+                f"not 1 (tolerance {ROW_SUM_TOL:g})"
+            )
+        self.P = P
+
+        # rewards -> expected_reward (S, A) and per-transition rewards
+        if R_arr is None:  # sparse (S*A, S) reward matrix aligned with P
+            Rs = sp.csr_array(R, dtype=np.float64)
+            if Rs.shape != (S * A, S):
+                raise InvalidMDPError(f"sparse R must have shape (S*A, S) = {(S * A, S)}, got {Rs.shape}")
+            if not np.isfinite(Rs.data).all():
+                raise InvalidMDPError("R has a NaN or infinite reward")
+            self.R = Rs
+            exp_r = np.asarray((Rs.multiply(P)).sum(axis=1)).reshape(S, A)
+        else:
+            if R_arr.shape not in ((S, A), (S, A, S)):
+                raise InvalidMDPError(
+                    f"R has shape {R_arr.shape}; expected (S, A) = {(S, A)} or (S, A, S) = {(S, A, S)}"
+                )
+            if not np.isfinite(R_arr).all():
+                s, a = map(int, np.argwhere(~np.isfinite(R_arr))[0][:2])
+                v = R_arr[s, a][~np.isfinite(R_arr[s, a])].flat[0] if R_arr.ndim == 3 else R_arr[s, a]
+                raise InvalidMDPError(
+                    f"R(s={self._sname(s)}, a={self._aname(a)}) is {v}: rewards must be finite"
+                )
+            self.R = R_arr
+            if R_arr.ndim == 2:
+                exp_r = R_arr.copy()
+            elif self.is_sparse:
+                exp_r = np.asarray(P.multiply(R_arr.reshape(S * A, S)).sum(axis=1)).reshape(S, A)
+            else:
+                exp_r = np.einsum("sat,sat->sa", P, R_arr)
+        self.expected_reward = exp_r
+
+        # terminal states
+        term = np.zeros(S, dtype=bool)
+        if self.terminal is not None:
+            t = np.asarray(self.terminal)
+            if t.dtype == bool:
+                if t.shape != (S,):
+                    raise InvalidMDPError(f"terminal mask must have shape ({S},), got {t.shape}")
+                term = t.copy()
+            else:
+                t = t.astype(np.int64).reshape(-1)
+                if ((t < 0) | (t >= S)).any():
+                    raise InvalidMDPError(f"terminal state index out of range [0, {S}): {t.tolist()}")
+                term[t] = True
+        for s in np.flatnonzero(term):
+            for a in range(A):
+                p_stay = float(P[s * A + a, s]) if self.is_sparse else P[s, a, s]
+                if abs(p_stay - 1.0) > ROW_SUM_TOL:
+                    raise InvalidMDPError(
+                        f"terminal state {self._sname(s)} is not absorbing: "
+                        f"P({self._sname(s)}|{self._sname(s)}, a={self._aname(a)}) = {_fmt(p_stay)}"
+                    )
+                if exp_r[s, a] != 0.0:
+                    raise InvalidMDPError(
+                        f"terminal state {self._sname(s)} has nonzero reward {_fmt(exp_r[s, a])} "
+                        f"for a={self._aname(a)}"
+                    )
+        self.terminal = term
+
+        # start distribution
+        if self.initial is None:
+            nonterm = ~term if (~term).any() else np.ones(S, dtype=bool)
+            init = nonterm / nonterm.sum()
+        else:
+            init = np.asarray(self.initial, dtype=np.float64)
+            if init.shape != (S,):
+                raise InvalidMDPError(f"initial must have shape ({S},), got {init.shape}")
+            if not np.isfinite(init).all() or (init < 0).any():
+                s = int(np.flatnonzero(~np.isfinite(init) | (init < 0))[0])
+                raise InvalidMDPError(f"initial[{self._sname(s)}] = {init[s]} is not a probability")
+            if abs(init.sum() - 1.0) > ROW_SUM_TOL:
+                raise InvalidMDPError(f"initial sums to {_fmt(init.sum())}, not 1")
+        self.initial = init
+
+        # names
+        if self.state_names is None:
+            self.state_names = [str(s) for s in range(S)]
+        elif len(self.state_names) != S:
+            raise InvalidMDPError(f"state_names has {len(self.state_names)} names for {S} states")
+        if self.action_names is None:
+            self.action_names = [str(a) for a in range(A)]
+        elif len(self.action_names) != A:
+            raise InvalidMDPError(f"action_names has {len(self.action_names)} names for {A} actions")
+        self.state_names = [str(n) for n in self.state_names]
+        self.action_names = [str(n) for n in self.action_names]
+        self._csr = None
+
+    def _sname(self, s: int) -> str:
+        names = self.state_names
+        return f"{s} ({names[s]!r})" if names is not None and len(names) > s and names[s] != str(s) else str(s)
+
+    def _aname(self, a: int) -> str:
+        names = self.action_names
+        return f"{a} ({names[a]!r})" if names is not None and len(names) > a and names[a] != str(a) else str(a)
+
+    def _locate(self, P, pred) -> str:
+        if self.is_sparse:
+            coo = P.tocoo()
+            k = int(np.flatnonzero(pred(coo.data))[0])
+            row, s2 = int(coo.row[k]), int(coo.col[k])
+            s, a, v = row // self.n_actions, row % self.n_actions, coo.data[k]
+        else:
+            s, a, s2 = map(int, np.argwhere(pred(P))[0])
+            v = P[s, a, s2]
+        return f"s={self._sname(s)}, a={self._aname(a)}, s'={self._sname(s2)}: {v}"
+
+    # ------------------------------------------------------------------ views
+    def transition_matrix(self):
+        """P as a 2-d (S·A, S) matrix (CSR if sparse, else a dense reshape view)."""
+        if self.is_sparse:
+            return self.P
+        return self.P.reshape(self.n_states * self.n_actions, self.n_states)
+
+    def transitions(self):
+        """CSR view for samplers and compiled kernels.
+
+        Returns (indptr (S·A+1,), next_state (nnz,), prob (nnz,), reward (nnz,)): row s·A + a
+        lists the successors s' with P(s'|s,a) > 0 and the reward R(s,a,s') of that transition.
+        """
+        if self._csr is None:
+            S, A = self.n_states, self.n_actions
+            M = sp.csr_array(self.transition_matrix())
+            M.eliminate_zeros()
+            M.sort_indices()
+            indptr = M.indptr.astype(np.int64)
+            nxt = M.indices.astype(np.int64)
+            rows = np.repeat(np.arange(S * A), np.diff(indptr))
+            if sp.issparse(self.R):
+                rew = np.asarray(self.R[rows, nxt]).reshape(-1)
+            elif self.R.ndim == 3:
+                rew = self.R.reshape(S * A, S)[rows, nxt]
+            else:
+                rew = self.R.reshape(S * A)[rows]
+            self._csr = (indptr, nxt, M.data.astype(np.float64), rew.astype(np.float64))
+        return self._csr
+
+    def to_env(self, seed: int | None = None, max_episode_steps: int | None = None):
+        """A gymnasium.Env that samples this MDP (Discrete observations and actions)."""
+        from policylab.mdp.gym_bridge import MDPEnv
+
+        return MDPEnv(self, seed=seed, max_episode_steps=max_episode_steps)
+
+    def with_gamma(self, gamma: float) -> TabularMDP:
+        """The same MDP with another discount factor."""
+        return TabularMDP(self.P, self.R, gamma, initial=self.initial, terminal=self.terminal,
+                          state_names=self.state_names, action_names=self.action_names)
+
+    def __repr__(self) -> str:
+        kind = "sparse" if self.is_sparse else "dense"
+        return (f"TabularMDP(S={self.n_states}, A={self.n_actions}, gamma={self.gamma}, {kind}, "
+                f"terminal={int(self.terminal.sum())})")
