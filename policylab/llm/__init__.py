@@ -1,0 +1,35 @@
+"""GRPO, DPO and SFT for Hugging Face causal language models (lecture §7.2–7.3).
+
+Pure pieces (torch only): :func:`sequence_logprobs`; the losses live in ``policylab.losses``
+(``grpo_loss``, ``dpo_loss``, ``ipo_loss``) and the advantages in ``policylab.returns``
+(``group_relative_advantages``). Trainers, data loaders, the tiny offline model and the synthetic
+task import ``transformers`` and are loaded lazily on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from policylab.llm.logprobs import sequence_logprobs
+
+_LAZY = {
+    "make_tiny_llama": "policylab.llm.tiny",
+    "make_char_tokenizer": "policylab.llm.tiny",
+    "GRPOTrainer": "policylab.llm.grpo",
+    "GRPOConfig": "policylab.llm.grpo",
+    "DPOTrainer": "policylab.llm.dpo",
+    "DPOConfig": "policylab.llm.dpo",
+    "SFTTrainer": "policylab.llm.sft",
+    "SFTConfig": "policylab.llm.sft",
+    "load_jsonl": "policylab.llm.data",
+    "correctness_reward": "policylab.llm.task",
+    "make_addition_data": "policylab.llm.task",
+}
+
+__all__ = ["sequence_logprobs", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'policylab.llm' has no attribute {name!r}")
