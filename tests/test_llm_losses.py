@@ -204,4 +204,4 @@ def test_group_advantages_equal_rewards_zero_and_finite():
         a = group_relative_advantages(r, 4, scale=scale)
         assert torch.isfinite(a).all() and torch.all(a[:4] == 0)
     a = group_relative_advantages(np.array([0.0, 0.0, 1.0, 0.0]), 2, scale="std")
-    np.testing.assert_allclose(a, [0, 0, 1 / (math.sqrt(0.5) + 1e-4), -1 / (math.sqrt(0.5) + 1e-4)])
+    np.testing.assert_allclose(a, [0, 0, 0.5 / (math.sqrt(0.5) + 1e-4), -0.5 / (math.sqrt(0.5) + 1e-4)])
