@@ -1,0 +1,117 @@
+"""Config plumbing shared by every algorithm: build a typed config dataclass from keyword
+arguments or a YAML preset, coerce YAML strings/ints, and reject bad values before any work.
+
+Each algorithm defines its own dataclass (fields with a one-line doc and the paper's default)
+and may add a ``validate(self)`` method for range checks; :func:`make_config` calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from pathlib import Path
+
+__all__ = ["make_config", "load_preset", "preset_path"]
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+def _coerce(name: str, value, hint):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # Optional[X]
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ValueError(f"hyperparameter {name} must not be None")
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"hyperparameter {name} must be true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, str):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError(f"hyperparameter {name} must be an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"hyperparameter {name} must be a number, got {value!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"hyperparameter {name} must be finite, got {value}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"hyperparameter {name} must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if isinstance(value, int):
+            value = (value,)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"hyperparameter {name} must be a list, got {value!r}")
+        return tuple(_coerce(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value))
+    return value
+
+
+def make_config(config_class, config=None, **overrides):
+    """``config_class`` instance from an optional base (dataclass instance, dict or YAML path)
+    plus keyword overrides. Unknown names, wrong types, NaN/inf and out-of-range values raise
+    ValueError naming the hyperparameter."""
+    base: dict = {}
+    if isinstance(config, (str, Path)):
+        base = load_preset(config)
+    elif dataclasses.is_dataclass(config):
+        base = dataclasses.asdict(config)
+    elif isinstance(config, dict):
+        base = dict(config)
+    elif config is not None:
+        raise ValueError(f"config must be a {config_class.__name__}, dict or YAML path, got {type(config).__name__}")
+    values = {**base, **overrides}
+    hints = typing.get_type_hints(config_class)
+    names = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for "
+                         f"{config_class.__name__}; valid: {', '.join(names)}")
+    cfg = config_class(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def check(cond: bool, name: str, value, requirement: str) -> None:
+    """Raise ValueError("hyperparameter <name>=<value> must be <requirement>") unless cond."""
+    if not cond:
+        raise ValueError(f"hyperparameter {name}={value!r} must be {requirement}")
+
+
+def preset_path(name: str) -> Path:
+    """Path of a bundled preset by env id (``"CartPole-v1"``) or an explicit file path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def load_preset(path, algo: str | None = None) -> dict:
+    """Read a YAML preset. A preset is either flat ``{field: value}`` or keyed by algorithm
+    (``ppo: {...}, a2c: {...}``); with ``algo`` given, that section is returned."""
+    import yaml
+
+    path = preset_path(str(path))
+    if not path.is_file():
+        raise FileNotFoundError(f"preset {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"preset {path} must be a mapping of hyperparameters")
+    if algo is not None and algo in data and isinstance(data[algo], dict):
+        return dict(data[algo])
+    if algo is not None and any(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"preset {path} has no section for {algo!r} (sections: {', '.join(data)})")
+    return data

@@ -1,0 +1,63 @@
+"""Networks: MLP actor (policy head parameters) and MLP critic V(s), separate bodies.
+
+Orthogonal initialisation as in the PPO implementations (Engstrom et al. 2020, "Implementation
+Matters"; Huang et al. 2022, "The 37 implementation details of PPO"): hidden layers gain √2,
+policy output gain 0.01 (near-uniform initial policy), value output gain 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "mlp", "PolicyValueNet"]
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh",
+        out_gain: float = 1.0) -> nn.Sequential:
+    """in_dim → hidden… → out_dim, orthogonally initialised, zero biases, no output activation."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(sizes[-1], out_dim))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            gain = out_gain if layer is layers[-1] else math.sqrt(2.0)
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class PolicyValueNet(nn.Module):
+    """π_θ(·|s) parameters from ``actor`` and V_w(s) from ``critic`` (None without a critic).
+
+    ``policy_params(obs)`` returns what the head expects: logits (B, n) for a categorical head,
+    ``(mean (B, d), log_std (d,))`` for a Gaussian head (``log_std`` is an ``nn.Parameter``).
+    Parameters: ``actor_parameters()`` = actor body + log_std, ``critic.parameters()``.
+    """
+
+    def __init__(self, obs_dim: int, head, hidden: Sequence[int] = (64, 64),
+                 activation: str = "tanh", critic: bool = True, log_std_init: float = 0.0):
+        super().__init__()
+        self.head = head
+        self.actor = mlp(obs_dim, hidden, head.param_dim, activation, out_gain=0.01)
+        self.critic = mlp(obs_dim, hidden, 1, activation, out_gain=1.0) if critic else None
+        self.log_std = None if head.discrete else nn.Parameter(torch.full((head.param_dim,), float(log_std_init)))
+
+    def policy_params(self, obs: torch.Tensor):
+        out = self.actor(obs)  # (B, n) or (B, d)
+        return out if self.log_std is None else (out, self.log_std)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)  # (B,)
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return list(self.actor.parameters()) + ([] if self.log_std is None else [self.log_std])

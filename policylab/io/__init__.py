@@ -1,0 +1,6 @@
+"""Checkpoints (safetensors + JSON, atomic, never pickle) and run logs (CSV + TensorBoard)."""
+
+from policylab.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from policylab.io.logger import STANDARD_KEYS, RunLogger
+
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "RunLogger", "STANDARD_KEYS"]
