@@ -42,7 +42,7 @@ finite = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False)
 def test_transition_matches_gymnasium_cartpole(states, data):
     n = len(states)
     actions = np.array(data.draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)))
-    env = VectorCartPole(n, seed=0)
+    env = VectorCartPole(n, seed=0, autoreset_mode=AutoresetMode.NEXT_STEP)  # keeps the end state
     env.reset()
     env.state = np.array(states)
     obs, reward, term, trunc, _ = env.step(actions)
@@ -59,7 +59,7 @@ def test_random_action_sequences_from_identical_states_match(rng):
     """Many steps from identical (random) states with random actions, state copied back only once."""
     n = 16
     start = rng.uniform(-0.05, 0.05, size=(n, 4))
-    env = VectorCartPole(n, seed=1)
+    env = VectorCartPole(n, seed=1, autoreset_mode=AutoresetMode.NEXT_STEP)
     env.reset()
     env.state = start
     refs = []
@@ -127,7 +127,7 @@ def test_trajectories_equal_sync_vector_env(mode, rng):
 
 # ------------------------------------------------------------------ truncation and autoreset
 def test_truncation_at_500_then_next_step_reset():
-    env = VectorCartPole(3, seed=5)
+    env = VectorCartPole(3, seed=5, autoreset_mode=AutoresetMode.NEXT_STEP)
     obs, _ = env.reset()
     total = np.zeros(3)
     for t in range(1, 501):
@@ -153,7 +153,7 @@ def test_truncation_at_500_then_next_step_reset():
 
 
 def test_termination_reward_and_stats_mixed():
-    env = VectorCartPole(2, seed=0)
+    env = VectorCartPole(2, seed=0, autoreset_mode=AutoresetMode.NEXT_STEP)
     env.reset()
     env.state = np.array([[0.0, 0.0, 0.2094, 3.0], [0.0, 0.0, 0.0, 0.0]])
     _, r, term, trunc, info = env.step(np.array([1, 1]))
@@ -178,6 +178,29 @@ def test_same_step_mode_returns_new_start_and_final_obs():
     assert np.abs(obs[0]).max() <= 0.05  # already the next episode's start
     obs2, r2, *_ = env.step(np.array([0, 0]))
     np.testing.assert_array_equal(r2, [1.0, 1.0])
+
+
+def test_default_mode_is_same_step_and_spec_is_cartpole():
+    env = VectorCartPole(2)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert env.spec.id == "CartPole-v1" and env.spec.max_episode_steps == 500
+    assert VectorCartPole(2, max_episode_steps=50).spec.max_episode_steps == 50
+
+
+def test_truncation_same_step_final_obs_is_state_500():
+    env = VectorCartPole(2, seed=3, max_episode_steps=40)
+    obs, _ = env.reset()
+    for _ in range(39):
+        obs, r, term, trunc, info = env.step(_balance(obs))
+        assert not trunc.any()
+    last = env.state.astype(np.float32)
+    obs, r, term, trunc, info = env.step(_balance(obs))
+    assert trunc.all() and not term.any()
+    np.testing.assert_array_equal(info["episode"]["l"], [40, 40])
+    final = np.stack(info["final_obs"])
+    assert not np.array_equal(final, last)  # the step was taken before the reset
+    np.testing.assert_array_equal(obs, env.state.astype(np.float32))
+    assert np.abs(obs).max() <= 0.05
 
 
 # ------------------------------------------------------------------ seeding
@@ -250,3 +273,26 @@ def test_bad_step_input():
         env.reset(options={"reset_mask": np.ones(3, dtype=bool)})
     with pytest.raises(ValueError, match="length"):
         env.reset(seed=[1, 2])
+
+
+def test_checkpoint_state_roundtrip_continues_identically(rng):
+    """The env's whole state (physics, counters, per-copy generators) survives the JSON snapshot
+    that policylab checkpoints take, so a resumed run continues with identical numbers."""
+    import json
+
+    from policylab.deep.common import env_state, set_env_state
+
+    env = VectorCartPole(4, seed=2)
+    obs, _ = env.reset()
+    for a in rng.integers(0, 2, size=(37, 4)):
+        env.step(a)
+    snap = json.loads(json.dumps(env_state(env)))
+    acts = rng.integers(0, 2, size=(200, 4))
+    first = [env.step(a)[:4] for a in acts]
+    fresh = VectorCartPole(4, seed=99)
+    fresh.reset()
+    set_env_state(fresh, snap)
+    again = [fresh.step(a)[:4] for a in acts]
+    for x, y in zip(first, again):
+        for u, v in zip(x, y):
+            np.testing.assert_array_equal(u, v)

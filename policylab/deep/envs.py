@@ -12,19 +12,21 @@ force ±10 N), same float32 observations, reward +1 per step (including the term
 CartPole-v1), resets drawn uniformly from (−0.05, 0.05)⁴ by a per-copy generator seeded like
 ``SyncVectorEnv`` seeds its copies (copy i gets ``seed + i``). Trajectories are bit-identical.
 
-Autoreset mode — NEXT_STEP (Gymnasium 1.x's default), recorded in ``metadata["autoreset_mode"]``:
+Autoreset mode — SAME_STEP by default, recorded in ``metadata["autoreset_mode"]``. Gymnasium 1.x's
+vector default is NEXT_STEP; policylab's trainers (``policylab.deep.common.make_vec_env``) build
+``SyncVectorEnv(..., autoreset_mode=SAME_STEP)`` and require SAME_STEP of a ready vector env, so
+this env uses the same mode and "Gymnasium SyncVectorEnv" vs "VectorCartPole" differ only in speed:
 
-    step t:    a copy terminates or truncates → obs_t is the true final observation s_{t+1},
-               terminated/truncated = True, reward = 1.
-    step t+1:  that copy's action is IGNORED; it is reset: obs = fresh initial state,
-               reward = 0, terminated = truncated = False. This is not a real transition —
-               a learner must drop it (mask it out of the loss and of GAE).
-
-So with NEXT_STEP the bootstrap value for a truncated step is V(obs_t) of the very observation
-returned with ``truncated=True``. ``autoreset_mode=AutoresetMode.SAME_STEP`` is also supported
-(like ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)``): the copy is reset inside the step that
-ends it, the returned obs is already the new initial state, and the final observation is in
-``info["final_obs"]`` (object array, entries valid where ``info["_final_obs"]``).
+    SAME_STEP (default): a copy that terminates or truncates at step t is reset inside step t.
+        terminated/truncated = True, reward = 1, the returned obs is ALREADY the next episode's
+        initial state, and the true final observation s_{t+1} is ``info["final_obs"][i]``
+        (object array, valid where ``info["_final_obs"]``; ``info["final_info"]`` likewise).
+        Every step is a real transition (the same accounting as SB3's VecEnv).
+        Bootstrap a truncated step from V(info["final_obs"][i]).
+    NEXT_STEP (``autoreset_mode=AutoresetMode.NEXT_STEP``, Gymnasium's default): at step t the
+        returned obs is the final observation; at step t+1 that copy's action is IGNORED and it
+        is reset: obs = fresh initial state, reward = 0, terminated = truncated = False — not a
+        real transition, a learner must mask it out.
 
 Episode statistics (like ``gymnasium.wrappers.vector.RecordEpisodeStatistics``, so no wrapper is
 needed): on a step where any copy ends, ``info["episode"] = {"r": returns, "l": lengths,
@@ -38,11 +40,13 @@ Factory: ``make_fast_vector_env(env_id, num_envs, seed)`` returns the fast vecto
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
 
 import numba
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
@@ -140,6 +144,13 @@ def _cartpole_step(state, actions, pending, steps, ep_return, max_steps, obs, re
     return n_done
 
 
+class _CopyRNG:
+    """The random state of one copy (what a SyncVectorEnv sub-env holds): ``np_random``."""
+
+    def __init__(self, seed: int | None):
+        self.np_random, self.np_random_seed = seeding.np_random(seed)
+
+
 class VectorCartPole(VectorEnv):
     """``num_envs`` copies of CartPole-v1 stepped together in numpy (see the module docstring).
 
@@ -148,10 +159,10 @@ class VectorCartPole(VectorEnv):
         seed: seed used by the first ``reset()`` called without a seed (copy i gets seed + i);
             ``None`` draws fresh entropy. ``reset(seed=s)`` always reseeds.
         max_episode_steps: truncation horizon (500 for CartPole-v1).
-        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``AutoresetMode.SAME_STEP``.
+        autoreset_mode: ``AutoresetMode.SAME_STEP`` (default) or ``AutoresetMode.NEXT_STEP``.
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     x_threshold = X_THRESHOLD
     theta_threshold_radians = THETA_THRESHOLD_RADIANS
@@ -162,7 +173,7 @@ class VectorCartPole(VectorEnv):
         seed: int | None = None,
         *,
         max_episode_steps: int = 500,
-        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
     ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
@@ -188,6 +199,10 @@ class VectorCartPole(VectorEnv):
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.render_mode = None
         self._seed = None if seed is None else int(seed)
+        # The spec of the env it reproduces, so tools can build a single-env copy by id.
+        self.spec = dataclasses.replace(
+            gym.spec("CartPole-v1"), max_episode_steps=self.max_episode_steps
+        )
 
         high = np.array(
             [self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf],
@@ -200,7 +215,10 @@ class VectorCartPole(VectorEnv):
 
         n = self.num_envs
         self._low, self._high = -0.05, 0.05
-        self._rngs: list[np.random.Generator] | None = None
+        # Per-copy generators, like the sub-envs of SyncVectorEnv (copy i seeded with seed + i).
+        # Plain attributes so policylab.deep.common.env_state can checkpoint them.
+        self.envs: list[_CopyRNG] = []
+        self._seed_rngs(self._seed)
         self._state = np.zeros((4, n))  # (4, N) float64: x, ẋ, θ, θ̇ — rows contiguous
         self._steps = np.zeros(n, dtype=np.int64)  # steps taken in the current episode
         self._pending = np.zeros(n, dtype=bool)  # NEXT_STEP: ended last step, reset on this one
@@ -211,11 +229,9 @@ class VectorCartPole(VectorEnv):
 
     # ---------------------------------------------------------------- seeding and resets
     @property
-    def np_random_seed(self) -> tuple[int | None, ...]:
+    def np_random_seed(self) -> tuple[int, ...]:
         """Per-copy seeds (like ``SyncVectorEnv.np_random_seed``)."""
-        if self._rngs is None:
-            return tuple(None for _ in range(self.num_envs))
-        return tuple(self._rng_seeds)
+        return tuple(c.np_random_seed for c in self.envs)
 
     def _seed_rngs(self, seed) -> None:
         if seed is None:
@@ -231,15 +247,12 @@ class VectorCartPole(VectorEnv):
         else:
             _check_seed(seed)
             seeds = [int(seed) + i for i in range(self.num_envs)]
-        pairs = [seeding.np_random(s) for s in seeds]
-        self._rngs = [g for g, _ in pairs]
-        self._rng_seeds = [s for _, s in pairs]
-        self._np_random, self._np_random_seed = self._rngs[0], self._rng_seeds[0]
+        self.envs = [_CopyRNG(s) for s in seeds]
 
     def _draw_initial(self, idx) -> None:
         """s_0 ~ U(low, high)⁴ for each copy in idx, from that copy's own generator."""
         for i in idx:
-            self._state[:, i] = self._rngs[i].uniform(low=self._low, high=self._high, size=(4,))
+            self._state[:, i] = self.envs[i].np_random.uniform(self._low, self._high, size=(4,))
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -257,8 +270,6 @@ class VectorCartPole(VectorEnv):
             self._low, self._high = -0.05, 0.05
         if seed is not None:
             self._seed_rngs(seed)
-        elif self._rngs is None:
-            self._seed_rngs(self._seed)
         self._draw_initial(range(self.num_envs))
         self._steps[:] = 0
         self._pending[:] = False
