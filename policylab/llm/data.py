@@ -1,0 +1,113 @@
+"""JSONL data for the LLM trainers, validated before any training, and its tokenization.
+
+Formats (one JSON object per line; extra keys are kept and passed to GRPO reward functions):
+
+- SFT:  ``{"prompt": ..., "completion": ...}``
+- DPO:  ``{"prompt": ..., "chosen": ..., "rejected": ...}``
+- GRPO: ``{"prompt": ..., <extra columns, e.g. "answer">}``
+
+A prompt is a string (used as is) or a conversation ``[{"role": ..., "content": ...}, ...]``, which
+is rendered with the tokenizer's chat template (``add_generation_prompt=True``), as TRL does for
+conversational data. A completion is a string or a list of assistant messages.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = [
+    "SFT_FIELDS", "DPO_FIELDS", "GRPO_FIELDS", "load_jsonl", "write_jsonl", "encode_prompt",
+    "encode_completion", "check_prompt_lengths",
+]
+
+SFT_FIELDS = ("prompt", "completion")
+DPO_FIELDS = ("prompt", "chosen", "rejected")
+GRPO_FIELDS = ("prompt",)
+
+
+def _is_conversation(x) -> bool:
+    return isinstance(x, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in x)
+
+
+def load_jsonl(source, required: tuple[str, ...]) -> tuple[list[dict], list[str]]:
+    """Records and their labels ("file.jsonl:LINE" or "record I") from a JSONL path or a list of dicts.
+
+    Raises ValueError naming the row and field for: an empty file/list, invalid JSON, a row that is
+    not an object, a missing required field, or a required field that is empty or not a string or
+    conversation.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"data file {str(path)!r} not found")
+        records, labels = [], []
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path.name}:{n}: invalid JSON ({exc.msg})") from None
+            labels.append(f"{path.name}:{n}")
+        if not records:
+            raise ValueError(f"data file {path.name} is empty")
+    else:
+        records = list(source)
+        labels = [f"record {i}" for i in range(len(records))]
+        if not records:
+            raise ValueError("training data is empty")
+    for rec, where in zip(records, labels):
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        for field in required:
+            if field not in rec:
+                raise ValueError(f"{where}: missing field {field!r} (needs {', '.join(required)})")
+            value = rec[field]
+            if not (isinstance(value, str) or _is_conversation(value)):
+                raise ValueError(f"{where}: field {field!r} must be a string or a list of messages")
+            if not value or (isinstance(value, str) and not value.strip()):
+                raise ValueError(f"{where}: field {field!r} is empty")
+    return records, labels
+
+
+def write_jsonl(path, records) -> None:
+    """Write records one JSON object per line (creating parent folders)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def encode_prompt(tokenizer, prompt) -> list[int]:
+    """Token ids of a prompt: plain text with the tokenizer's special tokens (e.g. BOS), or a
+    conversation through the chat template with the generation prompt appended."""
+    if isinstance(prompt, str):
+        return list(tokenizer(prompt)["input_ids"])
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("a conversational prompt needs a tokenizer with a chat template")
+    out = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+
+
+def encode_completion(tokenizer, prompt, completion, prompt_ids: list[int]) -> list[int]:
+    """Token ids of a completion followed by EOS (no BOS). A conversational completion is rendered
+    with the chat template after the prompt and the part beyond the prompt's tokens is kept."""
+    if isinstance(completion, str):
+        ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    else:
+        msgs = (prompt if _is_conversation(prompt) else [{"role": "user", "content": prompt}]) + completion
+        out = tokenizer.apply_chat_template(msgs, tokenize=True)
+        full = list(out["input_ids"] if hasattr(out, "keys") else out)
+        ids = full[len(prompt_ids):]
+    if not ids or ids[-1] != tokenizer.eos_token_id:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def check_prompt_lengths(prompt_ids: list[list[int]], labels: list[str], max_len: int) -> None:
+    """Raise ValueError naming the first row whose tokenized prompt exceeds ``max_len`` tokens."""
+    for ids, where in zip(prompt_ids, labels):
+        if len(ids) > max_len:
+            raise ValueError(
+                f"{where}: prompt is {len(ids)} tokens, longer than max_prompt_length={max_len}"
+            )

@@ -1,0 +1,149 @@
+"""Direct Preference Optimization (Rafailov et al. 2023; lecture §7.3) on {"prompt", "chosen", "rejected"}.
+
+Per step: a batch of pairs → one forward over [chosen rows; rejected rows] → sequence log-probs
+(sums over completion tokens, :func:`policylab.llm.sequence_logprobs`) → reference log-probs (a frozen
+in-memory copy, or values precomputed once before training) → :func:`policylab.losses.dpo_loss`
+→ AdamW. Logs TRL's names: loss, rewards/chosen, rewards/rejected, rewards/accuracies,
+rewards/margins, logps/chosen, logps/rejected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from policylab.llm.common import Trainer, TrainConfig, frozen_copy, join_right_padded
+from policylab.llm.data import DPO_FIELDS, check_prompt_lengths, encode_completion, encode_prompt, load_jsonl
+from policylab.llm.logprobs import sequence_logprobs
+from policylab.losses import dpo_loss, ipo_loss
+
+__all__ = ["DPOConfig", "DPOTrainer", "LOSSES"]
+
+#: Preference losses by name (DPOConfig.loss_type): separate pure functions, no if/elif.
+LOSSES = {"sigmoid": dpo_loss, "ipo": ipo_loss}
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    """DPO hyper-parameters (common fields in TrainConfig); defaults from the paper / TRL 1.16."""
+
+    learning_rate: float = 1e-6  #: AdamW learning rate (TRL DPOConfig default; paper 5e-7)
+    beta: float = 0.1  #: β, strength of the implicit KL to π_ref (paper and TRL: 0.1)
+    loss_type: str = "sigmoid"  #: "sigmoid" (DPO) or "ipo" (IPO, length-normalized as TRL)
+    label_smoothing: float = 0.0  #: cDPO ε: assumed probability that a preference label is flipped
+    max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
+    precompute_ref_logps: bool = False  #: compute reference log-probs once before training, drop π_ref
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss_type not in LOSSES:
+            raise ValueError(f"loss_type must be one of {sorted(LOSSES)}, got {self.loss_type!r}")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+
+
+class DPOTrainer(Trainer):
+    """``DPOTrainer(model, tokenizer, DPOConfig(...), records_or_jsonl).train()``."""
+
+    config_class = DPOConfig
+    progress_keys = ("loss", "rewards/accuracies", "rewards/margins")
+
+    # ------------------------------------------------------------------ data and reference
+    def _prepare(self):
+        self.records, labels = load_jsonl(self.train_data, DPO_FIELDS)
+        self.data = self.tokenize(self.records, labels)
+        self.ref_model = None
+        self.ref_logps = None  # (N, 2): precomputed [ref_chosen, ref_rejected] per row
+        if self.config.precompute_ref_logps:
+            ref_c, ref_r, _, _ = self.logps(self.model, range(len(self.records)), no_grad=True)
+            self.ref_logps = torch.stack([ref_c, ref_r], dim=1)  # (N, 2)
+        else:
+            self.ref_model = frozen_copy(self.model)
+
+    def tokenize(self, records, labels):
+        """(prompt_ids, chosen_ids, rejected_ids) token lists; long prompts raise, naming the row."""
+        tok, cfg = self.tokenizer, self.config
+        prompt_ids = [encode_prompt(tok, r["prompt"]) for r in records]
+        check_prompt_lengths(prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
+
+        def completions(key):
+            return [
+                encode_completion(tok, r["prompt"], r[key], p)[: cfg.max_length - len(p)]
+                for r, p in zip(records, prompt_ids)
+            ]
+
+        return prompt_ids, completions("chosen"), completions("rejected")
+
+    def logps(self, model, rows, no_grad: bool = False, data=None, chunk: int = 64):
+        """(chosen, rejected, chosen_lengths, rejected_lengths), each (len(rows),), where
+        chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected."""
+        prompt_ids, chosen_ids, rejected_ids = self.data if data is None else data
+        rows = list(rows)
+        out = []
+        for i in range(0, len(rows), chunk):
+            r = rows[i : i + chunk]
+            prompts = [prompt_ids[j] for j in r] * 2
+            completions = [chosen_ids[j] for j in r] + [rejected_ids[j] for j in r]
+            ids, attention, comp = join_right_padded(prompts, completions, self.tokenizer.pad_token_id)  # (2b, T)
+            with torch.set_grad_enabled(not no_grad and torch.is_grad_enabled()):
+                logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits  # (2b, T, V)
+                seq = sequence_logprobs(logits, ids, comp).sum(-1)  # (2b,)
+            lengths = comp.sum(-1)  # (2b,)
+            out.append((*seq.chunk(2), *lengths.chunk(2)))
+        return tuple(torch.cat(parts) for parts in zip(*out))
+
+    def _loss(self, chosen, rejected, ref_c, ref_r, len_c, len_r):
+        cfg = self.config
+        if cfg.loss_type == "ipo":
+            return ipo_loss(chosen, rejected, ref_c, ref_r, cfg.beta, len_c, len_r)
+        return dpo_loss(chosen, rejected, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
+
+    # ------------------------------------------------------------------ one update
+    def _step(self, step: int) -> dict:
+        rows = self.batch_indices(step)
+        chosen, rejected, len_c, len_r = self.logps(self.model, rows)  # (B,) each
+        if self.ref_logps is not None:
+            ref_c, ref_r = self.ref_logps[rows].unbind(1)
+        else:
+            ref_c, ref_r, _, _ = self.logps(self.ref_model, rows, no_grad=True)
+        out = self._loss(chosen, rejected, ref_c, ref_r, len_c, len_r)
+        grad_norm = self._update(out.loss)
+        prompt_tokens = sum(len(self.data[0][i]) for i in rows)
+        return {
+            **preference_stats(out),
+            "logps/chosen": chosen.detach().mean().item(),
+            "logps/rejected": rejected.detach().mean().item(),
+            "grad_norm": grad_norm,
+            "num_tokens": float((len_c + len_r).sum()) + 2 * prompt_tokens,
+        }
+
+    @torch.no_grad()
+    def evaluate(self, records=None, ref_model=None) -> dict:
+        """Loss and rewards/* (accuracies, margins...) on ``records`` (default: the training rows)
+        against ``ref_model`` (default: the trainer's reference, or the precomputed values)."""
+        data, n = self.data, len(self.records)
+        if records is not None:
+            records, labels = load_jsonl(records, DPO_FIELDS)
+            data, n = self.tokenize(records, labels), len(records)
+        chosen, rejected, len_c, len_r = self.logps(self.model, range(n), no_grad=True, data=data)
+        ref_model = ref_model or self.ref_model
+        if ref_model is not None:
+            ref_c, ref_r, _, _ = self.logps(ref_model, range(n), no_grad=True, data=data)
+        elif records is None:
+            ref_c, ref_r = self.ref_logps.unbind(1)
+        else:
+            raise ValueError("precomputed reference log-probs cover the training rows only: pass ref_model")
+        return preference_stats(self._loss(chosen, rejected, ref_c, ref_r, len_c, len_r))
+
+
+def preference_stats(out) -> dict:
+    """TRL's DPO log names from a :class:`policylab.losses.DPOOutput`."""
+    margins = out.chosen_rewards - out.rejected_rewards
+    return {
+        "loss": out.loss.item(),
+        "rewards/chosen": out.chosen_rewards.mean().item(),
+        "rewards/rejected": out.rejected_rewards.mean().item(),
+        "rewards/accuracies": (margins > 0).float().mean().item(),
+        "rewards/margins": margins.mean().item(),
+    }

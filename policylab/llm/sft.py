@@ -1,0 +1,63 @@
+"""Supervised fine-tuning on {"prompt", "completion"} rows: the warm start before DPO or GRPO.
+
+    L(θ) = −(1/N) Σ_{i,t} log π_θ(y_{i,t} | x_i, y_{i,<t})      (N = completion tokens in the batch)
+
+Only completion tokens (and their EOS) are trained on (TRL SFTTrainer's completion_only_loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from policylab.llm.common import Trainer, TrainConfig, join_right_padded
+from policylab.llm.data import SFT_FIELDS, check_prompt_lengths, encode_completion, encode_prompt, load_jsonl
+from policylab.llm.logprobs import sequence_logprobs
+
+__all__ = ["SFTConfig", "SFTTrainer", "sft"]
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """SFT hyper-parameters (common fields in TrainConfig)."""
+
+    learning_rate: float = 2e-5  #: AdamW learning rate (TRL SFTConfig default)
+    max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
+
+
+class SFTTrainer(Trainer):
+    """Maximum likelihood on completions. ``SFTTrainer(model, tokenizer, config, records).train()``."""
+
+    config_class = SFTConfig
+    progress_keys = ("loss",)
+
+    def _prepare(self):
+        self.records, labels = load_jsonl(self.train_data, SFT_FIELDS)
+        tok, cfg = self.tokenizer, self.config
+        self.prompt_ids = [encode_prompt(tok, r["prompt"]) for r in self.records]
+        check_prompt_lengths(self.prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
+        self.completion_ids = [
+            encode_completion(tok, r["prompt"], r["completion"], p)[: cfg.max_length - len(p)]
+            for r, p in zip(self.records, self.prompt_ids)
+        ]
+
+    def _step(self, step: int) -> dict:
+        rows = self.batch_indices(step)
+        ids, attention, comp = join_right_padded(
+            [self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], self.tokenizer.pad_token_id
+        )  # (B, T)
+        logits = self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits  # (B, T, V)
+        logp = sequence_logprobs(logits, ids, comp)  # (B, T), 0 off the completion
+        n_tokens = comp.sum()
+        loss = -logp.sum() / n_tokens.clamp(min=1)
+        grad_norm = self._update(loss)
+        return {"loss": loss.item(), "grad_norm": grad_norm, "num_tokens": float(attention.sum())}
+
+
+def sft(model, tokenizer=None, records=None, **config) -> SFTTrainer:
+    """One-call SFT: ``sft(model, tok, records, max_steps=50, learning_rate=3e-3)``; returns the trainer."""
+    config.setdefault("progress", False)
+    trainer = SFTTrainer(model, tokenizer, SFTConfig(**config), records)
+    trainer.train()
+    return trainer

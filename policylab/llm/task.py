@@ -1,0 +1,94 @@
+"""A synthetic task made in code: small-number addition "a+b=" → "c", with a checkable answer.
+
+    train, test = make_addition_problems(max_operand=9, test_fraction=0.2, seed=0)
+    correctness_reward(["3+4="], ["7"], answer=["7"])   # [1.0]
+
+A short SFT on ``sft_records(train)`` gives a weak policy; GRPO with :func:`correctness_reward` on the
+train prompts raises greedy accuracy on the held-out ``test`` prompts; DPO on
+``dpo_records(train)`` (correct answer preferred over a near miss) raises preference accuracy and
+the implicit reward margin. :func:`write_addition_data` writes the JSONL files the CLI reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from policylab.llm.data import write_jsonl
+
+__all__ = [
+    "REWARDS", "correctness_reward", "digits_reward", "make_addition_problems", "sft_records",
+    "dpo_records", "write_addition_data", "accuracy",
+]
+
+
+def make_addition_problems(max_operand: int = 9, test_fraction: float = 0.2, seed: int = 0):
+    """All pairs a, b ∈ [0, max_operand] as {"prompt": "a+b=", "answer": "a+b"}, shuffled with
+    ``seed`` and split into (train, test) with a ``test_fraction`` of held-out pairs."""
+    pairs = [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    problems = [{"prompt": f"{pairs[i][0]}+{pairs[i][1]}=", "answer": str(sum(pairs[i]))} for i in order]
+    n_test = int(round(test_fraction * len(problems)))
+    return problems[n_test:], problems[:n_test]
+
+
+def sft_records(problems) -> list[dict]:
+    """{"prompt", "completion"} rows: the correct answer."""
+    return [{"prompt": p["prompt"], "completion": p["answer"]} for p in problems]
+
+
+def dpo_records(problems, seed: int = 0) -> list[dict]:
+    """{"prompt", "chosen", "rejected"} rows: correct answer vs a near miss (answer ± 1, 2 or 10)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in problems:
+        a = int(p["answer"])
+        wrong = [a + d for d in (-10, -2, -1, 1, 2, 10) if a + d >= 0]
+        rows.append({"prompt": p["prompt"], "chosen": p["answer"], "rejected": str(rng.choice(wrong))})
+    return rows
+
+
+def correctness_reward(prompts, completions, answer, **_) -> list[float]:
+    """1.0 when the completion (stripped) equals the answer column, else 0.0."""
+    return [float(c.strip() == str(a).strip()) for c, a in zip(completions, answer)]
+
+
+def digits_reward(prompts, completions, **_) -> list[float]:
+    """1.0 when the completion is a bare non-negative integer (a format reward), else 0.0."""
+    return [float(re.fullmatch(r"\s*\d+\s*", c) is not None) for c in completions]
+
+
+#: Reward functions by name (the CLI's ``reward_funcs`` field).
+REWARDS = {"correctness": correctness_reward, "digits": digits_reward}
+
+
+def write_addition_data(out_dir, max_operand: int = 9, test_fraction: float = 0.2, seed: int = 0) -> dict:
+    """Write sft.jsonl, dpo.jsonl, grpo.jsonl (train prompts with "answer") and test.jsonl."""
+    train, test = make_addition_problems(max_operand, test_fraction, seed)
+    out = Path(out_dir)
+    files = {
+        "sft": (out / "sft.jsonl", sft_records(train)),
+        "dpo": (out / "dpo.jsonl", dpo_records(train, seed)),
+        "grpo": (out / "grpo.jsonl", train),
+        "test": (out / "test.jsonl", test),
+    }
+    for path, rows in files.values():
+        write_jsonl(path, rows)
+    return {k: str(v[0]) for k, v in files.items()}
+
+
+def accuracy(model, tokenizer, problems, max_new_tokens: int = 4, batch_size: int = 64) -> float:
+    """Greedy-decoding accuracy (fraction of exactly correct answers) on {"prompt", "answer"} rows."""
+    from policylab.llm.common import generate
+    from policylab.llm.data import encode_prompt
+
+    correct = 0.0
+    for i in range(0, len(problems), batch_size):
+        chunk = problems[i : i + batch_size]
+        ids = [encode_prompt(tokenizer, p["prompt"]) for p in chunk]
+        texts = generate(model, tokenizer, ids, max_new_tokens, do_sample=False)[-1]
+        correct += sum(correctness_reward(None, texts, [p["answer"] for p in chunk]))
+    return correct / max(len(problems), 1) if problems else math.nan
