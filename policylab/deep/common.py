@@ -21,7 +21,8 @@ from policylab.deep.networks import PolicyValueNet
 from policylab.deep.storage import RolloutStorage
 from policylab.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["Agent", "EvalStats", "make_vec_env", "env_state", "set_env_state", "load_agent", "ALGORITHMS"]
+__all__ = ["Agent", "EvalStats", "make_vec_env", "env_state", "set_env_state", "load_agent", "ALGORITHMS",
+           "explained_variance"]
 
 # CLI / checkpoint name → "module:Class" (imported lazily).
 ALGORITHMS = {
@@ -30,6 +31,12 @@ ALGORITHMS = {
     "reinforce": "policylab.deep.reinforce:REINFORCE",
     "actor-critic": "policylab.deep.actor_critic:ActorCritic",
 }
+
+
+def explained_variance(v_pred: np.ndarray, target: np.ndarray) -> float:
+    """EV = 1 − Var[R − V] / Var[R]: 1 is a perfect critic, 0 no better than a constant (NaN if Var[R] = 0)."""
+    var = float(np.var(target))
+    return float("nan") if var == 0.0 else 1.0 - float(np.var(target - v_pred)) / var
 
 
 # ---------------------------------------------------------------- environments

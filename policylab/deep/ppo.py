@@ -1,0 +1,146 @@
+"""Proximal Policy Optimization with the clipped surrogate (Schulman et al. 2017; lecture §7.1).
+
+Each iteration: collect T steps from N envs with π_θold, compute GAE advantages, then K epochs
+of minibatch SGD on
+
+    L(θ, w) = −mean[min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t)] + c_v · L_V(w) − c_H · mean[H(π_θ(·|s_t))]
+
+with ρ_t = π_θ(a_t|s_t) / π_θold(a_t|s_t). Implementation details follow SB3/CleanRL (Huang et al.
+2022): per-minibatch advantage normalization, global gradient-norm clipping, optional value
+clipping, linear learning-rate and clip-range annealing, early stop when approx-KL exceeds
+1.5 · target_kl. Discrete (categorical) and continuous (diagonal Gaussian) actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from policylab.deep.common import Agent, explained_variance
+from policylab.deep.config import check
+from policylab.deep.storage import RolloutStorage
+from policylab.losses import approx_kl, clip_fraction, entropy_bonus, ppo_clip_loss, value_loss
+from policylab.returns import gae
+
+__all__ = ["PPO", "PPOConfig"]
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters; defaults are the paper's MuJoCo settings (Schulman et al. 2017, Table 3)."""
+
+    n_envs: int = 1                        # parallel environments N
+    n_steps: int = 2048                    # rollout length T per env (batch = N·T)
+    batch_size: int = 64                   # minibatch size
+    n_epochs: int = 10                     # SGD epochs K over each rollout
+    learning_rate: float = 3e-4            # Adam step size α
+    anneal_lr: bool = False                # linearly decay α to 0 over learn(total_steps)
+    adam_eps: float = 1e-5                 # Adam ε (1e-5 as in the PPO baselines, not torch's 1e-8)
+    gamma: float = 0.99                    # discount γ
+    gae_lambda: float = 0.95               # GAE λ
+    clip_range: float = 0.2                # surrogate clip ε
+    anneal_clip: bool = False              # linearly decay ε to 0 over learn(total_steps)
+    clip_range_vf: float | None = None     # value clip around old V (None: unclipped)
+    normalize_advantage: bool = True       # standardize Â per minibatch
+    ent_coef: float = 0.0                  # entropy bonus c_H
+    vf_coef: float = 0.5                   # value-loss weight c_v
+    max_grad_norm: float = 0.5             # global gradient-norm clip
+    target_kl: float | None = None         # stop the epochs once approx-KL > 1.5·target_kl
+    hidden_sizes: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic (separate)
+    activation: str = "tanh"               # hidden activation: tanh | relu | elu
+    log_std_init: float = 0.0              # initial log σ of the Gaussian head (continuous)
+
+    def validate(self) -> None:
+        for name in ("n_envs", "n_steps", "batch_size", "n_epochs"):
+            check(getattr(self, name) >= 1, name, getattr(self, name), "≥ 1")
+        check(self.batch_size <= self.n_envs * self.n_steps, "batch_size", self.batch_size,
+              f"≤ n_envs·n_steps = {self.n_envs * self.n_steps}")
+        for name in ("learning_rate", "clip_range", "adam_eps", "max_grad_norm"):
+            check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        for name in ("gamma", "gae_lambda"):
+            check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "in [0, 1]")
+        for name in ("ent_coef", "vf_coef"):
+            check(getattr(self, name) >= 0, name, getattr(self, name), "≥ 0")
+        for name in ("clip_range_vf", "target_kl"):
+            v = getattr(self, name)
+            check(v is None or v > 0, name, v, "> 0 or null")
+        check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes, "positive widths")
+
+
+class PPO(Agent):
+    """``PPO(env, seed=0, **hyperparameters)``; see :class:`PPOConfig` and :class:`Agent`."""
+
+    algo = "ppo"
+    config_class = PPOConfig
+
+    def setup(self) -> None:
+        c = self.config
+        self.optimizers["main"] = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, eps=c.adam_eps,
+                                                  foreach=True)
+        self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
+                                           self.head.discrete)
+
+    def _train_iteration(self, total_steps: int) -> dict:
+        c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.buf
+        frac = max(1.0 - self.num_steps / total_steps, 1e-8)  # linear schedules: 1 → 0
+        lr = c.learning_rate * (frac if c.anneal_lr else 1.0)
+        clip_eps = c.clip_range * (frac if c.anneal_clip else 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+        # ---- rollout: T steps of N envs under π_θold ------------------------------------------
+        self.collect_rollout(buf)
+
+        # ---- advantages: GAE(γ, λ); critic target R_t = Â_t + V(s_t) ----------------------------
+        adv = gae(buf.rewards, c.gamma, buf.values, buf.next_values, c.gae_lambda,
+                  terminated=buf.terminated, truncated=buf.truncated)  # (T, N) float32
+        returns = adv + buf.values  # (T, N)
+
+        obs = torch.from_numpy(buf.flat("obs"))  # (B, obs_dim), B = T·N
+        actions = torch.from_numpy(buf.flat("actions"))  # (B,) or (B, d)
+        old_logp = torch.from_numpy(buf.flat("logp"))  # (B,)
+        old_values = torch.from_numpy(buf.flat("values"))  # (B,)
+        adv_t = torch.from_numpy(adv.reshape(-1))  # (B,)
+        ret_t = torch.from_numpy(returns.reshape(-1))  # (B,)
+
+        # ---- update: K epochs of minibatch SGD on the clipped surrogate -------------------------
+        n = obs.shape[0]
+        stats: list[torch.Tensor] = []
+        stop = False
+        params_list = list(net.parameters())
+        for _epoch in range(c.n_epochs):
+            perm = torch.from_numpy(self.np_rng.permutation(n))
+            for start in range(0, n, c.batch_size):
+                mb = perm[start:start + c.batch_size]
+                logp, entropy = head.log_prob_entropy(net.policy_params(obs[mb]), actions[mb])  # (b,)
+                values = net.value(obs[mb])  # (b,)
+                a = adv_t[mb]
+                if c.normalize_advantage and a.numel() > 1:
+                    a = (a - a.mean()) / (a.std() + 1e-8)
+                pg_loss = ppo_clip_loss(logp, old_logp[mb], a, clip_eps)
+                v_loss = value_loss(values, ret_t[mb], old_values[mb] if c.clip_range_vf else None,
+                                    c.clip_range_vf)
+                loss = pg_loss + c.vf_coef * v_loss + c.ent_coef * entropy_bonus(entropy)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params_list, c.max_grad_norm, foreach=True)
+                opt.step()
+                with torch.no_grad():
+                    kl = approx_kl(logp, old_logp[mb])
+                    stats.append(torch.stack([pg_loss, v_loss, entropy.mean(), kl,
+                                              clip_fraction(logp, old_logp[mb], clip_eps)]).detach())
+                if c.target_kl is not None and kl.item() > 1.5 * c.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+
+        # ---- logging ------------------------------------------------------------------------------
+        pg, vl, ent, kl, cf = torch.stack(stats).mean(0).tolist()
+        return {
+            "losses/policy_loss": pg, "losses/value_loss": vl, "losses/entropy": ent,
+            "losses/approx_kl": kl, "losses/clip_fraction": cf,
+            "losses/explained_variance": explained_variance(buf.values, returns),
+            "charts/learning_rate": lr, "charts/clip_range": clip_eps, "charts/epochs": _epoch + 1,
+        }
