@@ -1,0 +1,257 @@
+"""PPO on CartPole-v1: policylab vs Stable-Baselines3, wall-clock and env steps to solve.
+
+Both sides use rl-baselines3-zoo's tuned CartPole-v1 hyperparameters (hyperparams/ppo.yml):
+8 envs, n_steps 32, batch 256, 20 epochs, γ 0.98, GAE λ 0.8, ent_coef 0, learning rate and clip
+range linearly annealed from 1e-3 and 0.2 to 0 over the run cap (--max-steps, rl-zoo's 1e5), SB3
+defaults elsewhere (separate [64, 64] tanh actor and critic, orthogonal init, Adam ε 1e-5,
+vf_coef 0.5, max_grad_norm 0.5, per-minibatch advantage normalization).
+
+Three sides, interleaved seed by seed in ONE process (the order rotates with the seed, so machine
+load hits all alike), torch.set_num_threads(1) for all:
+
+    sb3          stable_baselines3.PPO on DummyVecEnv(8 × gymnasium CartPole-v1) (rl-zoo's setup)
+    policylab    policylab.deep.PPO on gymnasium SyncVectorEnv(8 × CartPole-v1)
+    policylab    policylab.deep.PPO on policylab VectorCartPole(8) (numba-batched, same dynamics)
+
+Evaluation is identical code for all: after each PPO update (iteration) that crosses a multiple of
+--eval-every env steps, 10 episodes of a separate gymnasium CartPole-v1 (SyncVectorEnv of 10
+copies, one episode each, reseeded identically for every side) with deterministic (greedy)
+actions. A run solves at its first evaluation with mean return ≥ 475; it stops there or at
+--max-steps.
+
+Reported per run: "train s" = wall-clock from building the agent (env + networks) until that
+evaluation, EXCLUDING evaluation time; "eval s" = the evaluation time, reported separately;
+"steps" = env steps (summed over the 8 envs) when it solved; "steps/s" = steps / train s.
+One short untimed warm-up run per side comes first (torch and numba first-call costs).
+
+    python benchmarks/ppo_cartpole.py                 # 5 seeds, cap 100k steps
+    python benchmarks/ppo_cartpole.py --quick         # 2 seeds, cap 50k: a smoke run
+    python benchmarks/ppo_cartpole.py --seeds 0 1 2 --max-steps 60000
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+THRESHOLD = 475.0
+EVAL_EPISODES = 10
+
+# rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (n_timesteps 1e5; lin_0.001, lin_0.2).
+ZOO = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
+           ent_coef=0.0, learning_rate=1e-3, clip_range=0.2)
+
+
+# ---------------------------------------------------------------- shared evaluation
+class Evaluator:
+    """Deterministic evaluation, the same code for every side: ``act(obs (10, 4)) -> (10,)``."""
+
+    def __init__(self, episodes: int = EVAL_EPISODES):
+        self.env = gym.make_vec("CartPole-v1", num_envs=episodes, vectorization_mode="sync")
+        self.n = episodes
+
+    def __call__(self, act, seed: int) -> float:
+        obs, _ = self.env.reset(seed=seed)
+        returns = np.zeros(self.n)
+        running = np.ones(self.n, dtype=bool)
+        while running.any():
+            obs, r, term, trunc, _ = self.env.step(np.asarray(act(obs), dtype=np.int64))
+            returns += np.where(running, r, 0.0)
+            running &= ~(term | trunc)
+        return float(returns.mean())
+
+
+@dataclass
+class Run:
+    side: str
+    seed: int
+    solved: bool = False
+    steps: int = 0            # env steps when solved (or at the cap)
+    train_s: float = 0.0      # wall-clock excluding evaluation
+    eval_s: float = 0.0
+    evals: list = field(default_factory=list)  # (steps, mean return)
+
+    @property
+    def sps(self) -> float:
+        return self.steps / self.train_s if self.train_s > 0 else float("nan")
+
+
+class Clock:
+    """Training wall-clock with evaluation time subtracted; decides when to evaluate and stop."""
+
+    def __init__(self, run: Run, evaluator: Evaluator, eval_every: int, eval_seed: int):
+        self.run, self.evaluator, self.eval_every, self.eval_seed = run, evaluator, eval_every, eval_seed
+        self.next_eval = eval_every
+        self.t0 = time.perf_counter()
+
+    def maybe_evaluate(self, steps: int, act) -> bool:
+        """Called after each PPO update; returns True when solved (the caller stops)."""
+        if steps < self.next_eval:
+            return False
+        t = time.perf_counter()
+        self.run.train_s = t - self.t0 - self.run.eval_s
+        self.run.steps = steps
+        mean = self.evaluator(act, self.eval_seed)
+        self.run.eval_s += time.perf_counter() - t
+        self.run.evals.append((steps, mean))
+        while self.next_eval <= steps:
+            self.next_eval += self.eval_every
+        self.run.solved = mean >= THRESHOLD
+        return self.run.solved
+
+    def finish(self, steps: int) -> None:
+        if not self.run.solved:  # hit the cap: time and steps of the whole run
+            self.run.train_s = time.perf_counter() - self.t0 - self.run.eval_s
+            self.run.steps = steps
+
+
+# ---------------------------------------------------------------- the sides
+def run_sb3(seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int) -> Run:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    run = Run("sb3", seed)
+    clock = Clock(run, evaluator, eval_every, eval_seed)
+
+    class EvalCallback(BaseCallback):
+        # on_rollout_start runs after the previous update (SB3 has no post-train hook): the
+        # policy evaluated is the same "after update k" policy as on the policylab side.
+        def _on_rollout_start(self) -> None:
+            self.solved = clock.maybe_evaluate(
+                self.model.num_timesteps, lambda o: self.model.predict(o, deterministic=True)[0]
+            )
+
+        def _on_step(self) -> bool:
+            return not getattr(self, "solved", False)
+
+    env = make_vec_env("CartPole-v1", n_envs=ZOO["n_envs"], seed=seed)
+    lr0, clip0 = ZOO["learning_rate"], ZOO["clip_range"]
+    model = PPO("MlpPolicy", env, n_steps=ZOO["n_steps"], batch_size=ZOO["batch_size"],
+                n_epochs=ZOO["n_epochs"], gamma=ZOO["gamma"], gae_lambda=ZOO["gae_lambda"],
+                ent_coef=ZOO["ent_coef"], learning_rate=lambda p: lr0 * p,
+                clip_range=lambda p: clip0 * p, seed=seed, device="cpu", verbose=0)
+    cb = EvalCallback()
+    model.learn(max_steps, callback=cb)
+    if not run.solved:  # the last update's policy, if the cap was reached without solving
+        clock.maybe_evaluate(max(model.num_timesteps, clock.next_eval),
+                             lambda o: model.predict(o, deterministic=True)[0])
+    clock.finish(model.num_timesteps)
+    env.close()
+    return run
+
+
+def run_policylab(seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int,
+                  fast: bool) -> Run:
+    from policylab.deep import PPO
+    from policylab.deep.envs import VectorCartPole
+
+    run = Run("policylab-fast" if fast else "policylab", seed)
+    clock = Clock(run, evaluator, eval_every, eval_seed)
+    env = VectorCartPole(ZOO["n_envs"], seed=seed) if fast else "CartPole-v1"
+    agent = PPO(env, seed=seed, **ZOO, anneal_lr=True, anneal_clip=True)
+
+    def act(obs):
+        return agent.act(obs, deterministic=True)
+
+    def callback(agent, metrics) -> bool:
+        return not clock.maybe_evaluate(agent.num_steps, act)
+
+    agent.learn(max_steps, callback=callback)
+    if not run.solved:
+        clock.maybe_evaluate(max(agent.num_steps, clock.next_eval), act)
+    clock.finish(agent.num_steps)
+    agent.env.close()
+    return run
+
+
+SIDES = {
+    "sb3": ("Stable-Baselines3", "Gymnasium CartPole-v1 × 8 (SB3 DummyVecEnv)",
+            lambda s, m, e, k, z: run_sb3(s, m, e, k, z)),
+    "policylab": ("policylab", "Gymnasium SyncVectorEnv × 8",
+                  lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=False)),
+    "policylab-fast": ("policylab", "policylab VectorCartPole(8)",
+                       lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=True)),
+}
+
+
+# ---------------------------------------------------------------- report
+def _median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def table(runs: dict[str, list[Run]]) -> str:
+    sb3_med = _median([r.train_s for r in runs.get("sb3", []) if r.solved])
+    lines = [
+        "| side | env | median s to solve | median steps | solved seeds | steps/s | ratio vs SB3 (time) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, rs in runs.items():
+        name, env, _ = SIDES[key]
+        ok = [r for r in rs if r.solved]
+        med = _median([r.train_s for r in ok])
+        ratio = med / sb3_med if ok and sb3_med == sb3_med else float("nan")
+        sps = _median([r.sps for r in rs])
+        ratio_s = f"{ratio:.3f} ({1 / ratio:.1f}× faster)" if key != "sb3" and ratio == ratio else (
+            "1.000" if key == "sb3" else "n/a")
+        lines.append(f"| {name} | {env} | {med:.2f} | {_median([r.steps for r in ok]):,.0f} | "
+                     f"{len(ok)}/{len(rs)} | {sps:,.0f} | {ratio_s} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4)")
+    p.add_argument("--max-steps", type=int, default=None, help="env-step cap per run (default 100000)")
+    p.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations")
+    p.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(SIDES))
+    p.add_argument("--quick", action="store_true", help="2 seeds, cap 50k steps (smoke run)")
+    args = p.parse_args(argv)
+    seeds = args.seeds if args.seeds is not None else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
+    max_steps = args.max_steps if args.max_steps is not None else (50_000 if args.quick else 100_000)
+    if max_steps < args.eval_every or args.eval_every < 1:
+        p.error("need 1 ≤ --eval-every ≤ --max-steps")
+    torch.set_num_threads(1)
+
+    import stable_baselines3
+
+    evaluator = Evaluator()
+    print(f"# PPO CartPole-v1: policylab vs Stable-Baselines3 {stable_baselines3.__version__} "
+          f"(torch {torch.__version__}, gymnasium {gym.__version__}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cpus, torch threads {torch.get_num_threads()})")
+    print(f"# seeds {seeds}, cap {max_steps:,} steps, eval every {args.eval_every:,} steps "
+          f"({EVAL_EPISODES} deterministic episodes), solved = eval mean ≥ {THRESHOLD:g}")
+    for key in args.sides:  # untimed warm-up: first-call costs (torch kernels, numba cache load)
+        SIDES[key][2](12345, 512, evaluator, 256, 0)
+
+    runs: dict[str, list[Run]] = {k: [] for k in args.sides}
+    print("\n| seed | side | solved | steps | train s | eval s | steps/s | evals (steps: mean) |")
+    print("|---:|---|---|---:|---:|---:|---:|---|")
+    for i, seed in enumerate(seeds):
+        order = args.sides[i % len(args.sides):] + args.sides[:i % len(args.sides)]
+        for key in order:
+            gc.collect()
+            r = SIDES[key][2](seed, max_steps, evaluator, args.eval_every, 10_000 + seed)
+            runs[key].append(r)
+            evals = ", ".join(f"{s // 1000}k: {m:.0f}" for s, m in r.evals)
+            print(f"| {seed} | {key} | {'yes' if r.solved else 'NO'} | {r.steps:,} | {r.train_s:.2f} | "
+                  f"{r.eval_s:.2f} | {r.sps:,.0f} | {evals} |", flush=True)
+    print()
+    print(table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
