@@ -1,0 +1,27 @@
+"""Tabular learning from interaction (model unknown): Monte Carlo and TD(0) prediction,
+SARSA, expected SARSA and Q-learning, with schedules and a compiled (numba) fast path.
+
+    from policylab import tabular
+    from policylab.mdp import catalog
+    res = tabular.q_learning(catalog.line_world(), steps=10_000, alpha=0.1, epsilon=0.2)
+    res.Q, res.policy, res.episode_returns
+"""
+
+from policylab.tabular.common import TRACE_DTYPE, TabularResult
+from policylab.tabular.monte_carlo import MCConfig, mc_prediction
+from policylab.tabular.schedules import (Schedule, as_schedule, constant, exponential,
+                                         inverse_count, linear)
+from policylab.tabular.td import TDConfig, expected_sarsa, q_learning, sarsa, td0_prediction
+from policylab.tabular.updates import (bootstrap_discount, epsilon_greedy_expectation,
+                                       expected_sarsa_target, incremental_update,
+                                       q_learning_target, return_step, sarsa_target, td_error,
+                                       td_target)
+
+__all__ = [
+    "TabularResult", "TRACE_DTYPE", "TDConfig", "MCConfig",
+    "mc_prediction", "td0_prediction", "sarsa", "expected_sarsa", "q_learning",
+    "Schedule", "as_schedule", "constant", "linear", "exponential", "inverse_count",
+    "bootstrap_discount", "td_target", "q_learning_target", "sarsa_target",
+    "epsilon_greedy_expectation", "expected_sarsa_target", "td_error", "incremental_update",
+    "return_step",
+]
