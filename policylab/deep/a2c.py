@@ -70,7 +70,7 @@ class A2C(Agent):
             opt = torch.optim.RMSprop(self.net.parameters(), lr=c.learning_rate, alpha=0.99, eps=c.rms_eps,
                                       foreach=True)
         else:
-            opt = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, eps=c.rms_eps, foreach=True)
+            opt = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, eps=c.rms_eps, fused=True)
         self.optimizers["main"] = opt
         self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
                                            self.head.discrete)

@@ -77,7 +77,7 @@ class PPO(Agent):
     def setup(self) -> None:
         c = self.config
         self.optimizers["main"] = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, eps=c.adam_eps,
-                                                  foreach=True)
+                                                  fused=True)  # one kernel for all tensors
         self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
                                            self.head.discrete)
 
@@ -126,13 +126,13 @@ class PPO(Agent):
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params_list, c.max_grad_norm, foreach=True)
                 opt.step()
-                with torch.no_grad():
+                if c.target_kl is not None or _epoch == c.n_epochs - 1:  # diagnostics: last epoch
                     kl = approx_kl(logp, old_logp[mb])
-                    stats.append(torch.stack([pg_loss, v_loss, entropy.mean(), kl,
-                                              clip_fraction(logp, old_logp[mb], clip_eps)]).detach())
-                if c.target_kl is not None and kl.item() > 1.5 * c.target_kl:
-                    stop = True
-                    break
+                    stats.append(torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach().mean(), kl,
+                                              clip_fraction(logp, old_logp[mb], clip_eps)]))
+                    if c.target_kl is not None and kl.item() > 1.5 * c.target_kl:
+                        stop = True
+                        break
             if stop:
                 break
 

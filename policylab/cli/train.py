@@ -1,0 +1,112 @@
+"""``policylab train ALGO --env ID --steps N --seed S --out runs/NAME [--config preset.yaml] [--resume]``
+
+Trains a policylab.deep agent with a progress bar, writing ``progress.csv`` + TensorBoard logs and
+a checkpoint (safetensors + JSON) to ``--out`` every ``--checkpoint-every`` iterations and at the
+end. ``--resume`` continues the run in ``--out`` towards the same ``--steps`` with identical
+numbers to an uninterrupted run. Hyperparameters: the bundled preset for the env (if any), then
+``--config``, then ``--set key=value`` overrides; names are the fields of the algorithm's config.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+ALGOS = ["reinforce", "actor-critic", "a2c", "ppo"]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p.add_argument("algo", choices=ALGOS, help="algorithm")
+    p.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
+    p.add_argument("--config", default=None,
+                   help="YAML preset (path, or an env id for the bundled one); default: bundled preset if any")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one hyperparameter (repeatable), e.g. --set learning_rate=1e-3")
+    p.add_argument("--steps", required=True, help="total env steps of the run, e.g. 1e5")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/ppo-cartpole")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--checkpoint-every", type=int, default=10, metavar="ITERS",
+                   help="checkpoint every ITERS training iterations (default 10)")
+    p.add_argument("--no-tensorboard", action="store_true", help="CSV log only")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def _parse_steps(text: str) -> int:
+    from policylab.cli import UsageError
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--steps must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise UsageError(f"--steps must be a positive whole number, got {text!r}")
+    return int(value)
+
+
+def _hyperparameters(args) -> tuple[dict, str | None]:
+    """Preset (bundled or --config) + --set overrides → (dict, description of the source)."""
+    import yaml
+
+    from policylab.cli import UsageError
+    from policylab.deep.config import load_preset, preset_path
+
+    params, source = {}, None
+    if args.config is not None:
+        params, source = load_preset(args.config, args.algo), str(preset_path(args.config))
+    elif preset_path(args.env).is_file():
+        try:
+            params, source = load_preset(args.env, args.algo), str(preset_path(args.env))
+        except ValueError:  # bundled preset has no section for this algorithm
+            params = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = yaml.safe_load(value)
+    return params, source
+
+
+def run(args) -> int:
+    from policylab.cli import UsageError
+
+    steps = _parse_steps(args.steps)
+    out = Path(args.out)
+    has_ckpt = (out / "checkpoint.json").is_file()
+    if args.resume and not has_ckpt:
+        raise UsageError(f"--resume: no checkpoint in {out}")
+    if not args.resume and has_ckpt:
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if args.checkpoint_every < 0:
+        raise UsageError("--checkpoint-every must be ≥ 0")
+
+    from policylab.deep.common import algorithm_class  # imports torch
+
+    try:
+        cls = algorithm_class(args.algo)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"algorithm {args.algo!r} is not available in this build ({exc})") from None
+    if args.resume:
+        agent = cls.load(out)
+        if agent.env_id != args.env:
+            raise UsageError(f"{out} was trained on {agent.env_id}, not {args.env}")
+        if agent.seed != args.seed:
+            raise UsageError(f"{out} was trained with --seed {agent.seed}, not {args.seed}")
+        print(f"resuming {args.algo} on {args.env} from step {agent.num_steps:,} of {steps:,}")
+    else:
+        params, source = _hyperparameters(args)
+        agent = cls(args.env, seed=args.seed, **params)  # validates env + hyperparameters first
+        print(f"training {args.algo} on {args.env} for {steps:,} steps (seed {args.seed}"
+              + (f", preset {source}" if source else "") + f") -> {out}")
+    if agent.num_steps >= steps:
+        print(f"nothing to do: the run already has {agent.num_steps:,} ≥ {steps:,} steps")
+        return 0
+    agent.learn(steps, progress_bar=not args.no_progress, log_dir=out, tensorboard=not args.no_tensorboard,
+                checkpoint_dir=out, checkpoint_every=args.checkpoint_every)
+    recent = list(agent.recent_returns)
+    tail = f"; mean return of the last {len(recent)} episodes {sum(recent) / len(recent):.1f}" if recent else ""
+    print(f"done: {agent.num_steps:,} steps{tail}; checkpoint + logs in {out}")
+    return 0
