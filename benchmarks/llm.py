@@ -1,0 +1,310 @@
+"""DPO and GRPO on a tiny Llama: policylab's trainers vs TRL 1.16's, same model, data and settings.
+
+Same model on both sides: ``policylab.llm.make_tiny_llama`` (2 layers, hidden 64, 4 heads, MLP 128,
+untied embeddings) over the 99-token character tokenizer ``make_char_tokenizer``, seed 0, fp32, CPU,
+``torch.set_num_threads(1)`` (and OMP_NUM_THREADS=1). Same optimizer: AdamW, lr 1e-6, betas
+(0.9, 0.999), no weight decay, grad-norm clip 1.0, constant schedule, no warmup. TRL is run as a
+plain fp32 loop (its 1.16 defaults turn bf16 autocast and gradient checkpointing on), logging every
+10⁶ steps, no tqdm, no checkpoints; policylab with progress=False (it still appends log.jsonl).
+
+  DPO   batch 8 pairs, every sequence prompt + completion + EOS = 32 tokens (BOS + 20-char prompt
+        + 10-char completion + EOS), 64 distinct rows, β 0.1, sigmoid loss, reference = a frozen
+        in-memory copy run every step (TRL's default; precompute off on both sides).
+        tokens/s = Σ attention-mask tokens of the chosen and rejected rows (TRL's num_tokens) / s.
+  GRPO  1 prompt × G = 8 completions per step (batch 8), max 32 new tokens, temperature 1, β 0
+        (TRL 1.16's default: no reference model), loss "dapo" (TRL default), std-scaled group
+        advantages, μ = 1. Prompts are the 8 addition problems below, in the same order; the
+        reward is the same cheap length function. Completions are sampled (they differ between
+        the sides): the mean completion length is reported; with a random 99-token model EOS is
+        rare, so most steps generate the full 32 tokens on both sides.
+
+Timing: each side runs in its own fresh subprocess; per-step wall time is the interval between the
+ends of consecutive optimizer steps (TRL: ``TrainerCallback.on_step_end``; policylab: a wrapper
+around ``Trainer._step``), so everything a training loop does per step (batching, collation,
+generation, reward, loss, backward, AdamW, logging) is in; construction and the final checkpoint
+are not. The first --warmup steps are dropped; the median of the rest is reported. "generate" is
+the time inside ``model.generate`` (both trainers call it; wrapped on the instance). Sides run
+alternately --repeats times; the best (lowest) median per side is kept (other engineers share the
+machine; the minimum is the least disturbed estimate).
+
+Memory: peak RSS of each subprocess (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), i.e. the
+high-water mark including the interpreter, torch/transformers (and TRL on its side) imports; and
+"train ΔRSS" = peak − the high-water mark after the trainer was built (what training itself adds).
+tracemalloc would not see torch's allocations.
+
+    python benchmarks/llm.py                       # 40 DPO steps, 15 GRPO steps, 2 repeats
+    python benchmarks/llm.py --quick               # smoke run
+    python benchmarks/llm.py --only dpo --dpo-steps 100
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+LR = 1e-6
+DPO_BATCH = 8
+PROMPT_CHARS, COMPLETION_CHARS = 20, 10  # + BOS + EOS = 32 tokens per sequence
+GRPO_G, GRPO_NEW_TOKENS = 8, 32
+GRPO_PROMPTS = [f"{a}+{b}=" for a, b in [(12, 7), (3, 4), (45, 9), (60, 2), (8, 8), (71, 5), (19, 1), (33, 6)]]
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def dpo_rows(n: int = 64) -> list[dict]:
+    import random
+
+    rng = random.Random(0)
+
+    def s(k):
+        return "".join(rng.choice(ALPHABET) for _ in range(k))
+
+    return [{"prompt": s(PROMPT_CHARS), "chosen": s(COMPLETION_CHARS), "rejected": s(COMPLETION_CHARS)} for _ in range(n)]
+
+
+def length_reward(prompts, completions, **kwargs) -> list[float]:
+    """The same cheap reward on both sides: characters in the completion, capped at 16."""
+    return [float(min(len(c), 16)) for c in completions]
+
+
+def _max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _trl_args(tmp: str, steps: int) -> dict:
+    return dict(
+        output_dir=tmp, report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
+        save_strategy="no", disable_tqdm=True, logging_steps=10**6, seed=0, max_steps=steps,
+        learning_rate=LR, optim="adamw_torch", weight_decay=0.0, lr_scheduler_type="constant",
+        warmup_steps=0, max_grad_norm=1.0, dataloader_num_workers=0,
+    )
+
+
+class _GenTimer:
+    """Wraps ``model.generate`` on the instance; accumulates seconds per optimizer step."""
+
+    def __init__(self, model):
+        self.total = 0.0
+        inner = model.generate
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                self.total += time.perf_counter() - t
+
+        model.generate = timed
+
+
+# ------------------------------------------------------------------------------------ workers
+def worker(algo: str, side: str, steps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    from policylab.llm import make_char_tokenizer, make_tiny_llama
+
+    tok = make_char_tokenizer()
+    model = make_tiny_llama(len(tok), seed=0)
+    n_params = sum(p.numel() for p in model.parameters())
+    ends: list[float] = []  # perf_counter at the end of each optimizer step
+    gen_per_step: list[float] = []
+    lengths: list[float] = []
+    gen = _GenTimer(model) if algo == "grpo" else None
+    tmp = tempfile.mkdtemp(prefix=f"bench-llm-{algo}-{side}-")
+    tokens_per_step = None
+
+    if side == "trl":
+        import datasets
+        import trl
+        from transformers import TrainerCallback
+
+        class StepClock(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                ends.append(time.perf_counter())
+                if gen is not None:
+                    gen_per_step.append(gen.total)
+                    gen.total = 0.0
+
+        if algo == "dpo":
+            trainer = trl.DPOTrainer(
+                model=model, ref_model=_frozen(model), processing_class=tok,
+                train_dataset=datasets.Dataset.from_list(dpo_rows()),
+                args=trl.DPOConfig(**_trl_args(tmp, steps), per_device_train_batch_size=DPO_BATCH, beta=0.1,
+                                   precompute_ref_log_probs=False),
+                callbacks=[StepClock()],
+            )
+            batch = trainer.data_collator([trainer.train_dataset[i] for i in range(DPO_BATCH)])
+            tokens_per_step = int(batch["attention_mask"].sum())
+        else:
+            trainer = trl.GRPOTrainer(
+                model=model, reward_funcs=length_reward, processing_class=tok,
+                train_dataset=datasets.Dataset.from_list([{"prompt": p} for p in GRPO_PROMPTS]),
+                args=trl.GRPOConfig(
+                    **_trl_args(tmp, steps), per_device_train_batch_size=GRPO_G, num_generations=GRPO_G,
+                    max_completion_length=GRPO_NEW_TOKENS, temperature=1.0, beta=0.0, loss_type="dapo",
+                    scale_rewards="group", num_iterations=1, shuffle_dataset=False,
+                ),
+                callbacks=[StepClock()],
+            )
+        rss_setup = _max_rss_mb()
+        trainer.train()
+        if algo == "grpo":
+            lengths = list(trainer._metrics["train"].get("completions/mean_length", []))
+    else:
+        from policylab.llm import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
+
+        common = dict(output_dir=tmp, max_steps=steps, learning_rate=LR, weight_decay=0.0, max_grad_norm=1.0,
+                      progress=False, logging_steps=1, seed=0)
+        if algo == "dpo":
+            trainer = DPOTrainer(model, tok, DPOConfig(**common, batch_size=DPO_BATCH, beta=0.1,
+                                                       precompute_ref_logps=False), dpo_rows())
+        else:
+            trainer = GRPOTrainer(
+                model, tok,
+                GRPOConfig(**common, batch_size=GRPO_G, num_generations=GRPO_G, max_completion_length=GRPO_NEW_TOKENS,
+                           temperature=1.0, beta=0.0, loss_type="dapo", scale_rewards="std", num_iterations=1),
+                [{"prompt": p} for p in GRPO_PROMPTS], reward_funcs=[length_reward],
+            )
+        inner = trainer._step
+
+        def timed_step(step):
+            out = inner(step)
+            ends.append(time.perf_counter())
+            if gen is not None:
+                gen_per_step.append(gen.total)
+                gen.total = 0.0
+            return out
+
+        trainer._step = timed_step
+        rss_setup = _max_rss_mb()
+        history = trainer.train()
+        if algo == "dpo":
+            tokens_per_step = int(history[0]["num_tokens"])
+        else:
+            lengths = [h["completion_length"] for h in history]
+
+    rss_peak = _max_rss_mb()
+    step_times = [b - a for a, b in zip(ends, ends[1:])]  # (steps − 1) intervals
+    return {
+        "algo": algo, "side": side, "params": n_params, "step_s": step_times,
+        "gen_s": gen_per_step[1:], "tokens_per_step": tokens_per_step,
+        "mean_completion_length": statistics.fmean(lengths) if lengths else None,
+        "rss_setup_mb": rss_setup, "rss_peak_mb": rss_peak,
+    }
+
+
+def _frozen(model):
+    import copy
+
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+# ------------------------------------------------------------------------------------ driver
+def run_worker(algo: str, side: str, steps: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", algo, side, "--steps", str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"{algo}/{side} worker failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(res: dict, warmup: int) -> dict:
+    steps = res["step_s"][max(warmup - 1, 0):]
+    med = statistics.median(steps)
+    gen = statistics.median(res["gen_s"][max(warmup - 1, 0):]) if res["gen_s"] else None
+    return {**res, "median_step_s": med, "median_gen_s": gen, "n_timed": len(steps)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dpo-steps", type=int, default=40)
+    ap.add_argument("--grpo-steps", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=3, help="steps dropped from the timing")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating runs per side; best median kept")
+    ap.add_argument("--only", choices=["dpo", "grpo"])
+    ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
+    ap.add_argument("--worker", nargs=2, metavar=("ALGO", "SIDE"), help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.steps)))
+        return 0
+    if args.quick:
+        args.dpo_steps, args.grpo_steps, args.repeats, args.warmup = 10, 6, 1, 2
+
+    algos = [args.only] if args.only else ["dpo", "grpo"]
+    best: dict[tuple[str, str], dict] = {}
+    for algo in algos:
+        steps = args.dpo_steps if algo == "dpo" else args.grpo_steps
+        for r in range(args.repeats):
+            for side in (["policylab", "trl"] if r % 2 == 0 else ["trl", "policylab"]):
+                s = summarize(run_worker(algo, side, steps + args.warmup), args.warmup)
+                print(f"# {algo} {side} run {r + 1}: median {1e3 * s['median_step_s']:.2f} ms/step "
+                      f"over {s['n_timed']} steps, peak RSS {s['rss_peak_mb']:.0f} MB", file=sys.stderr)
+                key = (algo, side)
+                if key not in best or s["median_step_s"] < best[key]["median_step_s"]:
+                    best[key] = s
+
+    import torch
+    import transformers
+    import trl
+
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared), "
+          f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"TRL {trl.__version__}; 1 thread per side; model {best[(algos[0], 'trl')]['params']:,} parameters.\n")
+    print("| benchmark | side | metric | value | ratio policylab / TRL |")
+    print("|---|---|---|---|---|")
+    verdicts = []
+    for algo in algos:
+        ours, peer = best[(algo, "policylab")], best[(algo, "trl")]
+        rows = []
+        if algo == "dpo":
+            tps = {k: v["tokens_per_step"] / v["median_step_s"] for k, v in (("policylab", ours), ("trl", peer))}
+            rows.append(("tokens/s", "{:,.0f}", tps["policylab"], tps["trl"]))
+            label = f"DPO (batch {DPO_BATCH} pairs, {ours['tokens_per_step']} tokens/step)"
+            ratio = tps["policylab"] / tps["trl"]
+            verdicts.append(f"DPO tokens/s ratio {ratio:.2f}× (target ≥ 1.5×): {'met' if ratio >= 1.5 else 'NOT met'}")
+        else:
+            label = f"GRPO (G {GRPO_G}, {GRPO_NEW_TOKENS} new tokens)"
+            ratio = ours["median_step_s"] / peer["median_step_s"]
+            verdicts.append(f"GRPO step-time ratio {ratio:.2f}× (target ≤ 0.5×): {'met' if ratio <= 0.5 else 'NOT met'}")
+        rows.append(("ms/step (median)", "{:.2f}", 1e3 * ours["median_step_s"], 1e3 * peer["median_step_s"]))
+        if algo == "grpo":
+            rows.append(("generate ms/step", "{:.2f}", 1e3 * ours["median_gen_s"], 1e3 * peer["median_gen_s"]))
+            rows.append(("non-generate ms/step", "{:.2f}", 1e3 * (ours["median_step_s"] - ours["median_gen_s"]),
+                         1e3 * (peer["median_step_s"] - peer["median_gen_s"])))
+            rows.append(("mean completion length", "{:.1f}", ours["mean_completion_length"], peer["mean_completion_length"]))
+        rows.append(("peak RSS MB", "{:.0f}", ours["rss_peak_mb"], peer["rss_peak_mb"]))
+        rows.append(("train ΔRSS MB", "{:.1f}", ours["rss_peak_mb"] - ours["rss_setup_mb"],
+                     peer["rss_peak_mb"] - peer["rss_setup_mb"]))
+        for metric, fmt, a, b in rows:
+            r = f"{a / b:.2f}" if b else "–"
+            print(f"| {label} | policylab | {metric} | {fmt.format(a)} | {r} |")
+            print(f"| {label} | TRL 1.16 | {metric} | {fmt.format(b)} | 1.00 |")
+    print()
+    for v in verdicts:
+        print(f"- {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
