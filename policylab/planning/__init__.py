@@ -1,0 +1,25 @@
+"""Planning when the model is known: Bellman operators, policy evaluation, value and policy iteration."""
+
+from policylab.planning.bellman import (
+    bellman_expectation_backup,
+    bellman_optimality_backup,
+    bellman_optimality_backup_q,
+    greedy_policy,
+    policy_matrix,
+    policy_model,
+    q_from_v,
+)
+from policylab.planning.evaluation import evaluate_policy
+from policylab.planning.iteration import (
+    PlanningResult,
+    modified_policy_iteration,
+    policy_iteration,
+    proper_policy,
+    value_iteration,
+)
+
+__all__ = [
+    "PlanningResult", "bellman_expectation_backup", "bellman_optimality_backup",
+    "bellman_optimality_backup_q", "evaluate_policy", "greedy_policy", "modified_policy_iteration",
+    "policy_iteration", "proper_policy", "policy_matrix", "policy_model", "q_from_v", "value_iteration",
+]
