@@ -52,12 +52,14 @@ def value_iteration(mdp, tol: float = 1e-8, max_iter: int = 100_000, V0=None,
         usually shrinks much faster than ‖d‖∞, so this needs far fewer sweeps.
       bounds=False: stop when c·‖d‖∞ ≤ tol and return V_{k+1}; then ‖V_{k+1} − V*‖∞ ≤ tol.
     With γ = 1 (episodic MDPs where every policy terminates) stop when ‖d‖∞ ≤ tol; no a-priori
-    bound holds. ``residual`` is the final bound (or ‖d‖∞ when γ = 1).
+    bound holds. γ = 1 raises InvalidMDPError when some state cannot reach a terminal state. ``residual`` is the final bound (or ‖d‖∞ when γ = 1).
     """
     _check_tol(tol, max_iter)
-    S, A = mdp.n_states, mdp.n_actions
+    S = mdp.n_states
     g = mdp.gamma
     c = g / (1.0 - g) if g < 1.0 else None
+    if g == 1.0:
+        proper_policy(mdp)  # raises, naming a state that can never terminate
     V = np.zeros(S) if V0 is None else np.array(V0, dtype=np.float64)
     live = ~mdp.terminal
     sweep = _make_sweep(mdp)
@@ -182,6 +184,8 @@ def modified_policy_iteration(mdp, m: int = 20, tol: float = 1e-8,
         raise ValueError(f"m must be >= 0, got {m}")
     g = mdp.gamma
     c = g / (1.0 - g) if g < 1.0 else 1.0
+    if g == 1.0:
+        proper_policy(mdp)  # raises, naming a state that can never terminate
     V = np.zeros(mdp.n_states)
     live = ~mdp.terminal
     history = []
