@@ -14,14 +14,15 @@ from policylab.tabular.rng import fill_uniforms, make_rng_state, sample_cdf, sam
 __all__ = ["TabularResult", "TRACE_DTYPE"]
 
 #: One row per update. ``q_before``/``q_after`` hold V(s) for the prediction methods;
-#: ``target`` is y_t (the return G_t for Monte Carlo); ``a_next`` is −1 unless used.
+#: ``target`` is y_t (the return G_t for Monte Carlo); ``a_next`` is SARSA's a', else −1.
 TRACE_DTYPE = np.dtype([
     ("t", np.int64), ("episode", np.int64), ("s", np.int64), ("a", np.int64),
-    ("r", np.float64), ("s_next", np.int64), ("terminated", np.bool_), ("truncated", np.bool_),
+    ("r", np.float64), ("s_next", np.int64), ("a_next", np.int64),
+    ("terminated", np.bool_), ("truncated", np.bool_),
     ("alpha", np.float64), ("target", np.float64), ("td_error", np.float64),
     ("q_before", np.float64), ("q_after", np.float64),
 ])
-TRACE_INT_FIELDS = ("t", "episode", "s", "a", "s_next", "flags")   # kernels fill (n, 6) int64
+TRACE_INT_FIELDS = ("t", "episode", "s", "a", "s_next", "flags", "a_next")  # (n, 7) int64
 TRACE_FLOAT_FIELDS = ("r", "alpha", "target", "td_error", "q_before", "q_after")  # (n, 6) float64
 
 
@@ -55,9 +56,18 @@ class TabularResult:
                 f"trace={'yes' if self.trace is not None else 'no'})")
 
 
+def plain_config(value):
+    """A JSON-friendly config value: Schedules as their repr, arrays as a shape note."""
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}"
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    return repr(value)
+
+
 def assemble_trace(ints: list[np.ndarray], floats: list[np.ndarray]) -> np.ndarray:
-    """Join kernel trace chunks ((n, 6) int64 and (n, 6) float64) into one TRACE_DTYPE array."""
-    ti = np.concatenate(ints) if ints else np.zeros((0, 6), np.int64)
+    """Join kernel trace chunks ((n, 7) int64 and (n, 6) float64) into one TRACE_DTYPE array."""
+    ti = np.concatenate(ints) if ints else np.zeros((0, 7), np.int64)
     tf = np.concatenate(floats) if floats else np.zeros((0, 6), np.float64)
     out = np.empty(len(ti), dtype=TRACE_DTYPE)
     for k, name in enumerate(TRACE_INT_FIELDS):
@@ -234,7 +244,8 @@ class GymSampler:
 
     def step(self, s: int, a: int):
         obs, r, terminated, truncated, _ = self.env.step(a + self.a0)
-        return int(obs) - self.o0, float(r), bool(terminated), bool(truncated)
+        # a time limit hit on entering a terminal state is a termination (no bootstrap)
+        return int(obs) - self.o0, float(r), bool(terminated), bool(truncated) and not terminated
 
 
 def make_sampler(problem: Problem, uniforms: Uniforms, seed: int, max_episode_steps):

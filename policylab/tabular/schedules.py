@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 __all__ = ["Schedule", "constant", "linear", "exponential", "inverse_count", "as_schedule",
-           "schedule_value"]
+           "parse_schedule", "schedule_value"]
 
 CONSTANT, LINEAR, EXPONENTIAL, INVERSE_COUNT = 0, 1, 2, 3
 _KIND_NAMES = {CONSTANT: "constant", LINEAR: "linear", EXPONENTIAL: "exponential",
@@ -147,6 +147,46 @@ def as_schedule(value, name: str, *, zero_ok: bool) -> Schedule:
     interval = "[0, 1]" if zero_ok else "(0, 1]"
     too_low = lo < 0 or (lo == 0 and attained and not zero_ok)
     if too_low or hi > 1:
-        shown = value if not isinstance(value, Schedule) else f"{value!r} (takes values in [{lo:g}, {hi:g}])"
+        if not isinstance(value, Schedule):
+            shown = value
+        elif value.kind == CONSTANT:
+            shown = f"{value.p0:g}"
+        else:
+            shown = f"{value!r}, which takes values in [{lo:g}, {hi:g}]"
         raise ValueError(f"{name} must be in {interval}, got {shown}")
     return sched
+
+
+def parse_schedule(text: str) -> Schedule:
+    """Parse the command-line form of a schedule:
+
+        0.1                    constant(0.1)
+        1/n                    inverse_count()            (α = 1/N)
+        inv:POWER[,SCALE]      inverse_count(POWER, SCALE)
+        linear:START,END,STEPS linear(START, END, STEPS)
+        exp:START,END,DECAY    exponential(START, END, DECAY)
+
+    Any form may end in ``@FLOOR`` for ``.with_floor(FLOOR)``, e.g. ``1/n@0.01``.
+    """
+    raw = str(text).strip()
+    body, _, floor = raw.partition("@")
+    kind, _, args = body.partition(":")
+    try:
+        nums = [float(x) for x in args.split(",")] if args else []
+        if body.lower() in ("1/n", "inv"):
+            sched = inverse_count()
+        elif not args:
+            sched = constant(float(body))
+        elif kind == "inv" and len(nums) in (1, 2):
+            sched = inverse_count(*nums)
+        elif kind == "linear" and len(nums) == 3:
+            sched = linear(nums[0], nums[1], nums[2])
+        elif kind == "exp" and len(nums) == 3:
+            sched = exponential(*nums)
+        else:
+            raise ValueError
+        return sched.with_floor(float(floor)) if floor else sched
+    except ValueError as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        raise ValueError(f"cannot parse schedule {raw!r}{detail}; use a number, 1/n, inv:P[,S], "
+                         "linear:START,END,STEPS or exp:START,END,DECAY, optionally @FLOOR") from None

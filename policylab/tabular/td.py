@@ -15,14 +15,14 @@ same order: :func:`_kernel` (numba, TabularMDP only, no Python per step) and :fu
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numba
 import numpy as np
 
 from policylab.tabular.common import (TabularResult, Uniforms, assemble_trace, check_gamma,
                                       check_positive_int, initial_table, make_sampler,
-                                      mdp_arrays, policy_cdf, resolve_problem)
+                                      mdp_arrays, plain_config, policy_cdf, resolve_problem)
 from policylab.tabular.rng import (epsilon_greedy_action, make_rng_state, next_uniform,
                                    sample_cdf, sample_transition)
 from policylab.tabular.schedules import Schedule, as_schedule, schedule_value
@@ -131,6 +131,7 @@ def _kernel(algo, indptr, next_state, prob, reward, init_cdf, terminal, gamma, m
         if tracing:
             trace_i[i, 0], trace_i[i, 1], trace_i[i, 2], trace_i[i, 3] = t, episode, s, a
             trace_i[i, 4], trace_i[i, 5] = s2, int(terminated) + 2 * int(truncated)
+            trace_i[i, 6] = a2
             trace_f[i, 0], trace_f[i, 1], trace_f[i, 2] = r, alpha, target
             trace_f[i, 3], trace_f[i, 4], trace_f[i, 5] = delta, before, after
         t += 1
@@ -174,7 +175,7 @@ def _python(algo, sampler, u, gamma, alpha_spec, eps_spec, pi_cdf, q, v, n_sa, n
                                                         eps_spec, gamma, t, s, a, r, s2,
                                                         terminated, a2)
         if tracing:
-            trace_i[i] = (t, episode, s, a, s2, int(terminated) + 2 * int(truncated))
+            trace_i[i] = (t, episode, s, a, s2, int(terminated) + 2 * int(truncated), a2)
             trace_f[i] = (r, alpha, target, delta, before, after)
         t += 1
         if terminated or truncated:
@@ -239,7 +240,7 @@ def _run(algo, env_or_mdp, policy, cfg: TDConfig, backend: str, progress: bool) 
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
-        ti = np.zeros((n if cfg.trace else 0, 6), np.int64)
+        ti = np.zeros((n if cfg.trace else 0, 7), np.int64)
         tf = np.zeros((n if cfg.trace else 0, 6), np.float64)
         r, ln = run_chunk(n, ti, tf)
         rets.append(r)
@@ -252,8 +253,7 @@ def _run(algo, env_or_mdp, policy, cfg: TDConfig, backend: str, progress: bool) 
     if bar is not None:
         bar.close()
 
-    config = {k: (repr(x) if isinstance(x, Schedule) else x) for k, x in asdict(cfg).items()
-              if k != "initial_value"} | {"gamma": gamma}
+    config = {f.name: plain_config(getattr(cfg, f.name)) for f in fields(cfg)} | {"gamma": gamma}
     control = algo != TD0
     return TabularResult(
         algorithm=NAMES[algo],
