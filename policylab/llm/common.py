@@ -67,10 +67,21 @@ def resolve_model(model, tokenizer=None, seed: int = 0):
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            if not Path(model).is_dir():
-                raise FileNotFoundError(f"model folder {model!r} not found (give a local folder or 'tiny')")
-            tokenizer = tokenizer or AutoTokenizer.from_pretrained(model, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)
+            from transformers.utils import logging as hf_logging
+
+            folder = Path(model)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"model folder {str(model)!r} not found (give a local folder or 'tiny')")
+            if not (folder / "config.json").exists() and latest_checkpoint(folder) is not None:
+                folder = latest_checkpoint(folder)  # a run folder: its latest checkpoint
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            bar_was_on = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+            finally:
+                if bar_was_on:
+                    hf_logging.enable_progress_bar()
     if tokenizer is None:
         raise ValueError("an in-memory model needs its tokenizer")
     if tokenizer.pad_token_id is None:

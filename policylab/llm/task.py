@@ -1,12 +1,14 @@
 """A synthetic task made in code: small-number addition "a+b=" → "c", with a checkable answer.
 
-    train, test = make_addition_problems(max_operand=9, test_fraction=0.2, seed=0)
+    train, test = make_addition_problems(max_a=99, max_b=9, test_fraction=0.2, seed=0)
     correctness_reward(["3+4="], ["7"], answer=["7"])   # [1.0]
 
-A short SFT on ``sft_records(train)`` gives a weak policy; GRPO with :func:`correctness_reward` on the
-train prompts raises greedy accuracy on the held-out ``test`` prompts; DPO on
+A short SFT on ``sft_records(train, off_by_one=0.6)`` — a noisy teacher that answers a+b+1 60% of
+the time — gives a weak policy (greedy accuracy ≈ 0.3 on held-out pairs) that still samples the
+right answer often; GRPO with :func:`correctness_reward` on the train prompts then raises greedy
+accuracy on the held-out ``test`` prompts (≈ 0.3 → 0.7 in 100 steps with the tiny Llama); DPO on
 ``dpo_records(train)`` (correct answer preferred over a near miss) raises preference accuracy and
-the implicit reward margin. :func:`write_addition_data` writes the JSONL files the CLI reads.
+the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
 """
 
 from __future__ import annotations
@@ -20,24 +22,32 @@ import numpy as np
 from policylab.llm.data import write_jsonl
 
 __all__ = [
-    "REWARDS", "correctness_reward", "digits_reward", "make_addition_problems", "sft_records",
+    "REWARDS", "correctness_reward", "digit_match_reward", "digits_reward", "make_addition_problems", "sft_records",
     "dpo_records", "write_addition_data", "accuracy",
 ]
 
 
-def make_addition_problems(max_operand: int = 9, test_fraction: float = 0.2, seed: int = 0):
-    """All pairs a, b ∈ [0, max_operand] as {"prompt": "a+b=", "answer": "a+b"}, shuffled with
-    ``seed`` and split into (train, test) with a ``test_fraction`` of held-out pairs."""
-    pairs = [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1)]
+def make_addition_problems(max_a: int = 99, max_b: int = 9, test_fraction: float = 0.2, seed: int = 0):
+    """All pairs a ∈ [0, max_a], b ∈ [0, max_b] as {"prompt": "a+b=", "answer": "<a+b>"}, shuffled
+    with ``seed`` and split into (train, test) with a ``test_fraction`` of held-out pairs. The default
+    (two-digit + one-digit, 1000 pairs) shares digit-level structure between train and test pairs,
+    so what a policy learns on train prompts can carry over to the held-out ones."""
+    pairs = [(a, b) for a in range(max_a + 1) for b in range(max_b + 1)]
     order = np.random.default_rng(seed).permutation(len(pairs))
     problems = [{"prompt": f"{pairs[i][0]}+{pairs[i][1]}=", "answer": str(sum(pairs[i]))} for i in order]
     n_test = int(round(test_fraction * len(problems)))
     return problems[n_test:], problems[:n_test]
 
 
-def sft_records(problems) -> list[dict]:
-    """{"prompt", "completion"} rows: the correct answer."""
-    return [{"prompt": p["prompt"], "completion": p["answer"]} for p in problems]
+def sft_records(problems, off_by_one: float = 0.0, seed: int = 0) -> list[dict]:
+    """{"prompt", "completion"} rows from a noisy teacher: the correct answer, except that with
+    probability ``off_by_one`` the teacher answers a+b+1 (a systematic bias a weak policy inherits)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in problems:
+        wrong = rng.random() < off_by_one
+        rows.append({"prompt": p["prompt"], "completion": str(int(p["answer"]) + 1) if wrong else p["answer"]})
+    return rows
 
 
 def dpo_records(problems, seed: int = 0) -> list[dict]:
@@ -56,21 +66,34 @@ def correctness_reward(prompts, completions, answer, **_) -> list[float]:
     return [float(c.strip() == str(a).strip()) for c, a in zip(completions, answer)]
 
 
+def digit_match_reward(prompts, completions, answer, **_) -> list[float]:
+    """Partial credit: fraction of the answer's digits right, aligned from the right (units first),
+    minus nothing for extra characters; 1.0 exactly when correctness_reward is 1.0 (dense shaping)."""
+    out = []
+    for c, a in zip(completions, answer):
+        c, a = c.strip(), str(a).strip()
+        hits = sum(x == y for x, y in zip(reversed(c), reversed(a)))
+        out.append(hits / max(len(a), len(c), 1))
+    return out
+
+
 def digits_reward(prompts, completions, **_) -> list[float]:
     """1.0 when the completion is a bare non-negative integer (a format reward), else 0.0."""
     return [float(re.fullmatch(r"\s*\d+\s*", c) is not None) for c in completions]
 
 
 #: Reward functions by name (the CLI's ``reward_funcs`` field).
-REWARDS = {"correctness": correctness_reward, "digits": digits_reward}
+REWARDS = {"correctness": correctness_reward, "digit_match": digit_match_reward, "digits": digits_reward}
 
 
-def write_addition_data(out_dir, max_operand: int = 9, test_fraction: float = 0.2, seed: int = 0) -> dict:
-    """Write sft.jsonl, dpo.jsonl, grpo.jsonl (train prompts with "answer") and test.jsonl."""
-    train, test = make_addition_problems(max_operand, test_fraction, seed)
+def write_addition_data(out_dir, max_a: int = 99, max_b: int = 9, test_fraction: float = 0.2, seed: int = 0,
+                        off_by_one: float = 0.6) -> dict:
+    """Write sft.jsonl (noisy teacher, see :func:`sft_records`), dpo.jsonl, grpo.jsonl (train prompts
+    with "answer") and test.jsonl (held-out pairs with "answer")."""
+    train, test = make_addition_problems(max_a, max_b, test_fraction, seed)
     out = Path(out_dir)
     files = {
-        "sft": (out / "sft.jsonl", sft_records(train)),
+        "sft": (out / "sft.jsonl", sft_records(train, off_by_one, seed)),
         "dpo": (out / "dpo.jsonl", dpo_records(train, seed)),
         "grpo": (out / "grpo.jsonl", train),
         "test": (out / "test.jsonl", test),

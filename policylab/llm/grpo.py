@@ -1,0 +1,188 @@
+"""Group Relative Policy Optimization (Shao et al. 2024; lecture §7.2) for a causal LM.
+
+Per step, top to bottom:
+  1. rollout   — batch_size / G prompts, G completions each, sampled in one batched ``generate``
+                 (KV cache); completion mask up to and including the first EOS.
+  2. rewards   — r_i = Σ_k w_k · reward_k(prompts, completions, **columns)_i; non-finite → error.
+  3. advantage — Â_i = r_i − mean_group(r) (÷ std_group with scale_rewards="std"), via
+                 :func:`policylab.returns.group_relative_advantages`.
+  4. reference — log π_ref from a frozen in-memory copy, only when β ≠ 0.
+  5. update    — μ = num_iterations AdamW steps on :func:`policylab.losses.grpo_loss`; with μ = 1
+                 π_old is the detached current policy (TRL's shortcut), else stored at sampling time.
+Logs: loss, rewards/mean, rewards/std, rewards/<func>, kl, clip_ratio, completion_length,
+frac_reward_zero_std, grad_norm.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from policylab.llm.common import Trainer, TrainConfig, completion_logprobs, frozen_copy, generate
+from policylab.llm.data import GRPO_FIELDS, check_prompt_lengths, encode_prompt, load_jsonl
+from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
+from policylab.returns import group_relative_advantages
+
+__all__ = ["GRPOConfig", "GRPOTrainer", "Rollout"]
+
+RewardFunc = Callable[..., list]
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    """GRPO hyper-parameters (common fields in TrainConfig); defaults are TRL 1.16's, with the
+    DeepSeekMath paper's choice noted where it differs."""
+
+    learning_rate: float = 1e-6  #: AdamW learning rate (TRL default; DeepSeekMath 1e-6)
+    batch_size: int = 8  #: completions per step = prompts per step × num_generations
+    num_generations: int = 8  #: G, completions sampled per prompt (TRL 8; DeepSeekMath 64)
+    max_completion_length: int = 256  #: new tokens per completion (also L_max of "dr_grpo")
+    temperature: float = 1.0  #: sampling temperature; log-probs use the same temperature (as TRL)
+    top_p: float = 1.0  #: nucleus sampling threshold
+    top_k: int = 0  #: top-k sampling (0: off)
+    beta: float = 0.0  #: β of the k3 KL to π_ref (TRL 0: no reference model; DeepSeekMath 0.04)
+    clip_eps: float = 0.2  #: ε (ε_low) of the clipped ratio (TRL epsilon)
+    clip_eps_high: float | None = None  #: ε_high (DAPO clip-higher 0.28); None → clip_eps
+    loss_type: str = "dapo"  #: normalization: grpo|sequence, bnpo|dapo|token, dr_grpo|constant (TRL default dapo)
+    scale_rewards: str = "std"  #: "std" divides Â by the group std (TRL "group"), "none" (Dr. GRPO)
+    num_iterations: int = 1  #: μ, updates per sampled batch (TRL 1)
+    reward_funcs: list[str] = field(default_factory=lambda: ["correctness"])  #: names in policylab.llm.task.REWARDS (CLI)
+    reward_weights: list[float] | None = None  #: one weight per reward function (default all 1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.batch_size % self.num_generations:
+            raise ValueError(
+                f"num_generations={self.num_generations} (group size) does not divide batch_size={self.batch_size}"
+            )
+        if self.loss_type not in GRPO_NORMALIZATIONS:
+            raise ValueError(f"loss_type must be one of {sorted(GRPO_NORMALIZATIONS)}, got {self.loss_type!r}")
+        if self.scale_rewards not in ("std", "none"):
+            raise ValueError(f"scale_rewards must be 'std' or 'none', got {self.scale_rewards!r}")
+        if self.num_iterations < 1 or self.max_completion_length < 1:
+            raise ValueError("num_iterations and max_completion_length must be >= 1")
+
+
+@dataclass
+class Rollout:
+    """One sampled batch, B = prompts × G rows (the G completions of a prompt are contiguous)."""
+
+    prompt_ids: torch.Tensor  #: (B, P) left-padded
+    prompt_mask: torch.Tensor  #: (B, P)
+    completion_ids: torch.Tensor  #: (B, C) right-padded
+    completion_mask: torch.Tensor  #: (B, C) 1 up to and including the first EOS
+    rewards: torch.Tensor | None = None  #: (B,) weighted sum of the reward functions
+    advantages: torch.Tensor | None = None  #: (B,)
+    old_logp: torch.Tensor | None = None  #: (B, C) only when num_iterations > 1
+    ref_logp: torch.Tensor | None = None  #: (B, C) only when beta != 0
+    stats: dict = field(default_factory=dict)
+
+
+class GRPOTrainer(Trainer):
+    """``GRPOTrainer(model, tokenizer, GRPOConfig(...), records_or_jsonl, reward_funcs=[f, ...]).train()``.
+
+    ``reward_funcs``: callables ``f(prompts, completions, **columns) -> list[float]`` (columns are the
+    JSONL fields other than "prompt", one value per completion); default: config.reward_funcs by name.
+    """
+
+    config_class = GRPOConfig
+    progress_keys = ("loss", "rewards/mean", "completion_length")
+
+    def __init__(self, model, tokenizer=None, config=None, train_data=None, reward_funcs=None):
+        config = config or GRPOConfig()
+        if reward_funcs is None:
+            from policylab.llm.task import REWARDS
+
+            unknown = [n for n in config.reward_funcs if n not in REWARDS]
+            if unknown:
+                raise ValueError(f"unknown reward function {unknown[0]!r}; known: {sorted(REWARDS)}")
+            reward_funcs = [REWARDS[n] for n in config.reward_funcs]
+        self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        weights = config.reward_weights or [1.0] * len(self.reward_funcs)
+        if not self.reward_funcs or len(weights) != len(self.reward_funcs):
+            raise ValueError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
+        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        super().__init__(model, tokenizer, config, train_data)
+
+    def _prepare(self):
+        self.records, labels = load_jsonl(self.train_data, GRPO_FIELDS)
+        self.prompt_ids = [encode_prompt(self.tokenizer, r["prompt"]) for r in self.records]
+        check_prompt_lengths(self.prompt_ids, labels, self.config.max_prompt_length)
+        for f in self.reward_funcs:  # each reward's named columns must exist in every row
+            for name, p in inspect.signature(f).parameters.items():
+                if name in ("prompts", "completions") or p.kind is not p.POSITIONAL_OR_KEYWORD or p.default is not p.empty:
+                    continue
+                for rec, where in zip(self.records, labels):
+                    if name not in rec:
+                        raise ValueError(f"{where}: missing column {name!r} needed by reward {f.__name__}")
+        self.ref_model = frozen_copy(self.model) if self.config.beta != 0.0 else None
+
+    # ------------------------------------------------------------------ 1-4: rollout
+    def rollout(self, rows: list[int]) -> Rollout:
+        """Sample G completions for each prompt row, score them, compute advantages (and π_old, π_ref)."""
+        cfg, G = self.config, self.config.num_generations
+        prompt_ids = [self.prompt_ids[i] for i in rows for _ in range(G)]
+        p_ids, p_mask, c_ids, c_mask, texts = generate(
+            self.model, self.tokenizer, prompt_ids, cfg.max_completion_length, True, cfg.temperature, cfg.top_p, cfg.top_k
+        )  # (B, P), (B, P), (B, C), (B, C), B strings
+        ro = Rollout(p_ids, p_mask, c_ids, c_mask)
+        self.score(ro, [self.records[i] for i in rows for _ in range(G)], texts)
+        with torch.no_grad():
+            if cfg.num_iterations > 1:
+                ro.old_logp = completion_logprobs(self.model, p_ids, p_mask, c_ids, c_mask, cfg.temperature)
+            if self.ref_model is not None:
+                ro.ref_logp = completion_logprobs(self.ref_model, p_ids, p_mask, c_ids, c_mask, cfg.temperature)
+        return ro
+
+    def score(self, ro: Rollout, records: list[dict], completions: list[str]) -> Rollout:
+        """Fill ``ro.rewards`` (weighted sum) and ``ro.advantages``; raise on a non-finite reward."""
+        prompts = [r["prompt"] for r in records]
+        columns = {k: [r.get(k) for r in records] for k in records[0] if k != "prompt"}
+        per_func = torch.zeros(len(completions), len(self.reward_funcs))  # (B, K)
+        for k, f in enumerate(self.reward_funcs):
+            values = list(f(prompts=prompts, completions=completions, **columns))
+            if len(values) != len(completions):
+                raise ValueError(f"reward {f.__name__} returned {len(values)} values for {len(completions)} completions")
+            for i, v in enumerate(values):
+                if v is None or not math.isfinite(float(v)):
+                    raise ValueError(
+                        f"reward {f.__name__} returned {v} for completion {i} of prompt {prompts[i]!r}: rewards must be finite"
+                    )
+            per_func[:, k] = torch.tensor([float(v) for v in values])
+            ro.stats[f"rewards/{f.__name__}"] = per_func[:, k].mean().item()
+        ro.rewards = per_func @ self.reward_weights  # (B,)
+        G = self.config.num_generations
+        ro.advantages = group_relative_advantages(ro.rewards, G, scale=self.config.scale_rewards)  # (B,)
+        grouped = ro.rewards.view(-1, G)
+        ro.stats.update({
+            "rewards/mean": ro.rewards.mean().item(),
+            "rewards/std": ro.rewards.std().item() if len(ro.rewards) > 1 else 0.0,
+            "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item() if G > 1 else 1.0,
+            "completion_length": ro.completion_mask.sum(1).float().mean().item(),
+        })
+        return ro
+
+    # ------------------------------------------------------------------ 5: update
+    def update(self, ro: Rollout) -> dict:
+        """μ AdamW steps on grpo_loss for a scored rollout; returns the last step's stats."""
+        cfg = self.config
+        for _ in range(cfg.num_iterations):
+            logp = completion_logprobs(
+                self.model, ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask, cfg.temperature
+            )  # (B, C)
+            loss, stats = grpo_loss(
+                logp, ro.old_logp, ro.ref_logp, ro.advantages, ro.completion_mask, clip_eps=cfg.clip_eps,
+                beta=cfg.beta, normalization=cfg.loss_type, clip_eps_high=cfg.clip_eps_high,
+                max_len=cfg.max_completion_length,
+            )
+            grad_norm = self._update(loss)
+        return {"loss": loss.item(), "grad_norm": grad_norm, **{k: v.item() for k, v in stats.items()}}
+
+    def _step(self, step: int) -> dict:
+        n_prompts = self.config.batch_size // self.config.num_generations
+        ro = self.rollout(self.batch_indices(step, n_prompts))
+        return {**ro.stats, **self.update(ro)}
