@@ -17,7 +17,7 @@ def line_world(n_states: int = 3, gamma: float = 0.9, reward: float = 1.0) -> Ta
     Actions left/right; right from s_n enters G with reward +1; left from s1 stays in s1; every
     other reward is 0. G is terminal (last index). With γ > 0:
 
-        Q*(s_i, right) = γ^(n−i),   Q*(s_i, left) = γ^(n−i+2) (i > 1),   Q*(s_1, left) = γ^(n+1)
+        Q*(s_i, right) = γ^(n−i),   Q*(s_i, left) = γ^(n−i+2) (i > 1),   Q*(s_1, left) = γ^n
     """
     if int(n_states) < 1:
         raise InvalidMDPError(f"line_world needs n_states >= 1, got {n_states}")
