@@ -4,7 +4,8 @@ Both sides use rl-baselines3-zoo's tuned CartPole-v1 hyperparameters (hyperparam
 8 envs, n_steps 32, batch 256, 20 epochs, γ 0.98, GAE λ 0.8, ent_coef 0, learning rate and clip
 range linearly annealed from 1e-3 and 0.2 to 0 over the run cap (--max-steps, rl-zoo's 1e5), SB3
 defaults elsewhere (separate [64, 64] tanh actor and critic, orthogonal init, Adam ε 1e-5,
-vf_coef 0.5, max_grad_norm 0.5, per-minibatch advantage normalization).
+max_grad_norm 0.5, per-minibatch advantage normalization, value loss 0.5·MSE — SB3's vf_coef 0.5,
+which is policylab's vf_coef 1.0 because policylab's value_loss already carries the ½).
 
 Three sides, interleaved seed by seed in ONE process (the order rotates with the seed, so machine
 load hits all alike), torch.set_num_threads(1) for all:
@@ -161,7 +162,9 @@ def run_policylab(seed: int, max_steps: int, evaluator: Evaluator, eval_every: i
     run = Run("policylab-fast" if fast else "policylab", seed)
     clock = Clock(run, evaluator, eval_every, eval_seed)
     env = VectorCartPole(ZOO["n_envs"], seed=seed) if fast else "CartPole-v1"
-    agent = PPO(env, seed=seed, **ZOO, anneal_lr=True, anneal_clip=True)
+    # vf_coef=1.0: policylab's value_loss is ½·mean((V − R)²) while SB3 multiplies the plain MSE by
+    # vf_coef=0.5, so 1.0 here gives SB3's exact objective  L = L_clip + 0.5·mean((V − R)²).
+    agent = PPO(env, seed=seed, **ZOO, vf_coef=1.0, anneal_lr=True, anneal_clip=True)
 
     def act(obs):
         return agent.act(obs, deterministic=True)
