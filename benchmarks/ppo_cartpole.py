@@ -36,23 +36,33 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+import argparse
+import gc
+import math
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import gymnasium as gym
+import numpy as np
+import torch
 
 THRESHOLD = 475.0
 EVAL_EPISODES = 10
 
 # rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (n_timesteps 1e5; lin_0.001, lin_0.2).
-ZOO = dict(n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
-           ent_coef=0.0, learning_rate=1e-3, clip_range=0.2)
+ZOO = {
+    "n_envs": 8,
+    "n_steps": 32,
+    "batch_size": 256,
+    "n_epochs": 20,
+    "gamma": 0.98,
+    "gae_lambda": 0.8,
+    "ent_coef": 0.0,
+    "learning_rate": 1e-3,
+    "clip_range": 0.2,
+}
 
 
 # ---------------------------------------------------------------- shared evaluation
@@ -79,8 +89,8 @@ class Run:
     side: str
     seed: int
     solved: bool = False
-    steps: int = 0            # env steps when solved (or at the cap)
-    train_s: float = 0.0      # wall-clock excluding evaluation
+    steps: int = 0  # env steps when solved (or at the cap)
+    train_s: float = 0.0  # wall-clock excluding evaluation
     eval_s: float = 0.0
     evals: list = field(default_factory=list)  # (steps, mean return)
 
@@ -93,7 +103,12 @@ class Clock:
     """Training wall-clock with evaluation time subtracted; decides when to evaluate and stop."""
 
     def __init__(self, run: Run, evaluator: Evaluator, eval_every: int, eval_seed: int):
-        self.run, self.evaluator, self.eval_every, self.eval_seed = run, evaluator, eval_every, eval_seed
+        self.run, self.evaluator, self.eval_every, self.eval_seed = (
+            run,
+            evaluator,
+            eval_every,
+            eval_seed,
+        )
         self.next_eval = eval_every
         self.t0 = time.perf_counter()
 
@@ -119,7 +134,9 @@ class Clock:
 
 
 # ---------------------------------------------------------------- the sides
-def run_sb3(seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int) -> Run:
+def run_sb3(
+    seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int
+) -> Run:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -140,22 +157,36 @@ def run_sb3(seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, ev
 
     env = make_vec_env("CartPole-v1", n_envs=ZOO["n_envs"], seed=seed)
     lr0, clip0 = ZOO["learning_rate"], ZOO["clip_range"]
-    model = PPO("MlpPolicy", env, n_steps=ZOO["n_steps"], batch_size=ZOO["batch_size"],
-                n_epochs=ZOO["n_epochs"], gamma=ZOO["gamma"], gae_lambda=ZOO["gae_lambda"],
-                ent_coef=ZOO["ent_coef"], learning_rate=lambda p: lr0 * p,
-                clip_range=lambda p: clip0 * p, seed=seed, device="cpu", verbose=0)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=ZOO["n_steps"],
+        batch_size=ZOO["batch_size"],
+        n_epochs=ZOO["n_epochs"],
+        gamma=ZOO["gamma"],
+        gae_lambda=ZOO["gae_lambda"],
+        ent_coef=ZOO["ent_coef"],
+        learning_rate=lambda p: lr0 * p,
+        clip_range=lambda p: clip0 * p,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     cb = EvalCallback()
     model.learn(max_steps, callback=cb)
     if not run.solved:  # the last update's policy, if the cap was reached without solving
-        clock.maybe_evaluate(max(model.num_timesteps, clock.next_eval),
-                             lambda o: model.predict(o, deterministic=True)[0])
+        clock.maybe_evaluate(
+            max(model.num_timesteps, clock.next_eval),
+            lambda o: model.predict(o, deterministic=True)[0],
+        )
     clock.finish(model.num_timesteps)
     env.close()
     return run
 
 
-def run_policylab(seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int,
-                  fast: bool) -> Run:
+def run_policylab(
+    seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int, fast: bool
+) -> Run:
     from policylab.deep import PPO
     from policylab.deep.envs import VectorCartPole
 
@@ -181,12 +212,21 @@ def run_policylab(seed: int, max_steps: int, evaluator: Evaluator, eval_every: i
 
 
 SIDES = {
-    "sb3": ("Stable-Baselines3", "Gymnasium CartPole-v1 × 8 (SB3 DummyVecEnv)",
-            lambda s, m, e, k, z: run_sb3(s, m, e, k, z)),
-    "policylab": ("policylab", "Gymnasium SyncVectorEnv × 8",
-                  lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=False)),
-    "policylab-fast": ("policylab", "policylab VectorCartPole(8)",
-                       lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=True)),
+    "sb3": (
+        "Stable-Baselines3",
+        "Gymnasium CartPole-v1 × 8 (SB3 DummyVecEnv)",
+        lambda s, m, e, k, z: run_sb3(s, m, e, k, z),
+    ),
+    "policylab": (
+        "policylab",
+        "Gymnasium SyncVectorEnv × 8",
+        lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=False),
+    ),
+    "policylab-fast": (
+        "policylab",
+        "policylab VectorCartPole(8)",
+        lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=True),
+    ),
 }
 
 
@@ -205,25 +245,34 @@ def table(runs: dict[str, list[Run]]) -> str:
         name, env, _ = SIDES[key]
         ok = [r for r in rs if r.solved]
         med = _median([r.train_s for r in ok])
-        ratio = med / sb3_med if ok and sb3_med == sb3_med else float("nan")
+        ratio = med / sb3_med if ok and not math.isnan(sb3_med) else float("nan")
         sps = _median([r.sps for r in rs])
-        ratio_s = f"{ratio:.3f} ({1 / ratio:.1f}× faster)" if key != "sb3" and ratio == ratio else (
-            "1.000" if key == "sb3" else "n/a")
-        lines.append(f"| {name} | {env} | {med:.2f} | {_median([r.steps for r in ok]):,.0f} | "
-                     f"{len(ok)}/{len(rs)} | {sps:,.0f} | {ratio_s} |")
+        ratio_s = (
+            f"{ratio:.3f} ({1 / ratio:.1f}× faster)"
+            if key != "sb3" and not math.isnan(ratio)
+            else ("1.000" if key == "sb3" else "n/a")
+        )
+        lines.append(
+            f"| {name} | {env} | {med:.2f} | {_median([r.steps for r in ok]):,.0f} | "
+            f"{len(ok)}/{len(rs)} | {sps:,.0f} | {ratio_s} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4)")
-    p.add_argument("--max-steps", type=int, default=None, help="env-step cap per run (default 100000)")
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="env-step cap per run (default 100000)"
+    )
     p.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations")
     p.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(SIDES))
     p.add_argument("--quick", action="store_true", help="2 seeds, cap 50k steps (smoke run)")
     args = p.parse_args(argv)
     seeds = args.seeds if args.seeds is not None else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
-    max_steps = args.max_steps if args.max_steps is not None else (50_000 if args.quick else 100_000)
+    max_steps = (
+        args.max_steps if args.max_steps is not None else (50_000 if args.quick else 100_000)
+    )
     if max_steps < args.eval_every or args.eval_every < 1:
         p.error("need 1 ≤ --eval-every ≤ --max-steps")
     torch.set_num_threads(1)
@@ -231,11 +280,15 @@ def main(argv=None) -> int:
     import stable_baselines3
 
     evaluator = Evaluator()
-    print(f"# PPO CartPole-v1: policylab vs Stable-Baselines3 {stable_baselines3.__version__} "
-          f"(torch {torch.__version__}, gymnasium {gym.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, torch threads {torch.get_num_threads()})")
-    print(f"# seeds {seeds}, cap {max_steps:,} steps, eval every {args.eval_every:,} steps "
-          f"({EVAL_EPISODES} deterministic episodes), solved = eval mean ≥ {THRESHOLD:g}")
+    print(
+        f"# PPO CartPole-v1: policylab vs Stable-Baselines3 {stable_baselines3.__version__} "
+        f"(torch {torch.__version__}, gymnasium {gym.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, torch threads {torch.get_num_threads()})"
+    )
+    print(
+        f"# seeds {seeds}, cap {max_steps:,} steps, eval every {args.eval_every:,} steps "
+        f"({EVAL_EPISODES} deterministic episodes), solved = eval mean ≥ {THRESHOLD:g}"
+    )
     for key in args.sides:  # untimed warm-up: first-call costs (torch kernels, numba cache load)
         SIDES[key][2](12345, 512, evaluator, 256, 0)
 
@@ -243,14 +296,17 @@ def main(argv=None) -> int:
     print("\n| seed | side | solved | steps | train s | eval s | steps/s | evals (steps: mean) |")
     print("|---:|---|---|---:|---:|---:|---:|---|")
     for i, seed in enumerate(seeds):
-        order = args.sides[i % len(args.sides):] + args.sides[:i % len(args.sides)]
+        order = args.sides[i % len(args.sides) :] + args.sides[: i % len(args.sides)]
         for key in order:
             gc.collect()
             r = SIDES[key][2](seed, max_steps, evaluator, args.eval_every, 10_000 + seed)
             runs[key].append(r)
             evals = ", ".join(f"{s // 1000}k: {m:.0f}" for s, m in r.evals)
-            print(f"| {seed} | {key} | {'yes' if r.solved else 'NO'} | {r.steps:,} | {r.train_s:.2f} | "
-                  f"{r.eval_s:.2f} | {r.sps:,.0f} | {evals} |", flush=True)
+            print(
+                f"| {seed} | {key} | {'yes' if r.solved else 'NO'} | {r.steps:,} | {r.train_s:.2f} | "
+                f"{r.eval_s:.2f} | {r.sps:,.0f} | {evals} |",
+                flush=True,
+            )
     print()
     print(table(runs))
     return 0

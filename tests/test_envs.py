@@ -36,7 +36,9 @@ finite = st.floats(min_value=-3.0, max_value=3.0, allow_nan=False)
 
 @settings(max_examples=30, deadline=None)
 @given(
-    states=st.lists(st.tuples(finite, finite, st.floats(-0.25, 0.25), finite), min_size=1, max_size=6),
+    states=st.lists(
+        st.tuples(finite, finite, st.floats(-0.25, 0.25), finite), min_size=1, max_size=6
+    ),
     data=st.data(),
 )
 def test_transition_matches_gymnasium_cartpole(states, data):
@@ -172,11 +174,12 @@ def test_same_step_mode_returns_new_start_and_final_obs():
     env.reset()
     env.state = np.array([[2.39, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     obs, r, term, trunc, info = env.step(np.array([1, 1]))
-    assert term.tolist() == [True, False]
+    assert term.tolist() == [True, False] and not trunc.any()
+    np.testing.assert_array_equal(r, [1.0, 1.0])
     assert info["_final_obs"].tolist() == [True, False]
     assert info["final_obs"][0][0] > 2.4 and info["final_obs"][1] is None
     assert np.abs(obs[0]).max() <= 0.05  # already the next episode's start
-    obs2, r2, *_ = env.step(np.array([0, 0]))
+    _, r2, *_ = env.step(np.array([0, 0]))
     np.testing.assert_array_equal(r2, [1.0, 1.0])
 
 
@@ -187,14 +190,14 @@ def test_default_mode_is_same_step_and_spec_is_cartpole():
     assert VectorCartPole(2, max_episode_steps=50).spec.max_episode_steps == 50
 
 
-def test_truncation_same_step_final_obs_is_state_500():
+def test_truncation_same_step_final_obs_at_horizon():
     env = VectorCartPole(2, seed=3, max_episode_steps=40)
     obs, _ = env.reset()
     for _ in range(39):
         obs, r, term, trunc, info = env.step(_balance(obs))
-        assert not trunc.any()
+        assert not trunc.any() and not term.any() and r.tolist() == [1.0, 1.0]
     last = env.state.astype(np.float32)
-    obs, r, term, trunc, info = env.step(_balance(obs))
+    obs, _, term, trunc, info = env.step(_balance(obs))
     assert trunc.all() and not term.any()
     np.testing.assert_array_equal(info["episode"]["l"], [40, 40])
     final = np.stack(info["final_obs"])
@@ -224,9 +227,7 @@ def test_seeding_reproducible(rng):
     np.testing.assert_array_equal(rollout(env, seed=7), first)  # reseeding restarts the stream
     assert not np.array_equal(rollout(env), first)  # reset() without seed continues it
     assert env.np_random_seed == (7, 8, 9, 10)
-    np.testing.assert_array_equal(
-        rollout(VectorCartPole(4), seed=[7, 8, 9, 10]), first
-    )
+    np.testing.assert_array_equal(rollout(VectorCartPole(4), seed=[7, 8, 9, 10]), first)
 
 
 # ------------------------------------------------------------------ factory and bad input
@@ -283,7 +284,7 @@ def test_checkpoint_state_roundtrip_continues_identically(rng):
     from policylab.deep.common import env_state, set_env_state
 
     env = VectorCartPole(4, seed=2)
-    obs, _ = env.reset()
+    env.reset()
     for a in rng.integers(0, 2, size=(37, 4)):
         env.step(a)
     snap = json.loads(json.dumps(env_state(env)))
@@ -305,7 +306,14 @@ def test_ppo_learns_identically_on_fast_and_gymnasium_env():
 
     from policylab.deep import PPO
 
-    kw = dict(n_envs=4, n_steps=64, batch_size=256, n_epochs=1, gamma=0.98, gae_lambda=0.8)
+    kw = {
+        "n_envs": 4,
+        "n_steps": 64,
+        "batch_size": 256,
+        "n_epochs": 1,
+        "gamma": 0.98,
+        "gae_lambda": 0.8,
+    }
     fast = PPO(VectorCartPole(4, seed=3), seed=3, **kw).learn(512)
     ref = PPO("CartPole-v1", seed=3, **kw).learn(512)
     assert fast.num_steps == ref.num_steps == 512

@@ -43,17 +43,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
-import numba
 import gymnasium as gym
+import numba
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-__all__ = ["VectorCartPole", "FAST_VECTOR_ENVS", "make_fast_vector_env"]
+__all__ = ["FAST_VECTOR_ENVS", "VectorCartPole", "make_fast_vector_env"]
 
 
 def _check_seed(seed, name: str = "seed") -> None:
@@ -61,6 +61,7 @@ def _check_seed(seed, name: str = "seed") -> None:
         return
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"{name} must be None or a non-negative int, got {seed!r}")
+
 
 # Physical constants of gymnasium.envs.classic_control.cartpole.CartPoleEnv (SI units).
 GRAVITY = 9.8
@@ -76,8 +77,9 @@ X_THRESHOLD = 2.4
 
 
 @numba.njit(cache=True)
-def _cartpole_step(state, actions, pending, steps, ep_return, max_steps, obs, reward, terminated,
-                   truncated):
+def _cartpole_step(
+    state, actions, pending, steps, ep_return, max_steps, obs, reward, terminated, truncated
+):
     """Advance every copy one step in place; returns the number of ended copies (−1: bad action).
 
     Per copy (explicit Euler, the expressions and their order copied from CartPoleEnv.step so
@@ -162,7 +164,7 @@ class VectorCartPole(VectorEnv):
         autoreset_mode: ``AutoresetMode.SAME_STEP`` (default) or ``AutoresetMode.NEXT_STEP``.
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict] = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     x_threshold = X_THRESHOLD
     theta_threshold_radians = THETA_THRESHOLD_RADIANS
@@ -175,7 +177,11 @@ class VectorCartPole(VectorEnv):
         max_episode_steps: int = 500,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
     ):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         _check_seed(seed)
         if (
@@ -304,8 +310,16 @@ class VectorCartPole(VectorEnv):
         terminated = np.empty(n, dtype=bool)
         truncated = np.empty(n, dtype=bool)
         n_done = _cartpole_step(
-            self._state, a.astype(np.int64, copy=False), self._pending, self._steps,
-            self._ep_return, self.max_episode_steps, obs, reward, terminated, truncated,
+            self._state,
+            a.astype(np.int64, copy=False),
+            self._pending,
+            self._steps,
+            self._ep_return,
+            self.max_episode_steps,
+            obs,
+            reward,
+            terminated,
+            truncated,
         )
         if n_done < 0:
             raise ValueError(f"actions must be 0 or 1, got {a.tolist()}")
