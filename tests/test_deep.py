@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from policylab.deep import A2C, PPO, Agent, load_agent
+from policylab.deep.a2c import A2CConfig
 from policylab.deep.common import make_vec_env
-from policylab.deep.config import load_preset, make_config, PRESET_DIR
+from policylab.deep.config import PRESET_DIR, load_preset, make_config
 from policylab.deep.distributions import CategoricalHead, GaussianHead, head_for
 from policylab.deep.ppo import PPOConfig
-from policylab.deep.a2c import A2CConfig
 from policylab.deep.storage import RolloutStorage
 from policylab.io import STANDARD_KEYS, CheckpointError, load_checkpoint, save_checkpoint
 
-SMALL_PPO = dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=2, hidden_sizes=(16, 16))
-SMALL_A2C = dict(n_envs=2, n_steps=5, hidden_sizes=(16, 16))
+SMALL_PPO = {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "hidden_sizes": (16, 16)}
+SMALL_A2C = {"n_envs": 2, "n_steps": 5, "hidden_sizes": (16, 16)}
 
 
 def _params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -69,6 +69,33 @@ def test_head_for_spaces():
         head_for(gym.spaces.MultiBinary(3))
 
 
+def test_flatten_parameters_gives_the_same_gradients_and_updates():
+    from policylab.deep.networks import PolicyValueNet, flatten_parameters
+
+    torch.manual_seed(0)
+    ref = PolicyValueNet(3, CategoricalHead(2), (8, 8))
+    net = PolicyValueNet(3, CategoricalHead(2), (8, 8))
+    net.load_state_dict(ref.state_dict())
+    flat = flatten_parameters(net)
+    assert _params_equal(ref, net) and flat.numel() == sum(p.numel() for p in ref.parameters())
+    x = torch.randn(10, 3)
+    opt_ref = torch.optim.Adam(ref.parameters(), lr=0.1)
+    opt = torch.optim.Adam([flat], lr=0.1)
+    for _ in range(3):  # gradients accumulate into the views, are cleared, and Adam moves the views
+        for model, o in ((ref, opt_ref), (net, opt)):
+            loss = model.policy_params(x).pow(2).sum() + model.value(x).sum()
+            if model is ref:
+                o.zero_grad()
+            else:
+                flat.grad.zero_()
+            loss.backward()
+            o.step()
+        for p, q in zip(ref.parameters(), net.parameters()):
+            torch.testing.assert_close(p.grad, q.grad)
+        torch.testing.assert_close(torch.cat([p.detach().reshape(-1) for p in ref.parameters()]), flat.detach())
+    assert all(q.data_ptr() >= flat.data_ptr() for q in net.parameters())  # still views
+
+
 # ---------------------------------------------------------------- rollout storage and truncation
 
 def test_rollout_bootstraps_truncation_from_true_final_observation():
@@ -84,13 +111,11 @@ def test_rollout_bootstraps_truncation_from_true_final_observation():
         obs, _ = ref.reset(seed=3 + i)
         for t in range(20):
             np.testing.assert_array_equal(buf.obs[t, i], obs)
-            obs, r, term, trunc, _ = ref.step(int(buf.actions[t, i]))
+            obs, _, term, trunc, _ = ref.step(int(buf.actions[t, i]))
             assert (term, trunc) == (buf.terminated[t, i], buf.truncated[t, i])
             with torch.no_grad():
                 v_next = agent.net.value(torch.as_tensor(obs[None])).item()
-            if trunc:
-                assert buf.next_values[t, i] == pytest.approx(v_next, abs=1e-6)
-            elif not term:
+            if not term:  # incl. truncated rows: V(true final obs), never V(reset obs)
                 assert buf.next_values[t, i] == pytest.approx(v_next, abs=1e-6)
             if term or trunc:
                 obs, _ = ref.reset()
@@ -349,7 +374,8 @@ def test_cli_train_resume_eval(tmp_path, capsys):
     assert main(["eval", out, "--episodes", "3"]) == 0
     text = capsys.readouterr().out
     assert "preset" in text and "resuming ppo on CartPole-v1 from step 256" in text and "return: mean" in text
-    rows = list(csv.DictReader(open(f"{out}/progress.csv")))
+    with open(f"{out}/progress.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["global_step"]) for r in rows] == [256, 512]
     direct = PPO("CartPole-v1", seed=1, config=load_preset("CartPole-v1", "ppo"), n_epochs=2,
                  hidden_sizes=(16,)).learn(512)

@@ -60,8 +60,19 @@ import importlib
 
 from policylab.deep.common import ALGORITHMS, Agent, EvalStats, load_agent, make_vec_env
 
-__all__ = ["Agent", "EvalStats", "make_vec_env", "load_agent", "ALGORITHMS",
-           "PPO", "PPOConfig", "A2C", "A2CConfig", "REINFORCE", "ActorCritic"]
+__all__ = [
+    "A2C",
+    "ALGORITHMS",
+    "PPO",
+    "REINFORCE",
+    "A2CConfig",
+    "ActorCritic",
+    "Agent",
+    "EvalStats",
+    "PPOConfig",
+    "load_agent",
+    "make_vec_env",
+]
 
 _LAZY = {
     "PPO": "policylab.deep.ppo", "PPOConfig": "policylab.deep.ppo",

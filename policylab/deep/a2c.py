@@ -18,6 +18,7 @@ import torch
 
 from policylab.deep.common import Agent, explained_variance
 from policylab.deep.config import check
+from policylab.deep.networks import flatten_parameters
 from policylab.deep.storage import RolloutStorage
 from policylab.losses import approx_kl, clip_fraction, entropy_bonus, reinforce_loss, value_loss
 from policylab.returns import gae
@@ -66,11 +67,11 @@ class A2C(Agent):
 
     def setup(self) -> None:
         c = self.config
+        self.flat_params = flatten_parameters(self.net)  # one buffer: optimizer and grad clipping in one kernel
         if c.optimizer == "rmsprop":
-            opt = torch.optim.RMSprop(self.net.parameters(), lr=c.learning_rate, alpha=0.99, eps=c.rms_eps,
-                                      foreach=True)
+            opt = torch.optim.RMSprop([self.flat_params], lr=c.learning_rate, alpha=0.99, eps=c.rms_eps)
         else:
-            opt = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, eps=c.rms_eps, fused=True)
+            opt = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.rms_eps, fused=True)
         self.optimizers["main"] = opt
         self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
                                            self.head.discrete)
@@ -102,9 +103,9 @@ class A2C(Agent):
         pg_loss = reinforce_loss(logp, adv_t)
         v_loss = value_loss(values, torch.from_numpy(returns.reshape(-1)))
         loss = pg_loss + c.vf_coef * v_loss + c.ent_coef * entropy_bonus(entropy)
-        opt.zero_grad(set_to_none=True)
+        self.flat_params.grad.zero_()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), c.max_grad_norm, foreach=True)
+        torch.nn.utils.clip_grad_norm_([self.flat_params], c.max_grad_norm)
         opt.step()
 
         # ---- logging: how far the step moved the policy (KL, ratio outside [0.8, 1.2]) -------------

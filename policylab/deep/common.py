@@ -21,8 +21,16 @@ from policylab.deep.networks import PolicyValueNet
 from policylab.deep.storage import RolloutStorage
 from policylab.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["Agent", "EvalStats", "make_vec_env", "env_state", "set_env_state", "load_agent", "ALGORITHMS",
-           "explained_variance"]
+__all__ = [
+    "ALGORITHMS",
+    "Agent",
+    "EvalStats",
+    "env_state",
+    "explained_variance",
+    "load_agent",
+    "make_vec_env",
+    "set_env_state",
+]
 
 # CLI / checkpoint name → "module:Class" (imported lazily).
 ALGORITHMS = {
@@ -77,7 +85,8 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
                              "pass an env id or a vector env instead")
         fns = [lambda: env] + [lambda: gym.make(env.spec, disable_env_checker=True)] * (n_envs - 1)
     else:
-        raise ValueError(f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
+        raise ValueError(  # noqa: TRY004 (ValueError: the CLI reports it as bad input, exit 2)
+            f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
@@ -163,7 +172,7 @@ class Agent:
     def __init__(self, env, seed: int = 0, *, config=None, **hyperparameters):
         self.config = make_config(self.config_class, config, **hyperparameters)
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")
+            raise ValueError(f"seed must be an int, got {seed!r}")  # noqa: TRY004 (CLI: exit 2)
         self.seed = int(seed)
         torch.set_num_threads(1)
         n_envs = getattr(self.config, "n_envs", 1)
@@ -387,14 +396,13 @@ class Agent:
         only when the agent was trained on an env without a registered id."""
         tensors, meta = load_checkpoint(path)
         algo = meta.get("algo")
-        if cls is Agent:
-            cls = algorithm_class(algo)
-        elif algo != cls.algo:
+        target = algorithm_class(algo) if cls is Agent else cls
+        if algo != target.algo:
             raise CheckpointError(f"{path} holds a {algo!r} checkpoint, not {cls.algo!r}")
         source = env if env is not None else meta.get("env_id")
         if source is None:
             raise ValueError(f"{path} was trained on an unregistered env: pass env= to load it")
-        agent = cls(source, seed=meta["seed"], config=meta["config"])
+        agent = target(source, seed=meta["seed"], config=meta["config"])
         if str(agent.env.single_action_space) != meta["action_space"] or agent.obs_dim != meta["obs_dim"]:
             raise CheckpointError(f"env spaces do not match checkpoint {path}")
         try:
@@ -408,7 +416,7 @@ class Agent:
                         state.setdefault(int(idx), {})[key] = v
                 opt.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"][name]})
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not fit {cls.__name__}: {exc}") from None
+            raise CheckpointError(f"checkpoint {path} does not fit {target.__name__}: {exc}") from None
         agent.np_rng.bit_generator.state = meta["np_rng"]
         agent.num_steps, agent.iteration = int(meta["num_steps"]), int(meta["iteration"])
         agent.recent_returns.extend(meta.get("recent_returns", []))

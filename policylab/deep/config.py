@@ -13,7 +13,7 @@ import types
 import typing
 from pathlib import Path
 
-__all__ = ["make_config", "load_preset", "preset_path"]
+__all__ = ["load_preset", "make_config", "preset_path"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -109,7 +109,7 @@ def load_preset(path, algo: str | None = None) -> dict:
         raise FileNotFoundError(f"preset {path} not found")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"preset {path} must be a mapping of hyperparameters")
+        raise ValueError(f"preset {path} must be a mapping of hyperparameters")  # noqa: TRY004
     if algo is not None and algo in data and isinstance(data[algo], dict):
         return dict(data[algo])
     if algo is not None and any(isinstance(v, dict) for v in data.values()):

@@ -7,13 +7,14 @@ policy output gain 0.01 (near-uniform initial policy), value output gain 1.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "mlp", "PolicyValueNet"]
+__all__ = ["ACTIVATIONS", "PolicyValueNet", "flatten_parameters", "mlp"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -25,7 +26,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tan
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(sizes[-1], out_dim))
     for layer in layers:
@@ -61,3 +62,24 @@ class PolicyValueNet(nn.Module):
 
     def actor_parameters(self) -> list[nn.Parameter]:
         return list(self.actor.parameters()) + ([] if self.log_std is None else [self.log_std])
+
+
+def flatten_parameters(module: nn.Module) -> nn.Parameter:
+    """Make every parameter of ``module`` (and its ``.grad``) a view into ONE contiguous buffer.
+
+    Returns the flat parameter, whose ``.grad`` is the flat gradient buffer the per-parameter grads
+    view. An optimizer over ``[flat]`` and gradient-norm clipping then cost one kernel each instead
+    of one per tensor (the PPO update's overhead on small nets). Backward accumulates into the views
+    in place, so clear gradients with ``flat.grad.zero_()`` — never ``zero_grad(set_to_none=True)``.
+    ``module.state_dict()`` / ``load_state_dict`` keep working (they copy into the views).
+    """
+    params = list(module.parameters())
+    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.data = flat.data[offset:offset + n].view_as(p)
+        p.grad = flat.grad[offset:offset + n].view_as(p)
+        offset += n
+    return flat

@@ -19,6 +19,7 @@ import torch
 
 from policylab.deep.common import Agent, explained_variance
 from policylab.deep.config import check
+from policylab.deep.networks import flatten_parameters
 from policylab.deep.storage import RolloutStorage
 from policylab.losses import approx_kl, clip_fraction, entropy_bonus, ppo_clip_loss, value_loss
 from policylab.returns import gae
@@ -76,8 +77,9 @@ class PPO(Agent):
 
     def setup(self) -> None:
         c = self.config
-        self.optimizers["main"] = torch.optim.Adam(self.net.parameters(), lr=c.learning_rate, eps=c.adam_eps,
-                                                  fused=True)  # one kernel for all tensors
+        self.flat_params = flatten_parameters(self.net)  # one buffer: Adam, grad clipping = 1 kernel each
+        self.optimizers["main"] = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.adam_eps,
+                                                   fused=True)
         self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
                                            self.head.discrete)
 
@@ -108,7 +110,6 @@ class PPO(Agent):
         n = obs.shape[0]
         stats: list[torch.Tensor] = []
         stop = False
-        params_list = list(net.parameters())
         for _epoch in range(c.n_epochs):
             perm = torch.from_numpy(self.np_rng.permutation(n))
             for start in range(0, n, c.batch_size):
@@ -121,10 +122,12 @@ class PPO(Agent):
                 pg_loss = ppo_clip_loss(logp, old_logp[mb], a, clip_eps)
                 v_loss = value_loss(values, ret_t[mb], old_values[mb] if c.clip_range_vf else None,
                                     c.clip_range_vf)
-                loss = pg_loss + c.vf_coef * v_loss + c.ent_coef * entropy_bonus(entropy)
-                opt.zero_grad(set_to_none=True)
+                loss = pg_loss + c.vf_coef * v_loss
+                if c.ent_coef > 0:
+                    loss = loss + c.ent_coef * entropy_bonus(entropy)
+                self.flat_params.grad.zero_()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params_list, c.max_grad_norm, foreach=True)
+                torch.nn.utils.clip_grad_norm_([self.flat_params], c.max_grad_norm)
                 opt.step()
                 if c.target_kl is not None or _epoch == c.n_epochs - 1:  # diagnostics: last epoch
                     kl = approx_kl(logp, old_logp[mb])

@@ -30,9 +30,9 @@ class RolloutStorage:
 
     @classmethod
     def allocate(cls, n_steps: int, n_envs: int, obs_dim: int, action_shape: tuple[int, ...],
-                 discrete: bool) -> "RolloutStorage":
+                 discrete: bool) -> RolloutStorage:
         T, N = n_steps, n_envs
-        f32 = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
+        f32 = lambda *shape: np.zeros(shape, dtype=np.float32)
         return cls(
             obs=f32(T, N, obs_dim),
             actions=np.zeros((T, N, *action_shape), dtype=np.int64 if discrete else np.float32),

@@ -3,4 +3,4 @@
 from policylab.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from policylab.io.logger import STANDARD_KEYS, RunLogger
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "RunLogger", "STANDARD_KEYS"]
+__all__ = ["STANDARD_KEYS", "CheckpointError", "RunLogger", "load_checkpoint", "save_checkpoint"]

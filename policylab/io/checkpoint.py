@@ -20,7 +20,7 @@ from pathlib import Path
 
 from policylab.errors import PolicylabError
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "atomic_write_bytes"]
+__all__ = ["CheckpointError", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "policylab-checkpoint-v1"
 META_FILE = "checkpoint.json"
@@ -103,6 +103,6 @@ def load_checkpoint(path) -> tuple[dict, dict]:
         raise CheckpointError(f"corrupt checkpoint: {weights} does not match its SHA-256 in {META_FILE}")
     try:
         tensors = st_load(data)
-    except Exception as exc:  # safetensors raises its own error types
+    except Exception as exc:  # noqa: BLE001 (safetensors raises its own error types)
         raise CheckpointError(f"corrupt checkpoint {weights}: {exc}") from None
     return tensors, meta
