@@ -295,17 +295,3 @@ def gae(r_t, discount_t, v_t, v_tp1, lambda_=0.95, *, terminated=None, truncated
     keep = g * _np(lambda_) * (1.0 - np.maximum(term, trunc))  # (T, ...) γλ(1 − done)
     return _out(_backward_scan(delta, keep), r_t)
 
-
-def explained_variance(y_pred, y_true) -> float:
-    """Fraction of the return variance a critic explains (logged by every policy-gradient method):
-
-        EV = 1 − Var[y − ŷ] / Var[y]      (1: perfect, 0: no better than a constant, < 0: worse)
-
-    ``y_pred`` = V(s_t), ``y_true`` = the return targets; any equal shapes, numpy or torch.
-    Returns a Python float, NaN when Var[y] = 0.
-    """
-    if tuple(y_pred.shape) != tuple(y_true.shape):
-        raise ValueError(f"y_pred has shape {tuple(y_pred.shape)} but y_true has {tuple(y_true.shape)}")
-    y, p = _np(y_true).astype(np.float64), _np(y_pred).astype(np.float64)
-    var = float(np.var(y))
-    return float("nan") if var == 0.0 else 1.0 - float(np.var(y - p)) / var

@@ -143,7 +143,7 @@ def _cols(x):
 @given(_rollouts())
 def test_properties_gae_lambda_limits_and_reference(roll):
     r, v, v_tp1, term, trunc, gamma, lam = roll
-    kw = dict(terminated=term, truncated=trunc)
+    kw = {"terminated": term, "truncated": trunc}
     G = discounted_returns(r, gamma, v_tp1, **kw)
     delta = td_errors(r, gamma, v, v_tp1, **kw)
     # λ = 1 is Monte Carlo, λ = 0 is TD(0)
@@ -162,8 +162,8 @@ def test_properties_gae_lambda_limits_and_reference(roll):
 @given(_rollouts(), st.booleans())
 def test_properties_numpy_and_torch_agree(roll, grad):
     r, v, v_tp1, term, trunc, gamma, lam = roll
-    kw = dict(terminated=term, truncated=trunc)
-    tkw = dict(terminated=torch.as_tensor(term), truncated=torch.as_tensor(trunc))
+    kw = {"terminated": term, "truncated": trunc}
+    tkw = {"terminated": torch.as_tensor(term), "truncated": torch.as_tensor(trunc)}
     rt, vt, vt1 = (torch.tensor(x, requires_grad=grad) for x in (r, v, v_tp1))
     for f, a_np, a_t in [
         (gae, (r, gamma, v, v_tp1, lam), (rt, gamma, vt, vt1, lam)),

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from policylab.deep.common import Agent
+from policylab.deep.common import Agent, explained_variance
 from policylab.deep.config import check
 from policylab.losses import approx_kl, reinforce_loss, value_loss
-from policylab.returns import discounted_returns, explained_variance
+from policylab.returns import discounted_returns
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "exact_policy_gradient", "softmax"]
 

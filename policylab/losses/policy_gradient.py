@@ -23,13 +23,13 @@ import torch
 from policylab.losses.kl import kl_k1, kl_k3
 
 __all__ = [
-    "reinforce_loss",
     "actor_critic_loss",
-    "ppo_clip_loss",
-    "value_loss",
-    "entropy_bonus",
     "approx_kl",
     "clip_fraction",
+    "entropy_bonus",
+    "ppo_clip_loss",
+    "reinforce_loss",
+    "value_loss",
 ]
 
 
