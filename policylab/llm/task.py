@@ -7,7 +7,7 @@ A short SFT on ``sft_records(train, off_by_one=0.6)`` — a noisy teacher that a
 the time — gives a weak policy (greedy accuracy ≈ 0.3 on held-out pairs) that still samples the
 right answer often; GRPO with :func:`correctness_reward` on the train prompts then raises greedy
 accuracy on the held-out ``test`` prompts (≈ 0.3 → 0.7 in 100 steps with the tiny Llama); DPO on
-``dpo_records(train)`` (correct answer preferred over a near miss) raises preference accuracy and
+``dpo_records(train)`` (correct answer preferred over the teacher's a+b+1) raises preference accuracy and
 the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
 """
 
@@ -50,13 +50,15 @@ def sft_records(problems, off_by_one: float = 0.0, seed: int = 0) -> list[dict]:
     return rows
 
 
-def dpo_records(problems, seed: int = 0) -> list[dict]:
-    """{"prompt", "chosen", "rejected"} rows: correct answer vs a near miss (answer ± 1, 2 or 10)."""
+def dpo_records(problems, seed: int = 0, offsets=(1,)) -> list[dict]:
+    """{"prompt", "chosen", "rejected"} rows: the correct answer preferred over answer + d, d drawn
+    from ``offsets`` (default: the noisy teacher's a+b+1 mistake; e.g. (-10, -2, -1, 1, 2, 10) for
+    assorted near misses; negative results are skipped)."""
     rng = np.random.default_rng(seed)
     rows = []
     for p in problems:
         a = int(p["answer"])
-        wrong = [a + d for d in (-10, -2, -1, 1, 2, 10) if a + d >= 0]
+        wrong = [a + d for d in offsets if a + d >= 0 and d != 0]
         rows.append({"prompt": p["prompt"], "chosen": p["answer"], "rejected": str(rng.choice(wrong))})
     return rows
 
