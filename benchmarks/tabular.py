@@ -21,11 +21,11 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
+import gymnasium as gym
+import numpy as np
 
-from policylab import tabular  # noqa: E402
-from policylab.mdp import catalog  # noqa: E402
+from policylab import tabular
+from policylab.mdp import catalog
 
 ALPHA, EPSILON, GAMMA = 0.1, 0.1, 0.99
 

@@ -20,7 +20,7 @@ def test_learn_q_learning_line_world_table(capsys):
                  "--epsilon", "0.5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Q(right)" in out and "Q*" in out
-    line = [x for x in out.splitlines() if x.startswith("max |Q - Q*|")][0]
+    line = next(x for x in out.splitlines() if x.startswith("max |Q - Q*|"))
     assert float(line.split("=")[1].split()[0]) < 1e-9
 
 

@@ -83,8 +83,8 @@ def run(args) -> int:
 
     mdp = catalog.get(args.mdp, gamma=args.gamma)
     plan = planning.value_iteration(mdp, tol=1e-10)
-    common = dict(seed=args.seed, max_episode_steps=args.max_episode_steps, trace=bool(args.trace),
-                  backend=args.backend, progress=not args.no_progress)
+    common = {"seed": args.seed, "max_episode_steps": args.max_episode_steps,
+              "trace": bool(args.trace), "backend": args.backend, "progress": not args.no_progress}
     control = args.algorithm in ("q-learning", "sarsa", "expected-sarsa")
     if control:
         learner = {"q-learning": tabular.q_learning, "sarsa": tabular.sarsa,
@@ -115,7 +115,7 @@ def run(args) -> int:
     summary = {
         "algorithm": args.algorithm, "mdp": args.mdp, "steps": res.steps, "backend": res.backend,
         "config": {k: v for k, v in res.config.items()},
-        "episodes": int(len(res.episode_returns)),
+        "episodes": len(res.episode_returns),
         "mean_return_last_100": float(last.mean()) if len(last) else None,
         "max_error": max_err, "max_error_visited": max_err_visited,
     }

@@ -9,19 +9,52 @@ SARSA, expected SARSA and Q-learning, with schedules and a compiled (numba) fast
 
 from policylab.tabular.common import TRACE_DTYPE, TabularResult
 from policylab.tabular.monte_carlo import MCConfig, mc_prediction
-from policylab.tabular.schedules import (Schedule, as_schedule, constant, exponential,
-                                         inverse_count, linear, parse_schedule)
+from policylab.tabular.schedules import (
+                                         Schedule,
+                                         as_schedule,
+                                         constant,
+                                         exponential,
+                                         inverse_count,
+                                         linear,
+                                         parse_schedule,
+)
 from policylab.tabular.td import TDConfig, expected_sarsa, q_learning, sarsa, td0_prediction
-from policylab.tabular.updates import (bootstrap_discount, epsilon_greedy_expectation,
-                                       expected_sarsa_target, incremental_update,
-                                       q_learning_target, return_step, sarsa_target, td_error,
-                                       td_target)
+from policylab.tabular.updates import (
+                                         bootstrap_discount,
+                                         epsilon_greedy_expectation,
+                                         expected_sarsa_target,
+                                         incremental_update,
+                                         q_learning_target,
+                                         return_step,
+                                         sarsa_target,
+                                         td_error,
+                                         td_target,
+)
 
 __all__ = [
-    "TabularResult", "TRACE_DTYPE", "TDConfig", "MCConfig",
-    "mc_prediction", "td0_prediction", "sarsa", "expected_sarsa", "q_learning",
-    "Schedule", "as_schedule", "constant", "linear", "exponential", "inverse_count", "parse_schedule",
-    "bootstrap_discount", "td_target", "q_learning_target", "sarsa_target",
-    "epsilon_greedy_expectation", "expected_sarsa_target", "td_error", "incremental_update",
-    "return_step",
+                                         "TRACE_DTYPE",
+                                         "MCConfig",
+                                         "Schedule",
+                                         "TDConfig",
+                                         "TabularResult",
+                                         "as_schedule",
+                                         "bootstrap_discount",
+                                         "constant",
+                                         "epsilon_greedy_expectation",
+                                         "expected_sarsa",
+                                         "expected_sarsa_target",
+                                         "exponential",
+                                         "incremental_update",
+                                         "inverse_count",
+                                         "linear",
+                                         "mc_prediction",
+                                         "parse_schedule",
+                                         "q_learning",
+                                         "q_learning_target",
+                                         "return_step",
+                                         "sarsa",
+                                         "sarsa_target",
+                                         "td0_prediction",
+                                         "td_error",
+                                         "td_target",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 
 from policylab.tabular.rng import fill_uniforms, make_rng_state, sample_cdf, sample_transition
 
-__all__ = ["TabularResult", "TRACE_DTYPE"]
+__all__ = ["TRACE_DTYPE", "TabularResult"]
 
 #: One row per update. ``q_before``/``q_after`` hold V(s) for the prediction methods;
 #: ``target`` is y_t (the return G_t for Monte Carlo); ``a_next`` is SARSA's a', else −1.
@@ -82,10 +82,11 @@ def assemble_trace(ints: list[np.ndarray], floats: list[np.ndarray]) -> np.ndarr
 
 
 # ---------------------------------------------------------------------------- input checks
+# Bad arguments raise ValueError (also for wrong types): the CLI maps ValueError to exit code 2.
 def check_positive_int(value, name: str) -> int:
     """``value`` as an int ≥ 1 (floats like 1e6 accepted when integral); error names ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")  # noqa: TRY004
     if not np.isfinite(value) or value != int(value) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
@@ -126,16 +127,45 @@ def resolve_problem(env_or_mdp, max_episode_steps) -> Problem:
     import gymnasium as gym
 
     if not isinstance(env_or_mdp, gym.Env):
-        raise ValueError(f"env_or_mdp must be a TabularMDP or a gymnasium.Env, got "
+        raise ValueError(f"env_or_mdp must be a TabularMDP or a gymnasium.Env, got "  # noqa: TRY004
                          f"{type(env_or_mdp).__name__}")
     for which in ("observation_space", "action_space"):
         space = getattr(env_or_mdp, which)
         if not isinstance(space, gym.spaces.Discrete):
-            raise ValueError(f"env_or_mdp.{which} must be gymnasium.spaces.Discrete for tabular "
+            raise ValueError(f"env_or_mdp.{which} must be gymnasium.spaces.Discrete for tabular "  # noqa: TRY004
                              f"learning, got {space}")
     obs, act = env_or_mdp.observation_space, env_or_mdp.action_space
     return Problem(int(obs.n), int(act.n), env=env_or_mdp, obs_start=int(obs.start),
                    act_start=int(act.start))
+
+
+def resolve_backend(backend: str, problem: Problem) -> str:
+    """"auto" → "compiled" for a TabularMDP, "python" for a gymnasium env; checks the choice."""
+    if backend not in ("auto", "compiled", "python"):
+        raise ValueError(f"backend must be 'auto', 'compiled' or 'python', got {backend!r}")
+    if backend == "auto":
+        return "compiled" if problem.mdp is not None else "python"
+    if backend == "compiled" and problem.mdp is None:
+        raise ValueError("backend='compiled' needs a TabularMDP; a gymnasium env runs in Python")
+    return backend
+
+
+def run_in_chunks(run_chunk, total: int, chunk: int, progress: bool, desc: str, unit: str) -> list:
+    """Call ``run_chunk(n)`` until ``total`` units are done, ``chunk`` at a time when showing a
+    tqdm bar (else in one call); the learners carry their state across calls, so the numbers
+    do not depend on the chunking. Returns the list of chunk outputs."""
+    if not progress:
+        return [run_chunk(total)]
+    from tqdm import tqdm
+
+    outputs, done = [], 0
+    with tqdm(total=total, desc=desc, unit=unit, unit_scale=True) as bar:
+        while done < total:
+            n = min(chunk, total - done)
+            outputs.append(run_chunk(n))
+            done += n
+            bar.update(n)
+    return outputs
 
 
 def policy_cdf(policy, n_states: int, n_actions: int) -> np.ndarray:

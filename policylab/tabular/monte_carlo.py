@@ -17,15 +17,27 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 
-from policylab.tabular.common import (TabularResult, Uniforms, assemble_trace, check_gamma,
-                                      check_positive_int, initial_table, make_sampler,
-                                      mdp_arrays, plain_config, policy_cdf, resolve_problem)
+from policylab.tabular.common import (
+    TabularResult,
+    Uniforms,
+    assemble_trace,
+    check_gamma,
+    check_positive_int,
+    initial_table,
+    make_sampler,
+    mdp_arrays,
+    plain_config,
+    policy_cdf,
+    resolve_backend,
+    resolve_problem,
+    run_in_chunks,
+)
 from policylab.tabular.rng import make_rng_state, next_uniform, sample_cdf, sample_transition
 from policylab.tabular.schedules import Schedule, as_schedule, inverse_count, schedule_value
 from policylab.tabular.td import select_action
 from policylab.tabular.updates import incremental_update, return_step, td_error
 
-__all__ = ["MCConfig", "mc_prediction", "mc_backward"]
+__all__ = ["MCConfig", "mc_backward", "mc_prediction"]
 
 
 @dataclass(frozen=True)
@@ -232,12 +244,7 @@ def mc_prediction(env_or_mdp, policy, episodes, gamma=None, first_visit=True, se
     S, A = problem.n_states, problem.n_actions
     gamma = check_gamma(gamma, problem.mdp.gamma if problem.mdp is not None else None)
     pi_cdf = policy_cdf(policy, S, A)
-    if backend not in ("auto", "compiled", "python"):
-        raise ValueError(f"backend must be 'auto', 'compiled' or 'python', got {backend!r}")
-    if backend == "auto":
-        backend = "compiled" if problem.mdp is not None else "python"
-    if backend == "compiled" and problem.mdp is None:
-        raise ValueError("backend='compiled' needs a TabularMDP; a gymnasium env runs in Python")
+    backend = resolve_backend(backend, problem)
     if problem.mdp is not None:
         _check_episodes_end(problem.mdp, pi_cdf, max_episode_steps)
 
@@ -258,20 +265,8 @@ def mc_prediction(env_or_mdp, policy, episodes, gamma=None, first_visit=True, se
             return _python(sampler, u, gamma, bool(first_visit), spec, pi_cdf, v, n_sa, n_s,
                            n_upd, carry, n, bool(trace))
 
-    chunk = n_episodes if not progress else max(1, math.ceil(n_episodes / 100))
-    out, bar, done = [], None, 0
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_episodes, desc="mc", unit="episode", unit_scale=True)
-    while done < n_episodes:
-        n = min(chunk, n_episodes - done)
-        out.append(run_chunk(n))
-        done += n
-        if bar is not None:
-            bar.update(n)
-    if bar is not None:
-        bar.close()
+    out = run_in_chunks(run_chunk, n_episodes, max(1, math.ceil(n_episodes / 100)), progress,
+                        "mc", "episode")
     lengths = np.concatenate([o[1] for o in out])
     config = {f.name: plain_config(getattr(cfg, f.name)) for f in fields(cfg)}
     return TabularResult(

@@ -20,18 +20,48 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 
-from policylab.tabular.common import (TabularResult, Uniforms, assemble_trace, check_gamma,
-                                      check_positive_int, initial_table, make_sampler,
-                                      mdp_arrays, plain_config, policy_cdf, resolve_problem)
-from policylab.tabular.rng import (epsilon_greedy_action, make_rng_state, next_uniform,
-                                   sample_cdf, sample_transition)
+from policylab.tabular.common import (
+    TabularResult,
+    Uniforms,
+    assemble_trace,
+    check_gamma,
+    check_positive_int,
+    initial_table,
+    make_sampler,
+    mdp_arrays,
+    plain_config,
+    policy_cdf,
+    resolve_backend,
+    resolve_problem,
+    run_in_chunks,
+)
+from policylab.tabular.rng import (
+    epsilon_greedy_action,
+    make_rng_state,
+    next_uniform,
+    sample_cdf,
+    sample_transition,
+)
 from policylab.tabular.schedules import Schedule, as_schedule, schedule_value
-from policylab.tabular.updates import (bootstrap_discount, expected_sarsa_target,
-                                       incremental_update, q_learning_target, sarsa_target,
-                                       td_error, td_target)
+from policylab.tabular.updates import (
+    bootstrap_discount,
+    expected_sarsa_target,
+    incremental_update,
+    q_learning_target,
+    sarsa_target,
+    td_error,
+    td_target,
+)
 
-__all__ = ["TDConfig", "td0_prediction", "sarsa", "expected_sarsa", "q_learning", "td_update",
-           "select_action"]
+__all__ = [
+    "TDConfig",
+    "expected_sarsa",
+    "q_learning",
+    "sarsa",
+    "select_action",
+    "td0_prediction",
+    "td_update",
+]
 
 TD0, SARSA, EXPECTED_SARSA, Q_LEARNING = 0, 1, 2, 3
 NAMES = {TD0: "td0", SARSA: "sarsa", EXPECTED_SARSA: "expected-sarsa", Q_LEARNING: "q-learning"}
@@ -78,7 +108,7 @@ def td_update(algo, q, v, n_sa, n_s, alpha_spec, eps_spec, gamma, t, s, a, r, s2
         alpha = schedule_value(alpha_spec, t, n_sa[s, a])
         before = q[s, a]
         if algo == SARSA:
-            target = sarsa_target(r, discount, q[s2], a2 if a2 >= 0 else 0)
+            target = sarsa_target(r, discount, q[s2], max(a2, 0))
         elif algo == EXPECTED_SARSA:  # π_ε at s' is the policy the next step will act with
             target = expected_sarsa_target(r, discount, q[s2],
                                            schedule_value(eps_spec, t + 1, n_s[s2] + 1))
@@ -203,12 +233,7 @@ def _run(algo, env_or_mdp, policy, cfg: TDConfig, backend: str, progress: bool) 
     pi_cdf = policy_cdf(policy, S, A) if algo == TD0 else np.ones((S, A))
     q = initial_table(cfg.initial_value if algo != TD0 else 0.0, (S, A))
     v = initial_table(cfg.initial_value if algo == TD0 else 0.0, (S,))
-    if backend not in ("auto", "compiled", "python"):
-        raise ValueError(f"backend must be 'auto', 'compiled' or 'python', got {backend!r}")
-    if backend == "auto":
-        backend = "compiled" if problem.mdp is not None else "python"
-    if backend == "compiled" and problem.mdp is None:
-        raise ValueError("backend='compiled' needs a TabularMDP; a gymnasium env runs in Python")
+    backend = resolve_backend(backend, problem)
 
     n_sa, n_s = np.zeros((S, A), np.int64), np.zeros(S, np.int64)
     carry, carry_ret = np.array([0, -1, -1, 0, 0], np.int64), np.zeros(1)
@@ -218,40 +243,24 @@ def _run(algo, env_or_mdp, policy, cfg: TDConfig, backend: str, progress: bool) 
         rng = make_rng_state(cfg.seed)
         max_ep = cfg.max_episode_steps or 0
 
-        def run_chunk(n, ti, tf):
+        def run(n, ti, tf):
             return _kernel(algo, *arrays, gamma, max_ep, a_spec, e_spec, pi_cdf, q, v, n_sa,
                            n_s, rng, carry, carry_ret, n, ti, tf)
     else:
         u = Uniforms(cfg.seed)
         sampler = make_sampler(problem, u, cfg.seed, cfg.max_episode_steps)
 
-        def run_chunk(n, ti, tf):
+        def run(n, ti, tf):
             return _python(algo, sampler, u, gamma, a_spec, e_spec, pi_cdf, q, v, n_sa, n_s,
                            carry, carry_ret, n, ti, tf)
 
-    chunk = steps if not progress else max(1_000 if backend == "python" else 100_000,
-                                            math.ceil(steps / 100))
-    rets, lens, tis, tfs = [], [], [], []
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def run_chunk(n):
+        ti = np.zeros((n if cfg.trace else 0, 7), np.int64)   # (n, 7) trace ints
+        tf = np.zeros((n if cfg.trace else 0, 6), np.float64)  # (n, 6) trace floats
+        return (*run(n, ti, tf), ti, tf)
 
-        bar = tqdm(total=steps, desc=NAMES[algo], unit="step", unit_scale=True)
-    done = 0
-    while done < steps:
-        n = min(chunk, steps - done)
-        ti = np.zeros((n if cfg.trace else 0, 7), np.int64)
-        tf = np.zeros((n if cfg.trace else 0, 6), np.float64)
-        r, ln = run_chunk(n, ti, tf)
-        rets.append(r)
-        lens.append(ln)
-        tis.append(ti)
-        tfs.append(tf)
-        done += n
-        if bar is not None:
-            bar.update(n)
-    if bar is not None:
-        bar.close()
+    chunk = max(1_000 if backend == "python" else 100_000, math.ceil(steps / 100))
+    out = run_in_chunks(run_chunk, steps, chunk, progress, NAMES[algo], "step")
 
     config = {f.name: plain_config(getattr(cfg, f.name)) for f in fields(cfg)} | {"gamma": gamma}
     control = algo != TD0
@@ -260,13 +269,13 @@ def _run(algo, env_or_mdp, policy, cfg: TDConfig, backend: str, progress: bool) 
         V=q.max(axis=1) if control else v,
         Q=q if control else None,
         policy=np.argmax(q, axis=1) if control else None,
-        episode_returns=np.concatenate(rets),
-        episode_lengths=np.concatenate(lens),
+        episode_returns=np.concatenate([o[0] for o in out]),
+        episode_lengths=np.concatenate([o[1] for o in out]),
         visits=n_sa,
         steps=steps,
         backend=backend,
         config=config,
-        trace=assemble_trace(tis, tfs) if cfg.trace else None,
+        trace=assemble_trace([o[2] for o in out], [o[3] for o in out]) if cfg.trace else None,
     )
 
 

@@ -12,18 +12,17 @@ acted a_tm1 in s_tm1, received r_t and landed in s_t. In the lecture's notation 
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 __all__ = [
     "bootstrap_discount",
-    "td_target",
-    "q_learning_target",
-    "sarsa_target",
     "epsilon_greedy_expectation",
     "expected_sarsa_target",
-    "td_error",
     "incremental_update",
+    "q_learning_target",
     "return_step",
+    "sarsa_target",
+    "td_error",
+    "td_target",
 ]
 
 
@@ -52,8 +51,7 @@ def q_learning_target(r_t, discount_t, q_t):
     """
     best = q_t[0]
     for a in range(1, q_t.shape[0]):
-        if q_t[a] > best:
-            best = q_t[a]
+        best = max(best, q_t[a])
     return r_t + discount_t * best
 
 
@@ -77,8 +75,7 @@ def epsilon_greedy_expectation(q_t, epsilon):
     total = 0.0
     for a in range(q_t.shape[0]):
         total += q_t[a]
-        if q_t[a] > best:
-            best = q_t[a]
+        best = max(best, q_t[a])
     return (1.0 - epsilon) * best + epsilon * total / q_t.shape[0]
 
 
