@@ -118,14 +118,19 @@ def test_each_control_update_equals_hand_formula(mdp, algo, steps, alpha, eps, s
 @given(mdp=small_mdps(deterministic=True), steps=st.integers(1, 30), seed=st.integers(0, 1000),
        q0_seed=st.integers(0, 1000))
 def test_alpha_one_deterministic_sweep_is_bellman_optimality_backup(mdp, steps, seed, q0_seed):
-    """α = 1 on a deterministic MDP: each update writes (T*Q)(s, a) of the current table, the
-    Bellman optimality backup computed by planning from the model, on every visited pair."""
+    """α = 1 on a deterministic MDP: a sweep of Q-learning over the visited pairs equals the
+    sweep of Bellman optimality backups (T*Q)(s, a) = R(s, a) + γ Σ_s' P(s'|s,a) max_a' Q(s', a'),
+    computed by planning from the model, applied to the same pairs in the same order."""
     q0 = np.random.default_rng(q0_seed).normal(size=(mdp.n_states, mdp.n_actions))
     q0[mdp.terminal] = 0.0  # V(terminal) = 0: the backup and the no-bootstrap rule then agree
     res = tabular.q_learning(mdp, steps, 1.0, 1.0, seed=seed, initial_value=q0, trace=True,
                              max_episode_steps=4)
-    for row, Q in _replay_tables(mdp, res.trace, q0):
-        backup = planning.bellman_optimality_backup_q(mdp, Q)  # (S, A)
+    Q = q0.copy()
+    for s, a in zip(res.trace["s"], res.trace["a"]):  # only the visit order comes from the run
+        Q[s, a] = planning.bellman_optimality_backup_q(mdp, Q)[s, a]
+    np.testing.assert_allclose(res.Q, Q, rtol=0, atol=1e-12)
+    for row, Q_before in _replay_tables(mdp, res.trace, q0):  # and update by update
+        backup = planning.bellman_optimality_backup_q(mdp, Q_before)  # (S, A)
         assert row["q_after"] == pytest.approx(backup[row["s"], row["a"]], abs=1e-12)
 
 
