@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import os
 import random
@@ -25,7 +26,7 @@ from policylab.llm.logprobs import sequence_logprobs
 
 __all__ = [
     "TrainConfig", "Trainer", "resolve_model", "pad", "completion_logprobs", "frozen_copy",
-    "save_checkpoint", "load_checkpoint", "latest_checkpoint", "generate", "join_right_padded",
+    "save_checkpoint", "load_checkpoint", "latest_checkpoint", "generate", "join_right_padded", "sample_next_token",
 ]
 
 
@@ -43,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.0  #: AdamW weight decay
     adam_betas: tuple[float, float] = (0.9, 0.999)  #: AdamW betas
     max_grad_norm: float = 1.0  #: gradient-norm clip (0 disables)
+    lr_scheduler: str = "constant"  #: "constant" or "linear" decay to 0 (TRL/HF Trainer default: linear)
+    warmup_steps: int = 0  #: linear warm-up steps before the schedule
     max_prompt_length: int = 512  #: a longer tokenized prompt is an error (row named)
     logging_steps: int = 1  #: append to log.jsonl every N steps
     save_steps: int = 0  #: checkpoint every N steps (0: only at the end)
@@ -51,6 +54,8 @@ class TrainConfig:
 
     def __post_init__(self):
         self.adam_betas = tuple(self.adam_betas)
+        if self.lr_scheduler not in ("constant", "linear"):
+            raise ValueError(f"lr_scheduler must be 'constant' or 'linear', got {self.lr_scheduler!r}")
         for name in ("max_steps", "batch_size", "max_prompt_length"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -134,26 +139,73 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
     return sequence_logprobs(logits, input_ids, full_mask, temperature=temperature)[:, -C:]  # (B, C)
 
 
+def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
+    """Sample one token per row from (B, V) logits: softmax(z / T) restricted to the top-k tokens and
+    to the smallest set with cumulative probability ≥ top_p (the nucleus). temperature 0 → argmax."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    z = logits.float() / temperature
+    if top_k and top_k < z.shape[-1]:
+        kth = torch.topk(z, top_k, dim=-1).values[:, -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_z, order = torch.sort(z, descending=True, dim=-1)
+        probs = torch.softmax(sorted_z, -1)
+        drop = probs.cumsum(-1) - probs > top_p  # tokens entirely past the nucleus
+        z = z.scatter(-1, order, sorted_z.masked_fill(drop, float("-inf")))
+    return torch.multinomial(torch.softmax(z, -1), 1).squeeze(-1)
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, do_sample: bool = True,
-             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
+             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, use_hf_generate: bool = False):
     """Batched sampling with the KV cache. Returns (prompt_ids (B, P) left-padded, prompt_mask,
     completion_ids (B, C), completion_mask (B, C), texts): the completion mask covers the tokens up to
-    and including the first EOS (as TRL), and texts are decoded without special tokens."""
+    and including the first EOS (as TRL), and texts are decoded without special tokens.
+
+    The default decoder is a plain loop over ``model(next_token, cache=...)`` (a ``DynamicCache``;
+    no attention mask or position ids at all when the prompts have equal lengths, e.g. one prompt
+    repeated G times) that stops when every row has emitted EOS; ``use_hf_generate=True`` calls
+    ``model.generate`` instead (same distribution, different random stream)."""
+    from transformers import DynamicCache
+
     p_ids, p_mask = pad(prompt_ids, tokenizer.pad_token_id, "left")  # (B, P)
+    eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     was_training = model.training
     model.eval()
-    kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else dict(do_sample=False)
-    out = model.generate(
-        input_ids=p_ids, attention_mask=p_mask, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, use_cache=True, **kw,
-    )
+    if use_hf_generate:
+        kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {"do_sample": False}
+        out = model.generate(input_ids=p_ids, attention_mask=p_mask, max_new_tokens=max_new_tokens,
+                             pad_token_id=pad_id, eos_token_id=eos, use_cache=True, **kw)
+        c_ids = out[:, p_ids.shape[1]:]  # (B, C)
+    else:
+        B = p_ids.shape[0]
+        ragged = not bool(p_mask.all())
+        attention = p_mask if ragged else None
+        position = (p_mask.cumsum(1) - 1).clamp(min=0) if ragged else None  # as HF generate
+        cache = DynamicCache(config=model.config)
+        key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        logits = model(input_ids=p_ids, attention_mask=attention, position_ids=position, use_cache=True,
+                       logits_to_keep=1, **{key: cache}).logits[:, -1]  # (B, V)
+        c_ids = torch.full((B, max_new_tokens), pad_id, dtype=torch.long)
+        done = torch.zeros(B, dtype=torch.bool)
+        for t in range(max_new_tokens):
+            nxt = sample_next_token(logits, temperature if do_sample else 0.0, top_p, top_k)  # (B,)
+            c_ids[:, t] = nxt.masked_fill(done, pad_id)
+            done |= nxt == eos
+            if bool(done.all()) or t == max_new_tokens - 1:
+                c_ids = c_ids[:, : t + 1]
+                break
+            if ragged:
+                attention = torch.cat([attention, torch.ones((B, 1), dtype=attention.dtype)], dim=1)
+                position = position[:, -1:] + 1
+            logits = model(input_ids=nxt[:, None], attention_mask=attention, position_ids=position, use_cache=True,
+                           **{key: cache}).logits[:, -1]
     model.train(was_training)
-    c_ids = out[:, p_ids.shape[1]:]  # (B, C)
-    is_eos = c_ids == tokenizer.eos_token_id
+    is_eos = c_ids == eos
     first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(is_eos[:, 0], c_ids.shape[1], dtype=torch.long))
     c_mask = (torch.arange(c_ids.shape[1])[None, :] <= first_eos[:, None]).long()  # (B, C)
-    c_ids = c_ids.masked_fill(c_mask == 0, tokenizer.pad_token_id)
+    c_ids = c_ids.masked_fill(c_mask == 0, pad_id)
     texts = tokenizer.batch_decode(c_ids, skip_special_tokens=True)
     return p_ids, p_mask, c_ids, c_mask, texts
 
@@ -255,7 +307,8 @@ class Trainer:
         self._prepare()  # validates data and builds reference pieces: all errors happen here
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay
+            params, lr=config.learning_rate, betas=config.adam_betas, weight_decay=config.weight_decay,
+            fused=all(p.device.type in ("cpu", "cuda") for p in params),  # one kernel for all tensors
         )
         self.step = 0
         self.history: list[dict] = []
@@ -273,8 +326,19 @@ class Trainer:
             out.append(int(cache[epoch][i]))
         return out
 
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based), as HF's get_{constant,linear}_schedule_with_warmup."""
+        cfg = self.config
+        if step < cfg.warmup_steps:
+            return cfg.learning_rate * step / max(1, cfg.warmup_steps)
+        if cfg.lr_scheduler == "linear":
+            return cfg.learning_rate * max(0.0, (cfg.max_steps - step) / max(1, cfg.max_steps - cfg.warmup_steps))
+        return cfg.learning_rate
+
     def _update(self, loss: torch.Tensor) -> float:
-        """Backward, clip, AdamW step; returns the pre-clip gradient norm."""
+        """Backward, clip, AdamW step at lr_at(self.step); returns the pre-clip gradient norm."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -315,9 +379,10 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress, desc=type(self).__name__)
         with (out / "log.jsonl").open("a") as log:
             while self.step < cfg.max_steps:
+                lr = self.lr_at(self.step)
                 stats = self._step(self.step)
                 self.step += 1
-                stats = {"step": self.step, **{k: float(v) for k, v in stats.items()}}
+                stats = {"step": self.step, "learning_rate": lr, **{k: float(v) for k, v in stats.items()}}
                 self.history.append(stats)
                 if self.step % cfg.logging_steps == 0:
                     log.write(json.dumps(stats) + "\n")

@@ -87,6 +87,18 @@ class GRPOTrainer(Trainer):
 
     ``reward_funcs``: callables ``f(prompts, completions, **columns) -> list[float]`` (columns are the
     JSONL fields other than "prompt", one value per completion); default: config.reward_funcs by name.
+
+    One step = ``rollout(rows)`` (sample + ``score``) then ``update(rollout)``; the phases are public so
+    a step can be replayed on given completions: build ``Rollout(prompt_ids, prompt_mask,
+    completion_ids, completion_mask)``, call ``score(ro, records, texts)`` or set ``ro.advantages``
+    (and ``ro.ref_logp`` when β ≠ 0), then ``update(ro)``.
+
+    TRL 1.16 GRPOConfig equivalents (single process): batch_size = per_device_train_batch_size =
+    generation_batch_size (steps_per_generation = gradient_accumulation_steps = 1), num_generations,
+    max_completion_length, temperature, top_p, top_k, beta, clip_eps = epsilon, clip_eps_high =
+    epsilon_high, loss_type (same names), scale_rewards "std" = "group" / "none" = "none",
+    num_iterations (here μ updates within one step, TRL spreads them over μ trainer steps),
+    reward_weights, lr_scheduler "linear" = HF default; π_old = π_θ.detach() when μ = 1 like TRL.
     """
 
     config_class = GRPOConfig

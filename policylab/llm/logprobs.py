@@ -12,7 +12,7 @@ def sequence_logprobs(
     input_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     temperature: float = 1.0,
-    chunk_rows: int = 1,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Per-token log-probs of the completion tokens, aligned with ``input_ids``:
 
@@ -33,7 +33,9 @@ def sequence_logprobs(
     not multiplication, so even a −inf there cannot leak NaN into the gradient).
 
     Memory: the target logit is gathered and logsumexp taken over ``chunk_rows`` sequences at a time,
-    so no (B, L, V) log-softmax copy is kept for backward (logsumexp saves only its (L,) result).
+    so no (B, L, V) log-softmax copy is kept for backward (logsumexp saves only its (L,) result) and
+    the transient (exp, temperature scaling) is at most one chunk. ``chunk_rows=None`` picks the
+    largest chunk of at most 2²² logits (16 MB in float32), at least one row.
 
     TRL 1.16: for a completion occupying the last C columns, ``out[:, -C:]`` equals TRL's
     ``selective_log_softmax(logits[:, -C-1:-1] / temperature, completion_ids)`` (GRPO), and
@@ -60,6 +62,8 @@ def sequence_logprobs(
         )
     targets = input_ids[:, first:]  # (B, L−1)
     pred = logits[:, :-1]  # (B, L−1, V): row s predicts targets[:, s]
+    if chunk_rows is None:
+        chunk_rows = max(1, (1 << 22) // max(1, (L - 1) * logits.shape[-1]))
     rows = []
     for i in range(0, B, chunk_rows):
         z = pred[i : i + chunk_rows]
