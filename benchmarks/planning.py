@@ -1,0 +1,297 @@
+"""Value iteration on Garnet MDPs: policylab vs pymdptoolbox vs a plain numpy loop, same run.
+
+MDPs: ``policylab.mdp.catalog.garnet(S, A=10, b=10, seed, gamma=0.99, sparse=True)`` for each
+``--sizes`` S (P is CSR (S·A, S) at every size: b ≪ S, and all three solvers read the same arrays).
+
+Solvers, all asked for the same accuracy ``--tol`` (default 1e-6):
+
+  policylab      ``planning.value_iteration(mdp, tol)``: MacQueen bounds (bounds=True, the
+                 default); returns the midpoint with the guarantee ‖V − V*‖∞ ≤ tol.
+  pymdptoolbox   ``mdptoolbox.mdp.ValueIteration(P, R, γ, epsilon=tol)`` with P a list of A CSR
+                 (S, S) matrices and R (S, A). It stops when span(V_k − V_{k−1}) < ε(1−γ)/γ, which
+                 guarantees an ε-optimal *policy* but returns V_k, off from V* by about a constant;
+                 the table shows both its raw ‖V − V*‖∞ and whether its policy is optimal.
+                 pymdptoolbox 4.0b3 (the PyPI release) has no ``skip_check`` argument, so the
+                 constructor is timed with ``mdptoolbox.util.check`` replaced by a no-op — exactly
+                 what ``skip_check=True`` does on its master branch (fair: the MDP is already
+                 validated by policylab). ``--peer-checks`` also times the skipped check once.
+                 The remaining constructor cost is its iteration-count bound (``_boundIter``,
+                 Puterman thm 6.6.6), a Python loop over S sparse column slices: O(S²·A).
+  numpy loop     Q = R + γ·(P @ V).reshape(S, A); V = Q.max(1); stop when γ/(1−γ)·‖ΔV‖∞ ≤ tol
+                 (guarantees ‖V − V*‖∞ ≤ tol).
+
+Reference V*: ``planning.policy_iteration`` (exact evaluation: GMRES to 1e-13), cross-checked
+against ``value_iteration(tol=1e-10)`` (the "ref check" in the notes). Every method's V and greedy
+policy are compared with it.
+
+Timing: the solves are repeated ``--repeat`` times, interleaved method by method, and the MINIMUM
+wall time is reported (the machine is shared and loaded); a solve slower than 30 s runs once.
+Constructors (O(S²) for pymdptoolbox) run once. "build" = policylab's TabularMDP(P, R, γ)
+constructor (validation) or pymdptoolbox's ValueIteration constructor; Garnet generation itself
+is reported in the notes. "ratio" = seconds / policylab's seconds (>1: policylab is faster).
+
+Headline (``--big``, default on): garnet(S=1,000,000, A=4, b=4) solved by policylab value
+iteration in a subprocess; build and solve times and the subprocess's peak RSS (VmHWM).
+
+    python benchmarks/planning.py                       # S = 1k, 10k, 100k + the 1M headline
+    python benchmarks/planning.py --sizes 1000 --no-big --repeat 5
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (  # noqa: E402
+    Timer, best_of_interleaved, children_peak_rss_mib, machine_info, markdown_table, peak_rss_mib,
+)
+
+from policylab import planning  # noqa: E402
+from policylab.mdp import TabularMDP, catalog  # noqa: E402
+
+GAMMA = 0.99
+HEADLINE = dict(S=1_000_000, A=4, b=4)
+LIMIT_SECONDS, LIMIT_GIB = 60.0, 4.0
+REPEAT_UNDER_SECONDS = 30.0  # solves slower than this are not repeated
+
+
+# ---------------------------------------------------------------- the numpy baseline
+def numpy_value_iteration(P2d, R, gamma: float, tol: float, max_iter: int = 1_000_000):
+    """Plain value iteration: V ← max_a [R + γ P V], stop when γ/(1−γ)·‖ΔV‖∞ ≤ tol.
+
+    P2d (S·A, S) dense or CSR, row s·A + a; R (S, A). Returns (V (S,), Q (S, A), sweeps)."""
+    S, A = R.shape
+    V = np.zeros(S)
+    c = gamma / (1.0 - gamma)
+    for k in range(1, max_iter + 1):
+        Q = R + gamma * (P2d @ V).reshape(S, A)  # (S, A)
+        V_new = Q.max(axis=1)  # (S,)
+        delta = np.max(np.abs(V_new - V))
+        V = V_new
+        if c * delta <= tol:
+            return V, Q, k
+    raise RuntimeError(f"numpy value iteration did not reach tol={tol} in {max_iter} sweeps")
+
+
+# ---------------------------------------------------------------- pymdptoolbox
+@contextlib.contextmanager
+def _skip_check():
+    """pymdptoolbox master's ``skip_check=True``: MDP.__init__ without ``util.check(P, R)``."""
+    import mdptoolbox.util
+
+    saved = mdptoolbox.util.check
+    mdptoolbox.util.check = lambda P, R: None
+    try:
+        yield
+    finally:
+        mdptoolbox.util.check = saved
+
+
+def toolbox_inputs(mdp):
+    """(P as a list of A CSR (S, S) matrices P[a][s, s'], R (S, A)) from a policylab MDP."""
+    A = mdp.n_actions
+    P = sp.csr_matrix(mdp.transition_matrix())
+    return [sp.csr_matrix(P[a::A]) for a in range(A)], mdp.expected_reward.copy()
+
+
+def toolbox_solver(mdp, tol: float):
+    """Build pymdptoolbox's ValueIteration (check skipped, timed); returns (ctor s, solve())."""
+    import mdptoolbox.mdp
+
+    P, R = toolbox_inputs(mdp)
+    with Timer() as t, _skip_check():
+        vi = mdptoolbox.mdp.ValueIteration(P, R, mdp.gamma, epsilon=tol)
+    max_iter = vi.max_iter
+
+    def solve():
+        vi.V, vi.iter, vi.max_iter = np.zeros(mdp.n_states), 0, max_iter  # fresh start each run
+        vi.run()
+        return np.asarray(vi.V), np.asarray(vi.policy), vi.iter
+
+    return t.seconds, solve
+
+
+def time_toolbox_check(mdp) -> float:
+    import mdptoolbox.util
+    import warnings
+
+    P, R = toolbox_inputs(mdp)
+    with Timer() as t, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mdptoolbox.util.check(P, R)
+    return t.seconds
+
+
+# ---------------------------------------------------------------- one size
+def compare(S: int, A: int = 10, b: int = 10, seed: int = 0, tol: float = 1e-6, repeat: int = 3,
+            peer: bool = True, peer_checks: bool = False, log=print) -> tuple[list[dict], dict]:
+    """Solve garnet(S, A, b, seed) with every method; return (rows, notes)."""
+    with Timer() as t_gen:
+        mdp = catalog.garnet(S, A, b, seed=seed, gamma=GAMMA, sparse=True)
+    with Timer() as t_build:  # policylab's constructor alone: validation + expected reward
+        TabularMDP(mdp.P, mdp.R, mdp.gamma)
+    log(f"S={S}: garnet {t_gen.seconds:.2f} s; reference (policy iteration) ...")
+    with Timer() as t_ref:
+        ref = planning.policy_iteration(mdp)
+    ref_check = float(np.abs(planning.value_iteration(mdp, tol=1e-10).V - ref.V).max())
+    notes = dict(S=S, nnz=int(mdp.P.nnz), garnet_s=t_gen.seconds, reference_s=t_ref.seconds,
+                 reference_iterations=ref.iterations, ref_check=ref_check)
+
+    P2d, R = mdp.transition_matrix(), mdp.expected_reward
+    fns = {
+        "policylab": lambda: planning.value_iteration(mdp, tol=tol),
+        "numpy loop": lambda: numpy_value_iteration(P2d, R, mdp.gamma, tol),
+    }
+    build = {"policylab": t_build.seconds, "numpy loop": 0.0}
+    if peer:
+        log(f"S={S}: pymdptoolbox constructor (check skipped) ...")
+        build["pymdptoolbox"], fns["pymdptoolbox"] = toolbox_solver(mdp, tol)
+        if peer_checks:
+            log(f"S={S}: pymdptoolbox util.check (timed once) ...")
+            notes["toolbox_check_s"] = time_toolbox_check(mdp)
+    log(f"S={S}: solving, {repeat} interleaved rounds ...")
+    timed = best_of_interleaved(fns, repeat, skip_after=REPEAT_UNDER_SECONDS)
+
+    rows = []
+    for name, (sec, res, runs) in timed.items():
+        if name == "policylab":
+            V, pi, iters = res.V, res.policy, res.iterations
+        elif name == "numpy loop":
+            V, Q, iters = res
+            pi = Q.argmax(axis=1)
+        else:
+            V, pi, iters = res
+        rows.append(dict(S=S, method=name, solve_s=sec, build_s=build[name], iterations=int(iters),
+                         runs=runs, err=float(np.abs(V - ref.V).max()),
+                         policy_diff=int((np.asarray(pi) != ref.policy).sum())))
+    base = next(r for r in rows if r["method"] == "policylab")
+    for r in rows:
+        r["ratio_solve"] = r["solve_s"] / base["solve_s"]
+        r["ratio_total"] = (r["solve_s"] + r["build_s"]) / (base["solve_s"] + base["build_s"])
+    return rows, notes
+
+
+def format_rows(rows: list[dict]) -> str:
+    headers = ["S", "method", "solve s (min)", "build s", "iterations", "ms/iter", "‖V−V*‖∞",
+               "policy = π*", "ratio solve", "ratio build+solve"]
+    body = []
+    for r in rows:
+        pol = "yes" if r["policy_diff"] == 0 else f"no ({r['policy_diff']} states)"
+        runs = "" if r["runs"] > 1 else " (1 run)"
+        body.append([f"{r['S']:,}", r["method"], f"{r['solve_s']:.3f}{runs}", f"{r['build_s']:.3f}",
+                     r["iterations"], f"{1e3 * r['solve_s'] / r['iterations']:.2f}",
+                     f"{r['err']:.1e}", pol, f"{r['ratio_solve']:.1f}×", f"{r['ratio_total']:.1f}×"])
+    return markdown_table(headers, body)
+
+
+# ---------------------------------------------------------------- the 1M headline
+def headline_worker(S: int, A: int, b: int, seed: int, tol: float) -> dict:
+    """Build and solve one large Garnet MDP in THIS process; report times and peak RSS."""
+    with Timer() as t_build:
+        mdp = catalog.garnet(S, A, b, seed=seed, gamma=GAMMA, sparse=True)
+    with Timer() as t_solve:
+        res = planning.value_iteration(mdp, tol=tol)
+    return dict(S=S, A=A, b=b, nnz=int(mdp.P.nnz), build_s=t_build.seconds, solve_s=t_solve.seconds,
+                iterations=int(res.iterations), bound=float(res.residual),
+                converged=bool(res.converged), peak_rss_mib=peak_rss_mib())
+
+
+def headline(S: int, A: int, b: int, seed: int = 0, tol: float = 1e-6) -> dict:
+    """Run headline_worker in a fresh subprocess so its peak RSS is its own."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--headline-worker",
+           json.dumps(dict(S=S, A=A, b=b, seed=seed, tol=tol))]
+    with Timer() as t:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["wall_s"] = t.seconds  # includes interpreter start and imports
+    res["children_maxrss_mib"] = children_peak_rss_mib()
+    return res
+
+
+def format_headline(h: dict) -> str:
+    total = h["build_s"] + h["solve_s"]
+    gib = h["peak_rss_mib"] / 1024.0
+    ok = "yes" if total < LIMIT_SECONDS and gib < LIMIT_GIB and h["converged"] else "NO"
+    headers = ["S", "A", "b", "nnz", "build s", "solve s", "build+solve s", "iterations",
+               "bound ‖V−V*‖∞", "peak RSS GiB", f"< {LIMIT_SECONDS:.0f} s and < {LIMIT_GIB:.0f} GiB"]
+    return markdown_table(headers, [[f"{h['S']:,}", h["A"], h["b"], f"{h['nnz']:,}",
+                                     f"{h['build_s']:.1f}", f"{h['solve_s']:.1f}", f"{total:.1f}",
+                                     h["iterations"], f"{h['bound']:.1e}", f"{gib:.2f}", ok]])
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000],
+                    help="numbers of states S (A=10, b=10)")
+    ap.add_argument("--big", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the S=1,000,000, A=4, b=4 headline (subprocess)")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the minimum is reported")
+    ap.add_argument("--tol", type=float, default=1e-6, help="accuracy target ‖V − V*‖∞ (and ε for pymdptoolbox)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--peer-max-states", type=int, default=10_000,
+                    help="run pymdptoolbox only up to this S (its constructor is O(S²))")
+    ap.add_argument("--peer-checks", action="store_true",
+                    help="also time pymdptoolbox's util.check(P, R) once per size (slow: ~minutes at 10k)")
+    ap.add_argument("--headline-worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.headline_worker:
+        kw = json.loads(args.headline_worker)
+        print(json.dumps(headline_worker(**kw)))
+        return 0
+    if args.repeat < 1 or not args.tol > 0 or any(s < 2 for s in args.sizes):
+        ap.error("--repeat must be >= 1, --tol > 0 and every size >= 2")
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    import mdptoolbox
+
+    all_rows, all_notes = [], []
+    for S in args.sizes:
+        rows, notes = compare(S, seed=args.seed, tol=args.tol, repeat=args.repeat,
+                              peer=S <= args.peer_max_states, peer_checks=args.peer_checks, log=log)
+        all_rows += rows
+        all_notes.append(notes)
+    print(f"## Value iteration on Garnet MDPs (A=10, b=10, γ={GAMMA}, tol={args.tol:g}, "
+          f"min of {args.repeat} interleaved runs)\n")
+    print(format_rows(all_rows))
+    print()
+    for n in all_notes:
+        extra = (f"; pymdptoolbox util.check(P, R) (skipped above) took {n['toolbox_check_s']:.1f} s"
+                 if "toolbox_check_s" in n else "")
+        print(f"- S={n['S']:,}: nnz(P)={n['nnz']:,}; garnet generation {n['garnet_s']:.2f} s; reference V* by "
+              f"policy iteration ({n['reference_iterations']} steps, {n['reference_s']:.2f} s), "
+              f"ref check ‖V_PI − V_VI(1e-10)‖∞ = {n['ref_check']:.1e}{extra}")
+    skipped = [S for S in args.sizes if S > args.peer_max_states]
+    if skipped:
+        print(f"- pymdptoolbox not run at S={', '.join(f'{s:,}' for s in skipped)}: its constructor's "
+              "iteration bound is O(S²·A) (--peer-max-states)")
+    print("- pymdptoolbox: 'build' is ValueIteration(...) with util.check skipped (= skip_check=True on "
+          "its master; 4.0b3 lacks the flag); its ε-optimal stopping bounds the policy, not V.")
+    if args.big:
+        log(f"headline: garnet(S={HEADLINE['S']:,}, A={HEADLINE['A']}, b={HEADLINE['b']}) in a subprocess ...")
+        h = headline(**HEADLINE, seed=args.seed, tol=args.tol)
+        print(f"\n## Headline: policylab value iteration, one run in a fresh subprocess (tol={args.tol:g})\n")
+        print(format_headline(h))
+        print(f"\n- subprocess wall time incl. interpreter start and imports: {h['wall_s']:.1f} s; "
+              f"RUSAGE_CHILDREN maxrss: {h['children_maxrss_mib'] / 1024:.2f} GiB")
+    print()
+    print(machine_info({"pymdptoolbox": getattr(mdptoolbox, "__version__", "4.0b3")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
