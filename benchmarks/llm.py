@@ -99,20 +99,20 @@ def _trl_args(tmp: str, steps: int) -> dict:
 
 
 class _GenTimer:
-    """Wraps ``model.generate`` on the instance; accumulates seconds per optimizer step."""
+    """Wraps a sampling function; accumulates the seconds spent in it per optimizer step."""
 
-    def __init__(self, model):
+    def __init__(self):
         self.total = 0.0
-        inner = model.generate
 
+    def wrap(self, fn):
         def timed(*a, **k):
             t = time.perf_counter()
             try:
-                return inner(*a, **k)
+                return fn(*a, **k)
             finally:
                 self.total += time.perf_counter() - t
 
-        model.generate = timed
+        return timed
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -129,7 +129,7 @@ def worker(algo: str, side: str, steps: int) -> dict:
     ends: list[float] = []  # perf_counter at the end of each optimizer step
     gen_per_step: list[float] = []
     lengths: list[float] = []
-    gen = _GenTimer(model) if algo == "grpo" else None
+    gen = _GenTimer() if algo == "grpo" else None
     tmp = tempfile.mkdtemp(prefix=f"bench-llm-{algo}-{side}-")
     tokens_per_step = None
 
@@ -168,6 +168,8 @@ def worker(algo: str, side: str, steps: int) -> dict:
                 ),
                 callbacks=[StepClock()],
             )
+            # prompt padding + model.generate + EOS masking (tokenizing/decoding are outside)
+            trainer._generate_single_turn = gen.wrap(trainer._generate_single_turn)
         rss_setup = _max_rss_mb()
         trainer.train()
     else:
@@ -185,6 +187,9 @@ def worker(algo: str, side: str, steps: int) -> dict:
                            temperature=1.0, beta=0.0, loss_type="dapo", scale_rewards="std", num_iterations=1),
                 [{"prompt": p} for p in GRPO_PROMPTS], reward_funcs=[length_reward],
             )
+            import policylab.llm.grpo as pl_grpo  # its sampler: padding + KV-cache decoding + decode to text
+
+            pl_grpo.generate = gen.wrap(pl_grpo.generate)
         inner = trainer._step
 
         def timed_step(step):
