@@ -62,6 +62,13 @@ def test_learn_writes_trace(tmp_path, capsys, ext):
         assert lines[0].startswith("t,episode,s,a,r,s_next") and len(lines) == 301
 
 
+def test_learn_rows_zero_prints_only_the_summary(capsys):
+    assert main(["learn", "q-learning", "--mdp", "gridworld", "--steps", "1e5", "--rows", "0",
+                 "--epsilon", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "max |Q - Q*|" in out and "0,0" not in out
+
+
 def test_learn_shows_progress_bar(capsys):
     assert main(["learn", "expected-sarsa", "--mdp", "cliff-walking", "--steps", "2e5",
                  "--alpha", "0.5"]) == 0

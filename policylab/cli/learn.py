@@ -132,7 +132,7 @@ def run(args) -> int:
     out = sys.stdout
     print(f"{args.algorithm} on {args.mdp}: {res.steps} steps, {len(res.episode_returns)} episodes, "
           f"gamma={mdp.gamma:g}, alpha={alpha!r}, epsilon={epsilon!r}, backend={res.backend}", file=out)
-    width = max(len(n) for n in names[: args.rows])
+    width = max([5] + [len(n) for n in names[: args.rows]])
     if control:
         head = "  ".join(f"{'Q(' + a + ')':>10} {'Q*':>8}" for a in actions)
         print(f"{'state':<{width}}  {head}  {'greedy':>8} {'pi*':>8}", file=out)
