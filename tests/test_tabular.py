@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policylab import planning, tabular
+from policylab import planning, returns, tabular
 from policylab.mdp import TabularMDP, catalog
 from policylab.tabular import schedules as sch
 from policylab.tabular.rng import epsilon_greedy_action, make_rng_state, next_uniform
@@ -141,13 +141,20 @@ def test_td0_update_equals_hand_formula(mdp, steps, alpha, seed):
     pi = np.full((mdp.n_states, mdp.n_actions), 1.0 / mdp.n_actions)
     res = tabular.td0_prediction(mdp, pi, steps, alpha, seed=seed, trace=True, max_episode_steps=5)
     V = np.zeros(mdp.n_states)
+    v_next = []
     for row in res.trace:
         s, s2 = row["s"], row["s_next"]
         target = row["r"] + (0.0 if row["terminated"] else mdp.gamma) * V[s2]
         assert row["q_before"] == V[s]
         assert row["q_after"] == pytest.approx(V[s] + alpha * (target - V[s]), abs=1e-12)
+        v_next.append(V[s2])
         V[s] = row["q_after"]
     np.testing.assert_array_equal(V, res.V)
+    # the batched deep-RL form of the same equation agrees: returns.td_errors
+    tr = res.trace
+    delta = returns.td_errors(tr["r"], mdp.gamma, tr["q_before"], np.array(v_next),
+                              terminated=tr["terminated"], truncated=tr["truncated"])
+    np.testing.assert_allclose(tr["td_error"], delta, rtol=0, atol=1e-12)
 
 
 def test_mc_trace_is_backward_returns_and_sample_means():
