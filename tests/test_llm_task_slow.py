@@ -38,8 +38,8 @@ def test_grpo_raises_heldout_accuracy(weak_policy, tmp_path):
     history = GRPOTrainer(model, tok, cfg, train).train()
     after = accuracy(model, tok, test)
     print(f"GRPO held-out accuracy {before:.3f} -> {after:.3f}")
-    assert before <= 0.45  # the SFT policy is weak (measured 0.300)
-    assert after - before >= 0.25  # measured +0.49 (0.300 -> 0.785)
+    assert before <= 0.45  # the SFT policy is weak (measured 0.255)
+    assert after - before >= 0.25  # measured +0.395 (0.255 -> 0.650)
     first = sum(h["rewards/mean"] for h in history[:10]) / 10
     last = sum(h["rewards/mean"] for h in history[-10:]) / 10
     assert last > first + 0.15  # training reward rises too
@@ -64,7 +64,7 @@ def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
     pref_after = likelihood_preference()
     stats = trainer.evaluate(held_out, ref_model=sft_model)
     print(f"DPO held-out likelihood preference {pref_before:.3f} -> {pref_after:.3f}; {stats}")
-    assert pref_before <= 0.5  # the SFT policy prefers the teacher's a+b+1 (measured 0.365)
-    assert pref_after - pref_before >= 0.4  # measured 0.365 -> 1.000
-    assert stats["rewards/accuracies"] >= 0.9  # implicit-reward accuracy vs π_ref, measured 1.0 (0 before: all margins 0)
+    assert pref_before <= 0.5  # the SFT policy prefers the teacher's a+b+1 (measured 0.375)
+    assert pref_after - pref_before >= 0.4  # measured 0.375 -> 0.960
+    assert stats["rewards/accuracies"] >= 0.9  # implicit-reward accuracy vs π_ref, measured 0.965 (0 before: all margins 0)
     assert stats["rewards/margins"] >= 0.5  # mean β-scaled margin, measured 1.15 (0 before)

@@ -13,7 +13,11 @@ from policylab.llm.dpo import DPOConfig, DPOTrainer
 from policylab.llm.grpo import GRPOConfig, GRPOTrainer, Rollout
 from policylab.llm.sft import SFTConfig, SFTTrainer, sft
 from policylab.llm.task import (
-    correctness_reward, digit_match_reward, dpo_records, make_addition_problems, sft_records,
+    correctness_reward,
+    digit_match_reward,
+    dpo_records,
+    make_addition_problems,
+    sft_records,
 )
 from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
 
@@ -82,8 +86,8 @@ def test_padding_gets_no_gradient_through_the_model(tok, model):
 
 
 def grpo_cfg(tmp_path, **kw):
-    base = dict(max_steps=2, batch_size=8, num_generations=4, max_completion_length=3, learning_rate=1e-3,
-                output_dir=str(tmp_path / "grpo"), progress=False, max_prompt_length=16)
+    base = {"max_steps": 2, "batch_size": 8, "num_generations": 4, "max_completion_length": 3,
+            "learning_rate": 1e-3, "output_dir": str(tmp_path / "grpo"), "progress": False, "max_prompt_length": 16}
     return GRPOConfig(**{**base, **kw})
 
 

@@ -21,12 +21,22 @@ _LAZY = {
     "DPOConfig": "policylab.llm.dpo",
     "SFTTrainer": "policylab.llm.sft",
     "SFTConfig": "policylab.llm.sft",
+    "sft": "policylab.llm.sft",
+    "Rollout": "policylab.llm.grpo",
+    "generate": "policylab.llm.common",
     "load_jsonl": "policylab.llm.data",
     "correctness_reward": "policylab.llm.task",
-    "make_addition_data": "policylab.llm.task",
+    "make_addition_problems": "policylab.llm.task",
+    "write_addition_data": "policylab.llm.task",
+    "accuracy": "policylab.llm.task",
 }
 
-__all__ = ["sequence_logprobs", *_LAZY]
+__all__ = [  # noqa: RUF022 (grouped by module, as _LAZY)
+    "sequence_logprobs", "make_tiny_llama", "make_char_tokenizer", "GRPOTrainer", "GRPOConfig", "DPOTrainer",
+    "DPOConfig", "SFTTrainer", "SFTConfig", "sft", "Rollout", "generate", "load_jsonl", "correctness_reward",
+    "make_addition_problems", "write_addition_data", "accuracy",
+]
+assert set(__all__) == {"sequence_logprobs", *_LAZY}
 
 
 def __getattr__(name: str):

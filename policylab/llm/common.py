@@ -25,8 +25,18 @@ from safetensors.torch import load_file, save_file
 from policylab.llm.logprobs import sequence_logprobs
 
 __all__ = [
-    "TrainConfig", "Trainer", "resolve_model", "pad", "completion_logprobs", "frozen_copy",
-    "save_checkpoint", "load_checkpoint", "latest_checkpoint", "generate", "join_right_padded", "sample_next_token",
+    "TrainConfig",
+    "Trainer",
+    "completion_logprobs",
+    "frozen_copy",
+    "generate",
+    "join_right_padded",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "pad",
+    "resolve_model",
+    "sample_next_token",
+    "save_checkpoint",
 ]
 
 
@@ -71,7 +81,6 @@ def resolve_model(model, tokenizer=None, seed: int = 0):
             model = make_tiny_llama(len(tokenizer), seed=seed)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
-
             from transformers.utils import logging as hf_logging
 
             folder = Path(model)
@@ -174,7 +183,8 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     was_training = model.training
     model.eval()
     if use_hf_generate:
-        kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k) if do_sample else {"do_sample": False}
+        kw = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {
+            "do_sample": False}
         out = model.generate(input_ids=p_ids, attention_mask=p_mask, max_new_tokens=max_new_tokens,
                              pad_token_id=pad_id, eos_token_id=eos, use_cache=True, **kw)
         c_ids = out[:, p_ids.shape[1]:]  # (B, C)

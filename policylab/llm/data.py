@@ -17,8 +17,14 @@ import json
 from pathlib import Path
 
 __all__ = [
-    "SFT_FIELDS", "DPO_FIELDS", "GRPO_FIELDS", "load_jsonl", "write_jsonl", "encode_prompt",
-    "encode_completion", "check_prompt_lengths",
+    "DPO_FIELDS",
+    "GRPO_FIELDS",
+    "SFT_FIELDS",
+    "check_prompt_lengths",
+    "encode_completion",
+    "encode_prompt",
+    "load_jsonl",
+    "write_jsonl",
 ]
 
 SFT_FIELDS = ("prompt", "completion")
@@ -59,7 +65,7 @@ def load_jsonl(source, required: tuple[str, ...]) -> tuple[list[dict], list[str]
             raise ValueError("training data is empty")
     for rec, where in zip(records, labels):
         if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")  # noqa: TRY004 (bad data)
         for field in required:
             if field not in rec:
                 raise ValueError(f"{where}: missing field {field!r} (needs {', '.join(required)})")

@@ -13,12 +13,18 @@ from dataclasses import dataclass
 
 import torch
 
-from policylab.llm.common import Trainer, TrainConfig, frozen_copy, join_right_padded
-from policylab.llm.data import DPO_FIELDS, check_prompt_lengths, encode_completion, encode_prompt, load_jsonl
+from policylab.llm.common import TrainConfig, Trainer, frozen_copy, join_right_padded
+from policylab.llm.data import (
+    DPO_FIELDS,
+    check_prompt_lengths,
+    encode_completion,
+    encode_prompt,
+    load_jsonl,
+)
 from policylab.llm.logprobs import sequence_logprobs
 from policylab.losses import dpo_loss, ipo_loss
 
-__all__ = ["DPOConfig", "DPOTrainer", "LOSSES"]
+__all__ = ["LOSSES", "DPOConfig", "DPOTrainer"]
 
 #: Preference losses by name (DPOConfig.loss_type): separate pure functions, no if/elif.
 LOSSES = {"sigmoid": dpo_loss, "ipo": ipo_loss}

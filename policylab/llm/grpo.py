@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from policylab.llm.common import Trainer, TrainConfig, completion_logprobs, frozen_copy, generate
+from policylab.llm.common import TrainConfig, Trainer, completion_logprobs, frozen_copy, generate
 from policylab.llm.data import GRPO_FIELDS, check_prompt_lengths, encode_prompt, load_jsonl
 from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
 from policylab.returns import group_relative_advantages

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from policylab.llm.common import Trainer, TrainConfig, join_right_padded
-from policylab.llm.data import SFT_FIELDS, check_prompt_lengths, encode_completion, encode_prompt, load_jsonl
+from policylab.llm.common import TrainConfig, Trainer, join_right_padded
+from policylab.llm.data import (
+    SFT_FIELDS,
+    check_prompt_lengths,
+    encode_completion,
+    encode_prompt,
+    load_jsonl,
+)
 from policylab.llm.logprobs import sequence_logprobs
 
 __all__ = ["SFTConfig", "SFTTrainer", "sft"]

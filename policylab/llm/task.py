@@ -6,7 +6,7 @@
 A short SFT on ``sft_records(train, off_by_one=0.6)`` — a noisy teacher that answers a+b+1 60% of
 the time — gives a weak policy (greedy accuracy ≈ 0.3 on held-out pairs) that still samples the
 right answer often; GRPO with :func:`correctness_reward` on the train prompts then raises greedy
-accuracy on the held-out ``test`` prompts (≈ 0.3 → 0.7 in 100 steps with the tiny Llama); DPO on
+accuracy on the held-out ``test`` prompts (0.255 → 0.650 in 100 steps with the tiny Llama); DPO on
 ``dpo_records(train)`` (correct answer preferred over the teacher's a+b+1) raises preference accuracy and
 the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
 """
@@ -22,8 +22,15 @@ import numpy as np
 from policylab.llm.data import write_jsonl
 
 __all__ = [
-    "REWARDS", "correctness_reward", "digit_match_reward", "digits_reward", "make_addition_problems", "sft_records",
-    "dpo_records", "write_addition_data", "accuracy",
+    "REWARDS",
+    "accuracy",
+    "correctness_reward",
+    "digit_match_reward",
+    "digits_reward",
+    "dpo_records",
+    "make_addition_problems",
+    "sft_records",
+    "write_addition_data",
 ]
 
 
@@ -35,7 +42,7 @@ def make_addition_problems(max_a: int = 99, max_b: int = 9, test_fraction: float
     pairs = [(a, b) for a in range(max_a + 1) for b in range(max_b + 1)]
     order = np.random.default_rng(seed).permutation(len(pairs))
     problems = [{"prompt": f"{pairs[i][0]}+{pairs[i][1]}=", "answer": str(sum(pairs[i]))} for i in order]
-    n_test = int(round(test_fraction * len(problems)))
+    n_test = round(test_fraction * len(problems))
     return problems[n_test:], problems[:n_test]
 
 

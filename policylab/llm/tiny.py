@@ -13,7 +13,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-__all__ = ["CHARS", "SPECIAL_TOKENS", "CHAT_TEMPLATE", "make_char_tokenizer", "make_tiny_llama"]
+__all__ = ["CHARS", "CHAT_TEMPLATE", "SPECIAL_TOKENS", "make_char_tokenizer", "make_tiny_llama"]
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3
 CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
