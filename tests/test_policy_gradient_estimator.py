@@ -68,12 +68,14 @@ def _sample_episodes(mdp, pi, E, rng, gamma):
     return {k: np.stack(v) for k, v in cols.items()}  # (H, E)
 
 
-def _reinforce_estimates(ep, pi, gamma, baseline):
-    """Per-episode ĝ_e = Σ_t γ^t (G_t − b(s_t)) ∇_θ log π(a_t|s_t),  ∇_{θ_s} log π(a|s) = e_a − π(·|s)."""
+def _reinforce_estimates(ep, pi, gamma, baseline, gamma_t=True):
+    """Per-episode ĝ_e = Σ_t γ^t (G_t − b(s_t)) ∇_θ log π(a_t|s_t),  ∇_{θ_s} log π(a|s) = e_a − π(·|s)
+    (without the γ^t factor when ``gamma_t`` is False)."""
     H, E = ep["s"].shape
     S, A = pi.shape
     G = discounted_returns(ep["r"], gamma, terminated=ep["term"])  # (H, E)
-    coef = gamma ** np.arange(H)[:, None] * (G - baseline[ep["s"]]) * ep["mask"]  # (H, E)
+    w = gamma ** np.arange(H)[:, None] if gamma_t else 1.0
+    coef = w * (G - baseline[ep["s"]]) * ep["mask"]  # (H, E)
     e = np.broadcast_to(np.arange(E), (H, E))
     first = np.bincount((e * S * A + ep["s"] * A + ep["a"]).ravel(), coef.ravel(), E * S * A)
     per_state = np.bincount((e * S + ep["s"]).ravel(), coef.ravel(), E * S).reshape(E, S)
@@ -152,15 +154,9 @@ def test_without_gamma_t_weighting_the_estimate_is_biased_for_the_discounted_obj
     exact = exact_policy_gradient(mdp, logits)
     V = planning.evaluate_policy(mdp, pi)
     ep = _sample_episodes(mdp, pi, 40_000, rng, gamma)
-    H, E = ep["s"].shape
-    # the "practical" estimator Σ_t ∇log π (G_t − b(s_t)) — undo the γ^t weights of the helper
-    G = discounted_returns(ep["r"], gamma, terminated=ep["term"])
-    coef = (G - V[ep["s"]]) * ep["mask"]
-    e = np.broadcast_to(np.arange(E), (H, E))
-    S, A = pi.shape
-    first = np.bincount((e * S * A + ep["s"] * A + ep["a"]).ravel(), coef.ravel(), E * S * A).reshape(E, S, A)
-    per_state = np.bincount((e * S + ep["s"]).ravel(), coef.ravel(), E * S).reshape(E, S)
-    g = first - per_state[:, :, None] * pi[None]
+    E = ep["s"].shape[1]
+    # the "practical" estimator Σ_t ∇log π (G_t − b(s_t)), without the γ^t weights
+    g = _reinforce_estimates(ep, pi, gamma, V, gamma_t=False)
     se = g.std(0, ddof=1) / np.sqrt(E)
     z = (g.mean(0) - exact)[:3] / se[:3]
     assert np.abs(z).max() > 10.0  # clearly not ∇J ...

@@ -89,3 +89,12 @@ def test_bad_hyperparameters_raise_before_work():
         REINFORCE("CartPole-v1", clip_range=0.2)
     with pytest.raises(ValueError, match="unknown env id"):
         REINFORCE("NoSuchEnv-v0")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reinforce_with_baseline_learns_cartpole(seed):
+    # measured on these seeds: deterministic evaluation mean 500/500/500 after 60k steps
+    agent = REINFORCE("CartPole-v1", seed=seed, baseline=True, batch_episodes=4)
+    agent.learn(60_000)
+    assert agent.evaluate(episodes=20).mean >= 400.0
