@@ -49,16 +49,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
+import argparse
+import itertools
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
 
 LR = 1e-6
 DPO_BATCH = 8
@@ -90,12 +91,12 @@ def _max_rss_mb() -> float:
 
 
 def _trl_args(tmp: str, steps: int) -> dict:
-    return dict(
-        output_dir=tmp, report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
-        save_strategy="no", disable_tqdm=True, logging_steps=10**6, seed=0, max_steps=steps,
-        learning_rate=LR, optim="adamw_torch", weight_decay=0.0, lr_scheduler_type="constant",
-        warmup_steps=0, max_grad_norm=1.0, dataloader_num_workers=0,
-    )
+    return {
+        "output_dir": tmp, "report_to": "none", "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+        "save_strategy": "no", "disable_tqdm": True, "logging_steps": 10**6, "seed": 0, "max_steps": steps,
+        "learning_rate": LR, "optim": "adamw_torch", "weight_decay": 0.0, "lr_scheduler_type": "constant",
+        "warmup_steps": 0, "max_grad_norm": 1.0, "dataloader_num_workers": 0,
+    }
 
 
 class _GenTimer:
@@ -175,8 +176,8 @@ def worker(algo: str, side: str, steps: int) -> dict:
     else:
         from policylab.llm import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
-        common = dict(output_dir=tmp, max_steps=steps, learning_rate=LR, weight_decay=0.0, max_grad_norm=1.0,
-                      progress=False, logging_steps=1, seed=0)
+        common = {"output_dir": tmp, "max_steps": steps, "learning_rate": LR, "weight_decay": 0.0,
+                  "max_grad_norm": 1.0, "progress": False, "logging_steps": 1, "seed": 0}
         if algo.startswith("dpo"):
             trainer = DPOTrainer(model, tok, DPOConfig(**common, batch_size=DPO_BATCH, beta=0.1,
                                                        precompute_ref_logps=algo == "dpo-pre"), dpo_rows())
@@ -209,7 +210,7 @@ def worker(algo: str, side: str, steps: int) -> dict:
             lengths = [h["completion_length"] for h in history]
 
     rss_peak = _max_rss_mb()
-    step_times = [b - a for a, b in zip(ends, ends[1:])]  # (steps − 1) intervals
+    step_times = [b - a for a, b in itertools.pairwise(ends)]  # (steps − 1) intervals
     return {
         "algo": algo, "side": side, "params": n_params, "step_s": step_times,
         "gen_s": gen_per_step[1:], "tokens_per_step": tokens_per_step,
@@ -229,7 +230,7 @@ def _frozen(model):
 # ------------------------------------------------------------------------------------ driver
 def run_worker(algo: str, side: str, steps: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", algo, side, "--steps", str(steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{algo}/{side} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

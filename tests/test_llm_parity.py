@@ -30,8 +30,9 @@ trl = pytest.importorskip("trl", reason="TRL not installed: loss parity needs th
 datasets = pytest.importorskip("datasets", reason="datasets not installed (comes with TRL)")
 transformers = pytest.importorskip("transformers")
 
-from policylab.losses import dpo_loss, grpo_loss, ipo_loss  # noqa: E402
-from policylab.returns import group_relative_advantages  # noqa: E402
+from policylab.llm import make_char_tokenizer, make_tiny_llama, sequence_logprobs
+from policylab.losses import dpo_loss, grpo_loss, ipo_loss
+from policylab.returns import group_relative_advantages
 
 torch.set_num_threads(1)
 
@@ -42,44 +43,23 @@ TRL_LOSS_TYPES = ["grpo", "bnpo", "dr_grpo", "dapo"]
 
 
 # ------------------------------------------------------------------------------------------------
-# tiny offline model + tokenizer (policylab's factory when present, else built here from a config)
+# tiny offline model + tokenizer
 # ------------------------------------------------------------------------------------------------
 
 
 def tiny_model_and_tokenizer(seed: int = 0):
-    """A 2-layer, hidden-64 Llama and a character tokenizer, both made in memory (no download)."""
-    try:
-        from policylab.llm import make_char_tokenizer, make_tiny_llama
-
-        tok = make_char_tokenizer()
-        return make_tiny_llama(len(tok), seed=seed), tok
-    except ImportError:  # llm-core's factory not there yet: same architecture, built here
-        pass
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "</s>"]
-    chars = list("0123456789+-*=?., abcdefghijklmnopqrstuvwxyz")
-    vocab = {t: i for i, t in enumerate(specials + chars)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
-    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    cfg = LlamaConfig(
-        vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg), tok
+    """policylab's offline tiny Llama (2 layers, hidden 64) and character tokenizer: no download."""
+    tok = make_char_tokenizer()
+    return make_tiny_llama(len(tok), seed=seed), tok
 
 
 def _trl_common_args(tmp):
     """Training arguments that make TRL a plain fp32 CPU loop (TRL 1.16 defaults bf16 and checkpointing on)."""
-    return dict(
-        output_dir=str(tmp), report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
-        max_steps=1, save_strategy="no", disable_tqdm=True, logging_steps=1, seed=0,
-    )
+    return {
+        "output_dir": str(tmp), "report_to": "none", "use_cpu": True, "bf16": False,
+        "gradient_checkpointing": False, "max_steps": 1, "save_strategy": "no", "disable_tqdm": True,
+        "logging_steps": 1, "seed": 0,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -338,8 +318,6 @@ def test_ipo_loss_matches_trl_ipo(trl_dpo):
 
 def test_sequence_logprobs_matches_trl_fused_head(trl_grpo):
     """Same model, left-padded prompts + right-padded completions (TRL's GRPO layout)."""
-    from policylab.llm import sequence_logprobs
-
     model = trl_grpo.model  # already patched with TRL's fused LM head; plain forward is untouched
     g = torch.Generator().manual_seed(0)
     V = model.config.vocab_size

@@ -32,7 +32,7 @@ import torch
 trl = pytest.importorskip("trl", reason="TRL not installed: trainer parity needs the optional 'bench' extra")
 datasets = pytest.importorskip("datasets", reason="datasets not installed (comes with TRL)")
 
-from policylab.llm import make_char_tokenizer, make_tiny_llama  # noqa: E402
+from policylab.llm import make_char_tokenizer, make_tiny_llama
 
 torch.set_num_threads(1)
 pytestmark = [  # TRL 1.16 on transformers 5 renames; rollout_func is TRL's "experimental" public hook
