@@ -11,9 +11,9 @@ One step of experience is produced two ways that consume the same random numbers
 same order: :func:`_kernel` (numba, TabularMDP only, no Python per step) and :func:`_python`
 (any Discrete Gymnasium env, or a TabularMDP); so both give identical numbers per seed.
 
-Developer note: the kernels inline the njit functions of updates.py, rng.py and schedules.py
-(``inline="always"``: ~1.6× faster), and numba's on-disk cache only watches the kernel's own
-file. After editing one of those three files, delete ``policylab/tabular/__pycache__/*.nb[ic]``.
+Developer note: the kernels inline the njit helpers of updates.py, rng.py, schedules.py and this
+file (``inline="always"``: ~1.6× faster), and numba's on-disk cache only watches each kernel's
+own file. After editing a helper, delete ``policylab/tabular/__pycache__/*.nb[ic]``.
 """
 
 from __future__ import annotations
