@@ -15,7 +15,8 @@ from policylab.mdp import catalog
 
 def png_size(path):
     """(width, height) from the PNG signature + IHDR chunk."""
-    head = open(path, "rb").read(24)
+    with open(path, "rb") as f:
+        head = f.read(24)
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     assert head[12:16] == b"IHDR"
     return struct.unpack(">II", head[16:24])
@@ -120,7 +121,7 @@ def test_fig5_targets(seed):
 
 # ------------------------------------------------------------------ figure 6
 def test_fig6_is_q_learnings_trace():
-    kw = dict(steps=12, alpha=0.5, epsilon=0.5, seed=0)
+    kw = {"steps": 12, "alpha": 0.5, "epsilon": 0.5, "seed": 0}
     data = figures.fig6_data(**kw)
     res = tabular.q_learning(catalog.line_world(3, gamma=0.9), trace=True, **kw)
     assert data["trace"].dtype == res.trace.dtype and len(data["trace"]) == 12

@@ -34,7 +34,7 @@ def runs(tmp_path):
 
 
 def test_load_run_reads_the_trainers_csv(runs):
-    steps, vals = load_run(runs[1], METRIC)
+    steps, _vals = load_run(runs[1], METRIC)
     assert steps[0] == 220 and len(steps) == 21  # the row without an episode is skipped
     assert np.all(np.diff(steps) > 0)
 

@@ -25,7 +25,7 @@ def chromium_page_check(index: Path) -> dict:
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
              "--dump-dom", index.resolve().as_uri()],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     tag = re.search(r'<div id="page-check"[^>]*>', proc.stdout)
     assert tag, "page-check marker missing from the DOM"

@@ -68,9 +68,9 @@ def stage_planning(out, cfg, args, summary):
     for r in rows:
         _say(f"  {r[0]:<5} {r[1]:<6} {r[2]:>10.4f} {r[3]:>12.4f}  {r[4]}")
     return Section("1. Planning: the line world's Q*", paragraphs=[
-        "catalog.line_world(): states s1, s2, s3 and a terminal goal G; actions left/right; +1 on entering G. "
+        ("catalog.line_world(): states s1, s2, s3 and a terminal goal G; actions left/right; +1 on entering G. "
         "planning.value_iteration gives Q*(s_i, right) = γ^(3−i): γ = 0 sees only the next reward, "
-        "γ → 1 values the goal from everywhere."],
+        "γ → 1 values the goal from everywhere.")],
         tables=[("Q* by value iteration", ["γ", "state", "Q*(s, left)", "Q*(s, right)", "greedy"], rows)])
 
 
@@ -87,14 +87,14 @@ def stage_q_learning(out, cfg, args, summary):
     err = np.abs(res.Q - q_star)[:-1]
     same = bool(np.array_equal(res.policy[:-1], q_star.argmax(axis=1)[:-1]))
     summary["q_learning"] = {"steps": cfg.q_steps, "max_abs_error": float(err.max()), "greedy_matches": same,
-                             "episodes": int(len(res.episode_returns))}
+                             "episodes": len(res.episode_returns)}
     rows = [(mdp.state_names[s], res.Q[s, 0], q_star[s, 0], res.Q[s, 1], q_star[s, 1]) for s in range(mdp.n_states - 1)]
     _say(f"  {cfg.q_steps} updates, {len(res.episode_returns)} episodes: max |Q − Q*| = {err.max():.4f}, "
          f"greedy policy {'matches' if same else 'differs from'} π*")
     return Section("2. Learning: Q-learning vs Q*", paragraphs=[
-        f"tabular.q_learning(line_world(γ=0.9), steps={cfg.q_steps}, α=0.1, ε=0.2, seed={args.seed}): "
+        (f"tabular.q_learning(line_world(γ=0.9), steps={cfg.q_steps}, α=0.1, ε=0.2, seed={args.seed}): "
         f"{len(res.episode_returns)} episodes; max |Q − Q*| = {err.max():.4f}; the greedy policy "
-        f"{'matches' if same else 'does not match'} π*. Figure 6 below shows the first updates one by one."],
+        f"{'matches' if same else 'does not match'} π*. Figure 6 below shows the first updates one by one.")],
         tables=[("learned Q vs Q*", ["state", "Q(s, left)", "Q*(s, left)", "Q(s, right)", "Q*(s, right)"], rows)])
 
 
@@ -127,9 +127,9 @@ def stage_ppo(out, cfg, args, summary):
     summary["ppo"] = {"seeds": list(cfg.ppo_seeds), "steps": cfg.ppo_steps,
                       "eval_mean": [r[2] for r in rows], "final_iqm": [float(ip), float(il), float(ih)]}
     return Section("3. Policy gradients: PPO on CartPole-v1", paragraphs=[
-        f"policylab.deep.PPO with the bundled rl-zoo preset, {cfg.ppo_steps} env steps per seed, then 10 greedy "
+        (f"policylab.deep.PPO with the bundled rl-zoo preset, {cfg.ppo_steps} env steps per seed, then 10 greedy "
         "evaluation episodes (500 is the maximum). The curve is the IQM over seeds of the logged episodic "
-        "return with a 95% stratified-bootstrap band (policylab plot)."],
+        "return with a 95% stratified-bootstrap band (policylab plot).")],
         tables=[("evaluation after training", ["seed", "env steps", "mean return", "std"], rows),
                 ("final training return (last 10% of the run)", ["IQM", "95% CI low", "95% CI high"],
                  [(float(ip), float(il), float(ih))])],
@@ -149,16 +149,22 @@ def stage_llm(out, cfg, args, summary):
     if importlib.util.find_spec("transformers") is None:
         summary["llm"] = "unavailable: transformers not installed"
         return Section(title, "unavailable", [
-            "transformers is not installed, so this stage cannot run. Install the llm extra: "
-            "pip install -e '.[llm]' (from a checkout) or pip install 'policylab[llm]', then rerun policylab tour."])
+            ("transformers is not installed, so this stage cannot run. Install the llm extra: "
+            "pip install -e '.[llm]' (from a checkout) or pip install 'policylab[llm]', then rerun policylab tour.")])
     import torch
 
     from policylab.llm import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
-    from policylab.llm.task import accuracy, digit_match_reward, dpo_records, make_addition_problems, sft_records
+    from policylab.llm.task import (
+        accuracy,
+        digit_match_reward,
+        dpo_records,
+        make_addition_problems,
+        sft_records,
+    )
 
     torch.set_num_threads(1)
     train, test = make_addition_problems(seed=args.seed)
-    common = dict(seed=args.seed, progress=True, save_total_limit=1)
+    common = {"seed": args.seed, "progress": True, "save_total_limit": 1}
     sft = SFTTrainer("tiny", None, SFTConfig(max_steps=cfg.sft_steps, batch_size=32, learning_rate=3e-3,
                                              output_dir=str(out / "llm" / "sft"), **common), sft_records(train))
     acc0 = accuracy(sft.model, sft.tokenizer, test[:100])
@@ -182,10 +188,10 @@ def stage_llm(out, cfg, args, summary):
     summary["llm"] = {"sft_accuracy": [acc0, acc1], "dpo": {k: float(v) for k, v in after.items()},
                       "grpo_rewards": rewards}
     return Section(title, paragraphs=[
-        "A 2-layer character-level Llama (≈95k parameters, built in code, no download) learns small sums "
+        ("A 2-layer character-level Llama (≈95k parameters, built in code, no download) learns small sums "
         "'a+b=': a short SFT from a teacher, then DPO on (correct, near-miss) answer pairs and GRPO with a "
         "digit-match reward, each from the SFT model. Steps are few: the numbers show the machinery, not a "
-        "trained model."],
+        "trained model.")],
         tables=[("SFT", ["steps", "loss first", "loss last", "held-out accuracy before", "after"],
                  [(cfg.sft_steps, sft_log[0]["loss"], sft_log[-1]["loss"], acc0, acc1)]),
                 ("DPO (on its 256 training pairs, against the frozen SFT reference)",

@@ -14,13 +14,38 @@ from __future__ import annotations
 
 from policylab.figures._draw import FigureResult
 from policylab.figures.backups import fig3, fig3_data, fig5, fig5_data
-from policylab.figures.lecture import fig1, fig1_data, fig2, fig2_data, fig4, fig4_data, fig6, fig6_data
+from policylab.figures.lecture import (
+    fig1,
+    fig1_data,
+    fig2,
+    fig2_data,
+    fig4,
+    fig4_data,
+    fig6,
+    fig6_data,
+)
 from policylab.figures.stats import AGGREGATES, iqm, mean, stratified_bootstrap_ci
 
 __all__ = [
-    "FigureResult", "FIGURES", "render_all", "iqm", "mean", "stratified_bootstrap_ci", "AGGREGATES",
-    "fig1", "fig1_data", "fig2", "fig2_data", "fig3", "fig3_data", "fig4", "fig4_data", "fig5", "fig5_data",
-    "fig6", "fig6_data",
+    "AGGREGATES",
+    "FIGURES",
+    "FigureResult",
+    "fig1",
+    "fig1_data",
+    "fig2",
+    "fig2_data",
+    "fig3",
+    "fig3_data",
+    "fig4",
+    "fig4_data",
+    "fig5",
+    "fig5_data",
+    "fig6",
+    "fig6_data",
+    "iqm",
+    "mean",
+    "render_all",
+    "stratified_bootstrap_ci",
 ]
 
 #: Figure number → drawing function ``figN(out_dir=None, **kw) -> FigureResult``.

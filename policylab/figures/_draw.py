@@ -109,8 +109,8 @@ def link(ax, p0, p1, r0=0.0, r1=0.0, label=None, arrow=True, color="black", side
     start = (p0[0] + ux * r0, p0[1] + uy * r0)
     end = (p1[0] - ux * r1, p1[1] - uy * r1)
     ax.annotate("", xy=end, xytext=start, zorder=2,
-                arrowprops=dict(arrowstyle="-|>" if arrow else "-", color=color, lw=lw,
-                                shrinkA=0, shrinkB=0, mutation_scale=10))
+                arrowprops={"arrowstyle": "-|>" if arrow else "-", "color": color, "lw": lw,
+                                "shrinkA": 0, "shrinkB": 0, "mutation_scale": 10})
     if label:
         mx, my = start[0] + (end[0] - start[0]) * label_at, start[1] + (end[1] - start[1]) * label_at
         nx, ny = -uy * side, ux * side
@@ -118,7 +118,7 @@ def link(ax, p0, p1, r0=0.0, r1=0.0, label=None, arrow=True, color="black", side
             ha = "center" if abs(nx) < 0.3 else ("left" if nx > 0 else "right")
         ax.text(mx + nx * offset, my + ny * offset, label, fontsize=fontsize, ha=ha, va="center",
                 color=label_color or color, zorder=7 if box else 5,
-                bbox=dict(boxstyle="round,pad=0.08", fc="white", ec="none", alpha=0.9) if box else None)
+                bbox={"boxstyle": "round,pad=0.08", "fc": "white", "ec": "none", "alpha": 0.9} if box else None)
 
 
 def max_arc(ax, centre, left, right, radius=0.45, label="max", fontsize=8):

@@ -11,7 +11,7 @@ import numpy as np
 
 from policylab.figures import _draw as d
 
-__all__ = ["backup_tree", "fig3_data", "fig3", "fig5_data", "fig5"]
+__all__ = ["backup_tree", "fig3", "fig3_data", "fig5", "fig5_data"]
 
 
 def backup_tree(mdp, s: int) -> list[tuple[int, list[tuple[int, float, float]]]]:
@@ -231,8 +231,8 @@ def fig5(out_dir=None, **kw) -> d.FigureResult:
     if len(ep) > 6:
         rewards = f"Σ over {len(ep)} rewards"
     texts = [f"target $G_0$ = {rewards} = {d.fmt(data['G0'], 4)}",
-             f"target $r_1+\\gamma V(s_1)$ = {d.fmt(ep[0][2])} + {d.fmt(g)}·{d.fmt(V[ep[0][3]], 4)} = "
-             f"{d.fmt(data['td_target'], 4)}",
+             (f"target $r_1+\\gamma V(s_1)$ = {d.fmt(ep[0][2])} + {d.fmt(g)}·{d.fmt(V[ep[0][3]], 4)} = "
+             f"{d.fmt(data['td_target'], 4)}"),
              f"target $\\sum_a\\pi\\sum_{{s'}}P[r+\\gamma V(s')]$ = {d.fmt(data['dp_target'], 4)}"]
     for i, t in enumerate(texts):
         fig.text(0.167 + 0.3345 * i, 0.1, t, ha="center", fontsize=9, wrap=True)

@@ -32,8 +32,15 @@ import numpy as np
 
 from policylab.figures.stats import AGGREGATES, stratified_bootstrap_ci
 
-__all__ = ["STEP_COLUMNS", "load_run", "group_runs", "align_runs", "CurveResult", "learning_curves",
-           "final_table"]
+__all__ = [
+    "STEP_COLUMNS",
+    "CurveResult",
+    "align_runs",
+    "final_table",
+    "group_runs",
+    "learning_curves",
+    "load_run",
+]
 
 STEP_COLUMNS = ("global_step", "step")
 _SEED_SUFFIX = re.compile(r"[-_.](?:s|seed)?\d+$")
@@ -159,11 +166,11 @@ def learning_curves(run_dirs, metric: str, agg: str = "iqm", align: str = "inter
     for name, members in group_runs(run_dirs).items():
         grid, Y = align_runs({m: curves[m] for m in members}, align, points)   # (K,), (n, K)
         point, low, high = _ci(Y[None], AGGREGATES[agg], reps, alpha, seed)    # (K,) each
-        k = max(1, int(math.ceil(final_fraction * len(grid))))
+        k = max(1, math.ceil(final_fraction * len(grid)))
         final = Y[:, -k:].mean(axis=1)                                          # (n,)
         stats = {a: _ci(final, f, reps, alpha, seed) for a, f in AGGREGATES.items()}
-        res.groups[name] = dict(runs=members, grid=grid, Y=Y, point=point, low=low, high=high, final=final,
-                                final_stats=stats)
+        res.groups[name] = {"runs": members, "grid": grid, "Y": Y, "point": point, "low": low, "high": high, "final": final,
+                                "final_stats": stats}
     res.table = final_table(res, alpha)
     if out is not None:
         res.files = _plot(res, out, alpha)

@@ -11,7 +11,7 @@ import numpy as np
 
 from policylab.figures import _draw as d
 
-__all__ = ["fig1_data", "fig1", "fig2_data", "fig2", "fig4_data", "fig4", "fig6_data", "fig6"]
+__all__ = ["fig1", "fig1_data", "fig2", "fig2_data", "fig4", "fig4_data", "fig6", "fig6_data"]
 
 
 # ------------------------------------------------------------------ 1. agent–environment loop
@@ -42,7 +42,7 @@ def _elbow(ax, pts, label, label_xy, color="black", ha="center"):
     xs, ys = zip(*pts)
     ax.plot(xs[:-1], ys[:-1], color=color, lw=1.6, solid_capstyle="butt")
     ax.annotate("", xy=pts[-1], xytext=pts[-2],
-                arrowprops=dict(arrowstyle="-|>", color=color, lw=1.6, shrinkA=0, shrinkB=0, mutation_scale=14))
+                arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.6, "shrinkA": 0, "shrinkB": 0, "mutation_scale": 14})
     ax.text(*label_xy, label, ha=ha, va="center", fontsize=11, color=color)
 
 
@@ -145,10 +145,12 @@ def fig2(out_dir=None, mdp=None) -> d.FigureResult:
         text = d.fmt(p) + (f"\nr={d.fmt(r)}" if r != 0 else "")
         ax.text(lx, ly, text, fontsize=8.5, ha="center", va="center", zorder=6, linespacing=1.1,
                 color="#a04000" if r != 0 else "black", weight="bold" if r != 0 else "normal",
-                bbox=dict(boxstyle="round,pad=0.12", fc="#fff3e0" if r != 0 else "white", ec="none", alpha=0.92))
+                bbox={"boxstyle": "round,pad=0.12", "fc": "#fff3e0" if r != 0 else "white", "ec": "none", "alpha": 0.92})
     fig.suptitle(f"An MDP as a finite-state machine (γ = {d.fmt(data['gamma'])})", fontsize=12, y=0.97)
-    fig.text(0.5, 0.03, "circles: states   dots: actions   numbers: P(s'|s,a)   orange boxes: P(s'|s,a) and reward R(s,a,s') ≠ 0",
-             ha="center", fontsize=9)
+    legend = "circles: states   dots: actions   numbers: P(s'|s,a)   orange: P(s'|s,a) and reward R(s,a,s') ≠ 0"
+    if any(data["terminal"]):
+        legend += "   grey square: terminal"
+    fig.text(0.5, 0.03, legend, ha="center", fontsize=9)
     return d.finish(fig, "fig2_mdp_state_machine", "Figure 2: an MDP as a finite-state machine",
                     "Every nonzero transition of the MDP, with its probability and reward.", data, out_dir)
 
@@ -171,7 +173,7 @@ def _q_panel(ax, Q, state_names, action_names, vmax=1.0, highlight=None, fontsiz
         for s in range(M.shape[1]):
             v = M[a, s]
             greedy = star and M[:, s].max() > M[:, s].min() and v == M[:, s].max()
-            ax.text(s, a, d.fmt(v, 4) + (" ★" if greedy else ""), ha="center", va="center",
+            ax.text(s, a, d.fmt(v, 4) + ("\n★" if greedy else ""), ha="center", va="center",
                     fontsize=fontsize, color="white" if v > 0.6 * vmax else "black",
                     weight="bold" if greedy else "normal")
     ax.set_xticks(range(M.shape[1]), state_names, fontsize=fontsize)
@@ -191,12 +193,12 @@ def fig4(out_dir=None, gammas=(0.0, 0.5, 0.9, 0.99), n_states: int = 3) -> d.Fig
     data = fig4_data(gammas, n_states)
     mdp = catalog.line_world(n_states)
     k = len(data)
-    fig = d.new_figure(3.0 * k + 0.6, 3.2)
+    fig = d.new_figure(3.4 * k + 0.6, 3.4)
     axes = fig.subplots(1, k, squeeze=False)[0]
     for ax, (g, Q) in zip(axes, data.items()):
         _q_panel(ax, Q, mdp.state_names, mdp.action_names, star=True)
         ax.set_title(f"γ = {d.fmt(g)}", fontsize=11)
-    fig.suptitle("Line world: Q*(s, a) from planning.value_iteration   (★ greedy action)", fontsize=11)
+    fig.suptitle("Line world: Q*(s, a) from planning.value_iteration    ★ greedy action   (G: terminal goal)", fontsize=11)
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.78, wspace=0.35)
     return d.finish(fig, "fig4_line_world_q_star", "Figure 4: the line world's Q* for several γ",
                     "Q*(s_i, right) = γ^(n−i): small γ makes the agent myopic (γ = 0 values only the "

@@ -4,11 +4,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["iqm", "mean", "stratified_bootstrap_ci", "AGGREGATES"]
+__all__ = ["AGGREGATES", "iqm", "mean", "stratified_bootstrap_ci"]
 
 
 def iqm(x, axis: int = -1) -> np.ndarray:
