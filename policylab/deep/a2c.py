@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check
+from policylab.deep.config import check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.deep.storage import RolloutStorage
 from policylab.losses import approx_kl, clip_fraction, entropy_bonus, reinforce_loss, value_loss
 from policylab.returns import gae
 
@@ -47,16 +46,10 @@ class A2CConfig:
     log_std_init: float = 0.0              # initial log σ of the Gaussian head (continuous)
 
     def validate(self) -> None:
-        for name in ("n_envs", "n_steps"):
-            check(getattr(self, name) >= 1, name, getattr(self, name), "≥ 1")
-        for name in ("learning_rate", "rms_eps", "max_grad_norm"):
-            check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        for name in ("gamma", "gae_lambda"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "in [0, 1]")
-        for name in ("ent_coef", "vf_coef"):
-            check(getattr(self, name) >= 0, name, getattr(self, name), "≥ 0")
+        check_fields(self, at_least_one=("n_envs", "n_steps"),
+                     positive=("learning_rate", "rms_eps", "max_grad_norm"), unit=("gamma", "gae_lambda"),
+                     nonnegative=("ent_coef", "vf_coef"), widths=("hidden_sizes",))
         check(self.optimizer in ("rmsprop", "adam"), "optimizer", self.optimizer, "'rmsprop' or 'adam'")
-        check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes, "positive widths")
 
 
 class A2C(Agent):
@@ -73,8 +66,7 @@ class A2C(Agent):
         else:
             opt = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.rms_eps, fused=True)
         self.optimizers["main"] = opt
-        self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
-                                           self.head.discrete)
+        self.buf = self.allocate_rollout(c.n_steps)
 
     def _train_iteration(self, total_steps: int) -> dict:
         c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.buf

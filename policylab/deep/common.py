@@ -287,6 +287,11 @@ class Agent:
         return actions if self._low is None else np.clip(actions, self._low, self._high)
 
     # -- rollout (shared by A2C, PPO, and any n-step method) -----------------------------------
+    def allocate_rollout(self, n_steps: int) -> RolloutStorage:
+        """Storage for ``n_steps`` steps of every env, shaped for this env's spaces."""
+        return RolloutStorage.allocate(n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
+                                       self.head.discrete)
+
     @torch.inference_mode()
     def collect_rollout(self, buf: RolloutStorage) -> None:
         """Fill ``buf`` with T steps of every env under the current policy, from ``self._obs``."""

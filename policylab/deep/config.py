@@ -13,7 +13,7 @@ import types
 import typing
 from pathlib import Path
 
-__all__ = ["load_preset", "make_config", "preset_path"]
+__all__ = ["check", "check_fields", "load_preset", "make_config", "preset_path"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -89,6 +89,25 @@ def check(cond: bool, name: str, value, requirement: str) -> None:
     """Raise ValueError("hyperparameter <name>=<value> must be <requirement>") unless cond."""
     if not cond:
         raise ValueError(f"hyperparameter {name}={value!r} must be {requirement}")
+
+
+def check_fields(cfg, *, at_least_one=(), positive=(), unit=(), nonnegative=(), positive_or_none=(),
+                 widths=()) -> None:
+    """Range checks by field name: ≥ 1, > 0, in [0, 1], ≥ 0, > 0 or None, all-positive tuples."""
+    for name in at_least_one:
+        check(getattr(cfg, name) >= 1, name, getattr(cfg, name), "≥ 1")
+    for name in positive:
+        check(getattr(cfg, name) > 0, name, getattr(cfg, name), "> 0")
+    for name in unit:
+        check(0.0 <= getattr(cfg, name) <= 1.0, name, getattr(cfg, name), "in [0, 1]")
+    for name in nonnegative:
+        check(getattr(cfg, name) >= 0, name, getattr(cfg, name), "≥ 0")
+    for name in positive_or_none:
+        v = getattr(cfg, name)
+        check(v is None or v > 0, name, v, "> 0 or null")
+    for name in widths:
+        v = getattr(cfg, name)
+        check(len(v) >= 1 and all(h >= 1 for h in v), name, v, "a non-empty list of positive widths")
 
 
 def preset_path(name: str) -> Path:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check
+from policylab.deep.config import check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.deep.storage import RolloutStorage
 from policylab.losses import approx_kl, clip_fraction, entropy_bonus, ppo_clip_loss, value_loss
 from policylab.returns import gae
 
@@ -53,20 +52,12 @@ class PPOConfig:
     log_std_init: float = 0.0              # initial log σ of the Gaussian head (continuous)
 
     def validate(self) -> None:
-        for name in ("n_envs", "n_steps", "batch_size", "n_epochs"):
-            check(getattr(self, name) >= 1, name, getattr(self, name), "≥ 1")
+        check_fields(self, at_least_one=("n_envs", "n_steps", "batch_size", "n_epochs"),
+                     positive=("learning_rate", "clip_range", "adam_eps", "max_grad_norm"),
+                     unit=("gamma", "gae_lambda"), nonnegative=("ent_coef", "vf_coef"),
+                     positive_or_none=("clip_range_vf", "target_kl"), widths=("hidden_sizes",))
         check(self.batch_size <= self.n_envs * self.n_steps, "batch_size", self.batch_size,
               f"≤ n_envs·n_steps = {self.n_envs * self.n_steps}")
-        for name in ("learning_rate", "clip_range", "adam_eps", "max_grad_norm"):
-            check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        for name in ("gamma", "gae_lambda"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, getattr(self, name), "in [0, 1]")
-        for name in ("ent_coef", "vf_coef"):
-            check(getattr(self, name) >= 0, name, getattr(self, name), "≥ 0")
-        for name in ("clip_range_vf", "target_kl"):
-            v = getattr(self, name)
-            check(v is None or v > 0, name, v, "> 0 or null")
-        check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes, "positive widths")
 
 
 class PPO(Agent):
@@ -80,8 +71,7 @@ class PPO(Agent):
         self.flat_params = flatten_parameters(self.net)  # one buffer: Adam, grad clipping = 1 kernel each
         self.optimizers["main"] = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.adam_eps,
                                                    fused=True)
-        self.buf = RolloutStorage.allocate(c.n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
-                                           self.head.discrete)
+        self.buf = self.allocate_rollout(c.n_steps)
 
     def _train_iteration(self, total_steps: int) -> dict:
         c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.buf
