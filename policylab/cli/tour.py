@@ -99,12 +99,20 @@ def stage_q_learning(out, cfg, args, summary):
 
 
 def stage_ppo(out, cfg, args, summary):
+    import importlib.util
+
+    from policylab.figures.report import Section
+
+    if importlib.util.find_spec("torch") is None:
+        summary["ppo"] = "unavailable: torch not installed"
+        return Section("3. Policy gradients: PPO on CartPole-v1", "unavailable", [
+            ("torch is not installed, so this stage cannot run. Install the deep extra: pip install -e '.[deep]' "
+            "-c constraints.txt (CPU torch), then rerun policylab tour.")])
     import torch
 
     from policylab.deep import PPO
     from policylab.deep.config import load_preset
     from policylab.figures.curves import learning_curves
-    from policylab.figures.report import Section
 
     torch.set_num_threads(1)
     hp = load_preset("CartPole-v1", "ppo")
