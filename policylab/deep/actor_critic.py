@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from policylab.deep.common import Agent, explained_variance
 from policylab.deep.config import check
+from policylab.deep.networks import flatten_parameters
 from policylab.losses import actor_critic_loss, entropy_bonus
 from policylab.returns import td_errors
 
@@ -69,14 +71,16 @@ class ActorCritic(Agent):
 
     def setup(self) -> None:
         c = self.config
-        groups = [{"params": self.net.actor_parameters(), "lr": c.actor_learning_rate},   # α_θ
-                  {"params": list(self.net.critic.parameters()), "lr": c.critic_learning_rate}]  # α_w
+        # actor θ and critic w each in one flat buffer: the per-step optimizer costs two kernels
+        self.flat_params = [flatten_parameters(nn.ParameterList(self.net.actor_parameters())),
+                            flatten_parameters(self.net.critic)]
+        groups = [{"params": [self.flat_params[0]], "lr": c.actor_learning_rate},   # α_θ
+                  {"params": [self.flat_params[1]], "lr": c.critic_learning_rate}]  # α_w
         self.optimizers["main"] = _OPTIMIZERS[c.optimizer](groups, foreach=True)
 
     def _train_iteration(self, total_steps: int) -> dict:
         c, net, head, env = self.config, self.net, self.head, self.env
         opt = self.optimizers["main"]  # one optimizer, two parameter groups (α_θ, α_w)
-        params = net.actor_parameters() + list(net.critic.parameters())
         stats = np.zeros((c.steps_per_iteration, 3))  # policy loss, value loss, entropy
         v_seen, g_seen = [], []
         obs = self._obs
@@ -104,10 +108,11 @@ class ActorCritic(Agent):
             loss = actor_critic_loss(logp, delta, v_t)
             if c.ent_coef:
                 loss = loss + c.ent_coef * entropy_bonus(entropy)
-            opt.zero_grad(set_to_none=True)
+            for flat in self.flat_params:
+                flat.grad.zero_()
             loss.backward()
             if c.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.flat_params, c.max_grad_norm)
             opt.step()  # both steps at once, from the same pre-update parameters and δ_t
 
             stats[k] = [-(logp * delta).mean().item(), 0.5 * (delta**2).mean().item(),
