@@ -82,6 +82,32 @@ def test_padding_gets_no_gradient_through_the_model(tok, model):
     assert torch.all(batched[c_mask == 0] == 0)
 
 
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads):
+    """The lean Llama decoder gives the model's own logits (prefill and cached steps, left padding,
+    grouped-query attention) and the same greedy completions as HF generate."""
+    from policylab.llm.common import generate
+    from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
+
+    model = make_tiny_llama(len(tok), kv_heads=kv_heads, seed=1).eval()
+    assert supports_fast_decode(model)
+    ids, mask = pad([tok("12+34=")["input_ids"], tok("5+6=")["input_ids"]], 0, "left")  # (2, 7)
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    dec = LlamaDecoder(model, 2, 10)
+    with torch.no_grad():
+        got = [dec(ids, pos, mask)]
+        nxt = got[0].argmax(-1, keepdim=True)
+        full_mask = torch.cat([mask, torch.ones(2, 1, dtype=mask.dtype)], 1)
+        got.append(dec(nxt, pos[:, -1:] + 1, full_mask))
+        ref = model(input_ids=torch.cat([ids, nxt], 1), attention_mask=full_mask).logits
+    torch.testing.assert_close(got[0], ref[:, -2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], ref[:, -1], atol=1e-5, rtol=1e-5)
+    prompts = [tok("12+34=")["input_ids"]] * 2 + [tok("5+6=")["input_ids"]] * 2
+    ours = generate(model, tok, prompts, 10, do_sample=False)
+    hf = generate(model, tok, prompts, 10, do_sample=False, use_hf_generate=True)
+    assert torch.equal(ours[2], hf[2]) and torch.equal(ours[3], hf[3]) and ours[4] == hf[4]
+
+
 # -------------------------------------------------------------------------------- bad input
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
 from policylab.llm.logprobs import sequence_logprobs
 
 __all__ = [
@@ -165,6 +166,42 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_p: flo
     return torch.multinomial(torch.softmax(z, -1), 1).squeeze(-1)
 
 
+def _stepper(model, p_ids: torch.Tensor, p_mask: torch.Tensor, max_new_tokens: int):
+    """``step(new_ids (B, T)) -> next-token logits (B, V)`` with a KV cache: the first call is the
+    prefill of the prompts, each later call appends one token per row. Uses the lean Llama decoder
+    when the model is a plain Llama, else the model's forward with a ``DynamicCache``. Positions follow
+    HF generate (cumsum of the attention mask − 1); no mask at all when no row is padded."""
+    B, P = p_ids.shape
+    ragged = not bool(p_mask.all())
+    state = {
+        "mask": p_mask if ragged else None,
+        "pos": (p_mask.cumsum(1) - 1).clamp(min=0) if ragged else torch.arange(P).expand(B, P),
+        "first": True,
+    }
+    fast = supports_fast_decode(model)
+    if fast:
+        decoder = LlamaDecoder(model, B, P + max_new_tokens)
+    else:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=model.config)
+        key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def step(ids: torch.Tensor) -> torch.Tensor:
+        if not state["first"]:
+            state["pos"] = state["pos"][:, -1:] + 1
+            if ragged:
+                state["mask"] = torch.cat([state["mask"], torch.ones((B, 1), dtype=p_mask.dtype)], dim=1)
+        state["first"] = False
+        if fast:
+            return decoder(ids, state["pos"], state["mask"])
+        out = model(input_ids=ids, attention_mask=state["mask"], position_ids=state["pos"] if ragged else None,
+                    use_cache=True, logits_to_keep=1, **{key: cache})
+        return out.logits[:, -1]
+
+    return step
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, do_sample: bool = True,
              temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, use_hf_generate: bool = False):
@@ -172,12 +209,10 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     completion_ids (B, C), completion_mask (B, C), texts): the completion mask covers the tokens up to
     and including the first EOS (as TRL), and texts are decoded without special tokens.
 
-    The default decoder is a plain loop over ``model(next_token, cache=...)`` (a ``DynamicCache``;
-    no attention mask or position ids at all when the prompts have equal lengths, e.g. one prompt
-    repeated G times) that stops when every row has emitted EOS; ``use_hf_generate=True`` calls
-    ``model.generate`` instead (same distribution, different random stream)."""
-    from transformers import DynamicCache
-
+    The default decoder is a plain sampling loop that stops when every row has emitted EOS, over
+    :func:`_stepper` (a lean static-cache decoder for Llama models, the model's own forward with a
+    ``DynamicCache`` otherwise); ``use_hf_generate=True`` calls ``model.generate`` instead (same
+    distribution, different random stream)."""
     p_ids, p_mask = pad(prompt_ids, tokenizer.pad_token_id, "left")  # (B, P)
     eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     was_training = model.training
@@ -189,14 +224,9 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
                              pad_token_id=pad_id, eos_token_id=eos, use_cache=True, **kw)
         c_ids = out[:, p_ids.shape[1]:]  # (B, C)
     else:
+        step = _stepper(model, p_ids, p_mask, max_new_tokens)
+        logits = step(p_ids)  # (B, V): prefill
         B = p_ids.shape[0]
-        ragged = not bool(p_mask.all())
-        attention = p_mask if ragged else None
-        position = (p_mask.cumsum(1) - 1).clamp(min=0) if ragged else None  # as HF generate
-        cache = DynamicCache(config=model.config)
-        key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-        logits = model(input_ids=p_ids, attention_mask=attention, position_ids=position, use_cache=True,
-                       logits_to_keep=1, **{key: cache}).logits[:, -1]  # (B, V)
         c_ids = torch.full((B, max_new_tokens), pad_id, dtype=torch.long)
         done = torch.zeros(B, dtype=torch.bool)
         for t in range(max_new_tokens):
@@ -206,11 +236,7 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
             if bool(done.all()) or t == max_new_tokens - 1:
                 c_ids = c_ids[:, : t + 1]
                 break
-            if ragged:
-                attention = torch.cat([attention, torch.ones((B, 1), dtype=attention.dtype)], dim=1)
-                position = position[:, -1:] + 1
-            logits = model(input_ids=nxt[:, None], attention_mask=attention, position_ids=position, use_cache=True,
-                           **{key: cache}).logits[:, -1]
+            logits = step(nxt[:, None])
     model.train(was_training)
     is_eos = c_ids == eos
     first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(is_eos[:, 0], c_ids.shape[1], dtype=torch.long))

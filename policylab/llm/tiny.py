@@ -54,6 +54,7 @@ def make_tiny_llama(
     hidden: int = 64,
     layers: int = 2,
     heads: int = 4,
+    kv_heads: int | None = None,
     intermediate: int = 128,
     max_positions: int = 128,
     seed: int = 0,
@@ -63,12 +64,13 @@ def make_tiny_llama(
 ) -> LlamaForCausalLM:
     """A small ``LlamaForCausalLM`` built from a ``LlamaConfig`` with seeded random weights (float32).
 
-    Defaults give ≈ 95k parameters for the 99-token character vocabulary. Token ids default to
+    Defaults give ≈ 95k parameters for the 100-token character vocabulary; ``kv_heads`` < ``heads``
+    makes grouped-query attention. Token ids default to
     :func:`make_char_tokenizer`'s. The generation config samples nothing by default (greedy).
     """
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
         max_position_embeddings=max_positions, pad_token_id=pad_token_id, bos_token_id=bos_token_id,
         eos_token_id=eos_token_id, tie_word_embeddings=False,
     )
