@@ -98,18 +98,20 @@ class PPO(Agent):
 
         # ---- update: K epochs of minibatch SGD on the clipped surrogate -------------------------
         n = obs.shape[0]
+        full_batch = c.batch_size >= n  # one minibatch per epoch: no shuffle (a mean ignores order)
         stats: list[torch.Tensor] = []
         stop = False
         for _epoch in range(c.n_epochs):
-            perm = torch.from_numpy(self.np_rng.permutation(n))
+            order = None if full_batch else torch.from_numpy(self.np_rng.permutation(n))
             for start in range(0, n, c.batch_size):
-                mb = perm[start:start + c.batch_size]
-                logp, entropy = head.log_prob_entropy(net.policy_params(obs[mb]), actions[mb])  # (b,)
-                values = net.value(obs[mb])  # (b,)
+                mb = slice(None) if full_batch else order[start:start + c.batch_size]
+                obs_mb, old_logp_mb = obs[mb], old_logp[mb]  # (b, obs_dim), (b,)
+                logp, entropy = head.log_prob_entropy(net.policy_params(obs_mb), actions[mb])  # (b,)
+                values = net.value(obs_mb)  # (b,)
                 a = adv_t[mb]
                 if c.normalize_advantage and a.numel() > 1:
                     a = (a - a.mean()) / (a.std() + 1e-8)
-                pg_loss = ppo_clip_loss(logp, old_logp[mb], a, clip_eps)
+                pg_loss = ppo_clip_loss(logp, old_logp_mb, a, clip_eps)
                 v_loss = value_loss(values, ret_t[mb], old_values[mb] if c.clip_range_vf else None,
                                     c.clip_range_vf)
                 loss = pg_loss + c.vf_coef * v_loss
@@ -120,9 +122,9 @@ class PPO(Agent):
                 torch.nn.utils.clip_grad_norm_([self.flat_params], c.max_grad_norm)
                 opt.step()
                 if c.target_kl is not None or _epoch == c.n_epochs - 1:  # diagnostics: last epoch
-                    kl = approx_kl(logp, old_logp[mb])
+                    kl = approx_kl(logp, old_logp_mb)
                     stats.append(torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach().mean(), kl,
-                                              clip_fraction(logp, old_logp[mb], clip_eps)]))
+                                              clip_fraction(logp, old_logp_mb, clip_eps)]))
                     if c.target_kl is not None and kl.item() > 1.5 * c.target_kl:
                         stop = True
                         break
