@@ -1,5 +1,5 @@
 """Synthetic-task improvements (slow): a short SFT on a noisy teacher gives a weak policy; GRPO with the
-correctness reward raises held-out greedy accuracy; DPO on correct-vs-teacher-mistake pairs raises held-out
+correctness reward raises held-out greedy accuracy; DPO on correct-vs-off-by-one pairs raises held-out
 preference accuracy and the implicit reward margin. Fixed seeds; thresholds measured, then set with
 margin (measured values in the comments, this machine, torch 2.13 CPU)."""
 
@@ -49,7 +49,8 @@ def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
     sft_model, tok, train, test = weak_policy
     model = copy.deepcopy(sft_model)
     held_out = dpo_records(test, seed=1)
-    cfg = DPOConfig(max_steps=100, batch_size=16, learning_rate=1e-3, beta=0.1, seed=0, precompute_ref_logps=True,
+    acc_before = accuracy(model, tok, test)
+    cfg = DPOConfig(max_steps=100, batch_size=16, learning_rate=3e-4, beta=0.1, seed=0, precompute_ref_logps=True,
                     output_dir=str(tmp_path), progress=False)
     trainer = DPOTrainer(model, tok, cfg, dpo_records(train, seed=0))
 
@@ -63,8 +64,11 @@ def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
     trainer.train()
     pref_after = likelihood_preference()
     stats = trainer.evaluate(held_out, ref_model=sft_model)
-    print(f"DPO held-out likelihood preference {pref_before:.3f} -> {pref_after:.3f}; {stats}")
-    assert pref_before <= 0.5  # the SFT policy prefers the teacher's a+b+1 (measured 0.375)
-    assert pref_after - pref_before >= 0.4  # measured 0.375 -> 0.960
-    assert stats["rewards/accuracies"] >= 0.9  # implicit-reward accuracy vs π_ref, measured 0.965 (0 before: all margins 0)
-    assert stats["rewards/margins"] >= 0.5  # mean β-scaled margin, measured 1.15 (0 before)
+    acc_after = accuracy(model, tok, test)
+    print(f"DPO held-out likelihood preference {pref_before:.3f} -> {pref_after:.3f}; "
+          f"greedy accuracy {acc_before:.3f} -> {acc_after:.3f}; {stats}")
+    assert pref_before <= 0.75  # measured 0.660 (the policy often prefers a+b+1; a+b−1 it rarely says)
+    assert pref_after - pref_before >= 0.1  # measured 0.660 -> 0.815
+    assert stats["rewards/accuracies"] >= 0.7  # implicit-reward accuracy vs π_ref, measured 0.79 (0 before: ties)
+    assert stats["rewards/margins"] >= 0.1  # mean β-scaled margin, measured 0.166 (0 before)
+    assert acc_after - acc_before >= 0.2  # greedy held-out accuracy, measured 0.255 -> 0.620

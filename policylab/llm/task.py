@@ -7,7 +7,7 @@ A short SFT on ``sft_records(train, off_by_one=0.6)`` — a noisy teacher that a
 the time — gives a weak policy (greedy accuracy ≈ 0.3 on held-out pairs) that still samples the
 right answer often; GRPO with :func:`correctness_reward` on the train prompts then raises greedy
 accuracy on the held-out ``test`` prompts (0.255 → 0.650 in 100 steps with the tiny Llama); DPO on
-``dpo_records(train)`` (correct answer preferred over the teacher's a+b+1) raises preference accuracy and
+``dpo_records(train)`` (correct answer preferred over a+b±1) raises preference accuracy and
 the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
 """
 
@@ -57,10 +57,10 @@ def sft_records(problems, off_by_one: float = 0.0, seed: int = 0) -> list[dict]:
     return rows
 
 
-def dpo_records(problems, seed: int = 0, offsets=(1,)) -> list[dict]:
+def dpo_records(problems, seed: int = 0, offsets=(1, -1)) -> list[dict]:
     """{"prompt", "chosen", "rejected"} rows: the correct answer preferred over answer + d, d drawn
-    from ``offsets`` (default: the noisy teacher's a+b+1 mistake; e.g. (-10, -2, -1, 1, 2, 10) for
-    assorted near misses; negative results are skipped)."""
+    from ``offsets`` (default ±1: the noisy teacher's a+b+1 mistake and its mirror; rejecting only +1
+    teaches DPO "answer lower", which overshoots to a+b−1). Negative results are skipped."""
     rng = np.random.default_rng(seed)
     rows = []
     for p in problems:
