@@ -1,5 +1,7 @@
 """REINFORCE (± learned baseline) on Gymnasium envs: smoke runs, episode bookkeeping, resume, errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +14,8 @@ def test_smoke_discrete_with_and_without_baseline():
         agent = REINFORCE("CartPole-v1", seed=0, baseline=baseline, batch_episodes=2)
         before = [p.detach().clone() for p in agent.net.actor_parameters()]
         metrics = []
-        agent.learn(300, callback=lambda a, m, out=metrics: out.append(m))
-        assert agent.num_steps >= 300
+        agent.learn(150, callback=lambda a, m, out=metrics: out.append(m))
+        assert agent.num_steps >= 150
         assert (agent.net.critic is None) != baseline
         assert set(agent.optimizers) == ({"actor", "critic"} if baseline else {"actor"})
         keys = {"losses/policy_loss", "losses/entropy", "losses/approx_kl"}
@@ -24,6 +26,27 @@ def test_smoke_discrete_with_and_without_baseline():
         assert any(not torch.equal(b, p) for b, p in zip(before, agent.net.actor_parameters()))
         a = agent.act(np.zeros(4, np.float32))
         assert a in (0, 1)
+
+
+def test_loss_is_minus_mean_logp_gamma_t_return_on_one_episode():
+    gamma = 0.9
+    agent = REINFORCE("CartPole-v1", seed=4, gamma=gamma, discount_weighting=True)
+    agent._obs = agent._reset_env()
+    old = copy.deepcopy(agent.net)
+    collect, captured = agent._collect_episodes, {}
+    agent._collect_episodes = lambda: captured.setdefault("d", collect())
+    m = agent._train_iteration(10**6)
+    obs, act, _, rew, term, trunc, _, valid = captured["d"]
+    T = obs.shape[0]
+    assert valid.all() and term[-1, 0] and not term[:-1].any()  # exactly one terminated episode
+    assert not trunc.any() and np.all(rew == 1.0)
+    t = np.arange(T)
+    G = (1 - gamma ** (T - t)) / (1 - gamma)  # CartPole pays +1 per step: Σ_k γ^k over the rest
+    with torch.no_grad():
+        logp = old.head.log_prob(old.policy_params(torch.from_numpy(obs[:, 0])), torch.from_numpy(act[:, 0]))
+    expected = -(logp.double() * torch.from_numpy(gamma**t * G)).mean().item()
+    assert m["losses/policy_loss"] == pytest.approx(expected, rel=1e-5)
+    assert m["charts/batch_steps"] == T
 
 
 def test_smoke_continuous_actions():
