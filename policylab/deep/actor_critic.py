@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check
+from policylab.deep.config import check, check_fields
 from policylab.deep.networks import flatten_parameters
 from policylab.losses import actor_critic_loss, entropy_bonus
 from policylab.returns import td_errors
@@ -51,16 +51,10 @@ class ActorCriticConfig:
     log_std_init: float = 0.0              # initial log σ of the Gaussian head (continuous actions)
 
     def validate(self) -> None:
-        for name in ("n_envs", "steps_per_iteration"):
-            check(getattr(self, name) >= 1, name, getattr(self, name), "≥ 1")
-        for name in ("actor_learning_rate", "critic_learning_rate"):
-            check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
+        check_fields(self, at_least_one=("n_envs", "steps_per_iteration"), unit=("gamma",),
+                     positive=("actor_learning_rate", "critic_learning_rate"), nonnegative=("ent_coef",),
+                     positive_or_none=("max_grad_norm",), widths=("hidden_sizes",))
         check(self.optimizer in _OPTIMIZERS, "optimizer", self.optimizer, f"one of {sorted(_OPTIMIZERS)}")
-        check(0.0 <= self.gamma <= 1.0, "gamma", self.gamma, "in [0, 1]")
-        check(self.ent_coef >= 0, "ent_coef", self.ent_coef, "≥ 0")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm,
-              "> 0 or null")
-        check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes, "positive widths")
 
 
 class ActorCritic(Agent):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check
+from policylab.deep.config import check_fields
 from policylab.losses import approx_kl, reinforce_loss, value_loss
 from policylab.returns import discounted_returns
 
@@ -85,14 +85,9 @@ class REINFORCEConfig:
     log_std_init: float = 0.0              # initial log σ of the Gaussian head (continuous actions)
 
     def validate(self) -> None:
-        for name in ("n_envs", "batch_episodes"):
-            check(getattr(self, name) >= 1, name, getattr(self, name), "≥ 1")
-        for name in ("learning_rate", "baseline_learning_rate"):
-            check(getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        check(0.0 <= self.gamma <= 1.0, "gamma", self.gamma, "in [0, 1]")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm,
-              "> 0 or null")
-        check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", self.hidden_sizes, "positive widths")
+        check_fields(self, at_least_one=("n_envs", "batch_episodes"), unit=("gamma",),
+                     positive=("learning_rate", "baseline_learning_rate"),
+                     positive_or_none=("max_grad_norm",), widths=("hidden_sizes",))
 
 
 class REINFORCE(Agent):
