@@ -311,14 +311,14 @@ def main(argv=None) -> int:
             rows.append(("tokens/s (wall)", "{:,.0f}", tok_step / ours["median_step_s"], tok_step / peer["median_step_s"]))
             rows.append(("tokens/s (CPU time)", "{:,.0f}", tok_step / cpu_ours, tok_step / cpu_peer))
             inv = [1 / x for x in paired][::-1]
-            speed, cpu_speed = inv[len(inv) // 2], cpu_peer / cpu_ours
+            speed, cpu_speed = statistics.median(inv), cpu_peer / cpu_ours
             verdicts.append(
                 f"DPO ({ref}) tokens/s, policylab / TRL: paired wall {speed:.2f}× (pairs {inv[0]:.2f}–{inv[-1]:.2f}), "
                 f"CPU time {cpu_speed:.2f}×; target ≥ 1.5×: "
                 f"{'met' if min(speed, cpu_speed) >= 1.5 else 'NOT met'}")
         else:
             label = f"GRPO (G {GRPO_G}, {GRPO_NEW_TOKENS} new tokens)"
-            ratio, cpu_ratio = paired[len(paired) // 2], cpu_ours / cpu_peer
+            ratio, cpu_ratio = statistics.median(paired), cpu_ours / cpu_peer
             verdicts.append(
                 f"GRPO step time, policylab / TRL: paired wall {ratio:.2f}× (pairs {paired[0]:.2f}–{paired[-1]:.2f}), "
                 f"CPU time {cpu_ratio:.2f}×; target ≤ 0.5×: {'met' if max(ratio, cpu_ratio) <= 0.5 else 'NOT met'}")
