@@ -7,9 +7,9 @@ the term its equation names. Reductions are means over all elements.
 
 A PPO update composes them (coefficients from the algorithm's config):
 
-    loss = ppo_clip_loss(logp, old_logp, adv, clip_eps) \
-         + vf_coef * value_loss(values, returns, old_values, clip_eps_vf) \
-         + ent_coef * entropy_bonus(entropy)
+    loss = (ppo_clip_loss(logp, old_logp, adv, clip_eps)
+            + vf_coef * value_loss(values, returns, old_values, clip_eps_vf)
+            + ent_coef * entropy_bonus(entropy))
 
 and logs ``approx_kl(logp, old_logp)`` and ``clip_fraction(logp, old_logp, clip_eps)``.
 """
