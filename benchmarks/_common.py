@@ -16,8 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-__all__ = ["Best", "Timer", "best_of_interleaved", "machine_info", "markdown_table", "peak_rss_mib",
-           "children_peak_rss_mib"]
+__all__ = [
+    "Best",
+    "Timer",
+    "best_of_interleaved",
+    "children_peak_rss_mib",
+    "machine_info",
+    "markdown_table",
+    "peak_rss_mib",
+]
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -133,6 +140,7 @@ def machine_info(extra: dict[str, str] | None = None) -> str:
     except OSError:
         pass
     parts += [f"Python {platform.python_version()}", f"numpy {numpy.__version__}",
-              f"scipy {scipy.__version__}", f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"]
+              f"scipy {scipy.__version__}",
+              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"]
     parts += [f"{k} {v}" for k, v in (extra or {}).items()]
     return "Machine: " + "; ".join(parts)

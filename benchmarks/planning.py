@@ -1,24 +1,24 @@
 """Value iteration on Garnet MDPs: policylab vs pymdptoolbox vs a plain numpy loop, same run.
 
 MDPs: ``policylab.mdp.catalog.garnet(S, A=10, b=10, seed, gamma=0.99, sparse=True)`` for each
-``--sizes`` S (P is CSR (S·A, S) at every size: b ≪ S, and all three solvers read the same arrays).
+``--sizes`` S (P is CSR (S·A, S) at every size: b ≪ S; all three solvers read the same arrays).
 
 Solvers, all asked for the same accuracy ``--tol`` (default 1e-6):
 
   policylab      ``planning.value_iteration(mdp, tol)``: MacQueen bounds (bounds=True, the
                  default); returns the midpoint with the guarantee ‖V − V*‖∞ ≤ tol.
   pymdptoolbox   ``mdptoolbox.mdp.ValueIteration(P, R, γ, epsilon=tol)`` with P a list of A CSR
-                 (S, S) matrices and R (S, A). It stops when span(V_k − V_{k−1}) < ε(1−γ)/γ, which
-                 guarantees an ε-optimal *policy* but returns V_k, off from V* by about a constant;
-                 the table shows both its raw ‖V − V*‖∞ and whether its policy is optimal.
+                 (S, S) matrices and R (S, A). It stops when span(V_k − V_{k−1}) < ε(1−γ)/γ,
+                 which guarantees an ε-optimal *policy* but returns V_k, off from V* by about a
+                 constant; the table shows both its raw ‖V − V*‖∞ and whether its policy is optimal.
                  pymdptoolbox 4.0b3 (the PyPI release) has no ``skip_check`` argument, so the
                  constructor is timed with ``mdptoolbox.util.check`` replaced by a no-op — exactly
                  what ``skip_check=True`` does on its master branch (fair: the MDP is already
                  validated by policylab). ``--peer-checks`` also times the skipped check once.
                  The remaining constructor cost is its iteration-count bound (``_boundIter``,
                  Puterman thm 6.6.6), a Python loop over S sparse column slices: O(S²·A).
-  numpy loop     Q = R + γ·(P @ V).reshape(S, A); V = Q.max(1); stop when γ/(1−γ)·‖ΔV‖∞ ≤ tol
-                 (guarantees ‖V − V*‖∞ ≤ tol).
+  numpy loop     Q = R + γ·(P @ V).reshape(S, A); V = Q.max(1);
+                 stop when γ/(1−γ)·‖ΔV‖∞ ≤ tol (guarantees ‖V − V*‖∞ ≤ tol).
 
 Reference V*: ``planning.policy_iteration`` (exact evaluation: GMRES to 1e-13), cross-checked
 against ``value_iteration(tol=1e-10)`` (the "ref check" in the notes). Every method's V and greedy
@@ -47,23 +47,28 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import time
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
+import numpy as np
+import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (  # noqa: E402
-    Timer, best_of_interleaved, children_peak_rss_mib, machine_info, markdown_table, peak_rss_mib,
+from _common import (
+    Timer,
+    best_of_interleaved,
+    children_peak_rss_mib,
+    machine_info,
+    markdown_table,
+    peak_rss_mib,
 )
 
-from policylab import planning  # noqa: E402
-from policylab.mdp import TabularMDP, catalog  # noqa: E402
+from policylab import planning
+from policylab.mdp import TabularMDP, catalog
 
 GAMMA = 0.99
 HEADLINE = dict(S=1_000_000, A=4, b=4)
@@ -128,8 +133,9 @@ def toolbox_solver(mdp, tol: float):
 
 
 def time_toolbox_check(mdp) -> float:
-    import mdptoolbox.util
     import warnings
+
+    import mdptoolbox.util
 
     P, R = toolbox_inputs(mdp)
     with Timer() as t, warnings.catch_warnings():
@@ -178,8 +184,9 @@ def compare(S: int, A: int = 10, b: int = 10, seed: int = 0, tol: float = 1e-6, 
             pi = Q.argmax(axis=1)
         else:
             V, pi, iters = res
-        rows.append(dict(S=S, method=name, solve_s=best.wall, solve_cpu_s=best.cpu, build_s=build[name],
-                         iterations=int(iters), runs=best.runs, err=float(np.abs(V - ref.V).max()),
+        rows.append(dict(S=S, method=name, solve_s=best.wall, solve_cpu_s=best.cpu,
+                         build_s=build[name], iterations=int(iters), runs=best.runs,
+                         err=float(np.abs(V - ref.V).max()),
                          policy_diff=int((np.asarray(pi) != ref.policy).sum())))
     base = next(r for r in rows if r["method"] == "policylab")
     for r in rows:
@@ -191,14 +198,17 @@ def compare(S: int, A: int = 10, b: int = 10, seed: int = 0, tol: float = 1e-6, 
 
 def format_rows(rows: list[dict]) -> str:
     headers = ["S", "method", "solve s", "solve CPU s", "runs", "build s", "iterations",
-               "CPU ms/iter", "‖V−V*‖∞", "policy = π*", "ratio solve", "ratio CPU", "ratio build+solve"]
+               "CPU ms/iter", "‖V−V*‖∞", "policy = π*", "ratio solve", "ratio CPU",
+               "ratio build+solve"]
     body = []
     for r in rows:
         pol = "yes" if r["policy_diff"] == 0 else f"no ({r['policy_diff']} states)"
-        body.append([f"{r['S']:,}", r["method"], f"{r['solve_s']:.3f}", f"{r['solve_cpu_s']:.3f}", r["runs"],
+        body.append([f"{r['S']:,}", r["method"], f"{r['solve_s']:.3f}", f"{r['solve_cpu_s']:.3f}",
+                     r["runs"],
                      f"{r['build_s']:.3f}", r["iterations"],
                      f"{1e3 * r['solve_cpu_s'] / r['iterations']:.2f}", f"{r['err']:.1e}", pol,
-                     f"{r['ratio_solve']:.1f}×", f"{r['ratio_cpu']:.1f}×", f"{r['ratio_total']:.1f}×"])
+                     f"{r['ratio_solve']:.1f}×", f"{r['ratio_cpu']:.1f}×",
+                     f"{r['ratio_total']:.1f}×"])
     return markdown_table(headers, body)
 
 
@@ -236,7 +246,8 @@ def format_headline(h: dict) -> str:
     gib = h["peak_rss_mib"] / 1024.0
     ok = "yes" if total < LIMIT_SECONDS and gib < LIMIT_GIB and h["converged"] else "NO"
     headers = ["S", "A", "b", "nnz", "build s", "solve s", "build+solve s", "iterations",
-               "bound ‖V−V*‖∞", "peak RSS GiB", f"< {LIMIT_SECONDS:.0f} s and < {LIMIT_GIB:.0f} GiB"]
+               "bound ‖V−V*‖∞", "peak RSS GiB",
+               f"< {LIMIT_SECONDS:.0f} s and < {LIMIT_GIB:.0f} GiB"]
     return markdown_table(headers, [[f"{h['S']:,}", h["A"], h["b"], f"{h['nnz']:,}",
                                      f"{h['build_s']:.1f}", f"{h['solve_s']:.1f}", f"{total:.1f}",
                                      h["iterations"], f"{h['bound']:.1e}", f"{gib:.2f}", ok]])
@@ -249,13 +260,16 @@ def main(argv=None) -> int:
                     help="numbers of states S (A=10, b=10); none: only the headline")
     ap.add_argument("--big", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the S=1,000,000, A=4, b=4 headline (subprocess)")
-    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds; the minimum is reported")
-    ap.add_argument("--tol", type=float, default=1e-6, help="accuracy target ‖V − V*‖∞ (and ε for pymdptoolbox)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="interleaved rounds; the minimum is reported")
+    ap.add_argument("--tol", type=float, default=1e-6,
+                    help="accuracy target ‖V − V*‖∞ (and ε for pymdptoolbox)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peer-max-states", type=int, default=10_000,
                     help="run pymdptoolbox only up to this S (its constructor is O(S²))")
     ap.add_argument("--peer-checks", action="store_true",
-                    help="also time pymdptoolbox's util.check(P, R) once per size (slow: ~minutes at 10k)")
+                    help="also time pymdptoolbox's util.check(P, R) once per size "
+                         "(slow: minutes at 10k)")
     ap.add_argument("--headline-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.headline_worker:
@@ -272,7 +286,8 @@ def main(argv=None) -> int:
 
     h = None
     if args.big:  # first, while this parent is small: a forked child's ru_maxrss starts at ours
-        log(f"headline: garnet(S={HEADLINE['S']:,}, A={HEADLINE['A']}, b={HEADLINE['b']}) in a subprocess ...")
+        log(f"headline: garnet(S={HEADLINE['S']:,}, A={HEADLINE['A']}, b={HEADLINE['b']}) "
+            "in a subprocess ...")
         h = headline(**HEADLINE, seed=args.seed, tol=args.tol)
     all_rows, all_notes = [], []
     for S in args.sizes:
@@ -284,28 +299,35 @@ def main(argv=None) -> int:
         print(f"## Value iteration on Garnet MDPs (A=10, b=10, γ={GAMMA}, tol={args.tol:g})\n")
         print(format_rows(all_rows))
         print()
-        print(f"- solve s / solve CPU s: minimum wall / CPU (process_time) seconds over `runs` runs, "
-              f"interleaved method by method (a solve slower than {REPEAT_UNDER_SECONDS:.0f} s runs once); "
-              "ratios are method / policylab (> 1: policylab faster)")
+        print("- solve s / solve CPU s: minimum wall / CPU (process_time) seconds over `runs` "
+              "runs, interleaved method by method (a solve slower than "
+              f"{REPEAT_UNDER_SECONDS:.0f} s runs once); ratios are method / policylab "
+              "(> 1: policylab faster)")
     for n in all_notes:
-        extra = (f"; pymdptoolbox util.check(P, R) (skipped above) took {n['toolbox_check_s']:.1f} s"
+        extra = (f"; pymdptoolbox util.check(P, R) (skipped above) took "
+                 f"{n['toolbox_check_s']:.1f} s"
                  if "toolbox_check_s" in n else "")
-        print(f"- S={n['S']:,}: nnz(P)={n['nnz']:,}; garnet generation {n['garnet_s']:.2f} s; reference V* by "
-              f"policy iteration ({n['reference_iterations']} steps, {n['reference_s']:.2f} s), "
+        print(f"- S={n['S']:,}: nnz(P)={n['nnz']:,}; garnet generation {n['garnet_s']:.2f} s; "
+              f"reference V* by policy iteration ({n['reference_iterations']} steps, "
+              f"{n['reference_s']:.2f} s), "
               f"ref check ‖V_PI − V_VI(1e-10)‖∞ = {n['ref_check']:.1e}{extra}")
     skipped = [S for S in args.sizes if S > args.peer_max_states]
     if skipped:
-        print(f"- pymdptoolbox not run at S={', '.join(f'{s:,}' for s in skipped)}: its constructor's "
+        sizes = ", ".join(f"{s:,}" for s in skipped)
+        print(f"- pymdptoolbox not run at S={sizes}: its constructor's "
               "iteration bound is O(S²·A) (--peer-max-states)")
     if any(r["method"] == "pymdptoolbox" for r in all_rows):
-        print("- pymdptoolbox: 'build' is ValueIteration(...) with util.check skipped (= skip_check=True on "
-              "its master; 4.0b3 lacks the flag), run once; its span stop bounds the policy's loss, not V: "
-              "reaching ‖V−V*‖∞ ≤ tol by plain sweeps costs what the numpy loop row shows")
+        print("- pymdptoolbox: 'build' is ValueIteration(...) with util.check skipped "
+              "(= skip_check=True on its master; 4.0b3 lacks the flag), run once; its span stop "
+              "bounds the policy's loss, not V: reaching ‖V−V*‖∞ ≤ tol by plain sweeps costs "
+              "what the numpy loop row shows")
     if h is not None:
-        print(f"\n## Headline: policylab value iteration, one run in a fresh subprocess (tol={args.tol:g})\n")
+        print("\n## Headline: policylab value iteration, one run in a fresh subprocess "
+              f"(tol={args.tol:g})\n")
         print(format_headline(h))
-        print(f"\n- CPU time of the subprocess (time.process_time): build {h['build_cpu_s']:.1f} s, solve "
-              f"{h['solve_cpu_s']:.1f} s; on a loaded machine wall time exceeds CPU time")
+        print("\n- CPU time of the subprocess (time.process_time): "
+              f"build {h['build_cpu_s']:.1f} s, solve {h['solve_cpu_s']:.1f} s; "
+              "on a loaded machine wall time exceeds CPU time")
         print(f"- subprocess wall time incl. interpreter start and imports: {h['wall_s']:.1f} s; "
               f"RUSAGE_CHILDREN maxrss: {h['children_maxrss_mib'] / 1024:.2f} GiB")
     print()

@@ -13,7 +13,8 @@ BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks")
 
 def _load(name):
     sys.path.insert(0, os.path.abspath(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(BENCH, f"{name}.py"))
+    path = os.path.join(BENCH, f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -49,7 +50,7 @@ def test_numpy_loop_matches_policy_iteration(bench):
     from policylab.mdp import catalog
 
     mdp = catalog.garnet(50, 3, 5, seed=1, gamma=0.9)
-    V, Q, k = bench.numpy_value_iteration(mdp.transition_matrix(), mdp.expected_reward, 0.9, 1e-9)
+    V, Q, _ = bench.numpy_value_iteration(mdp.transition_matrix(), mdp.expected_reward, 0.9, 1e-9)
     ref = planning.policy_iteration(mdp)
     assert np.abs(V - ref.V).max() <= 1e-9
     np.testing.assert_array_equal(Q.argmax(axis=1), ref.policy)
@@ -77,7 +78,8 @@ def test_headline_subprocess_reports_rss(bench):
 def test_markdown_table_and_best_of():
     common = _load("_common")
     t = common.markdown_table(["name", "x"], [["a", 1.5], ["bb", 10]])
-    assert t.splitlines() == ["| name |   x |", "|------|----:|", "| a    | 1.5 |", "| bb   |  10 |"]
+    assert t.splitlines() == ["| name |   x |", "|------|----:|",
+                              "| a    | 1.5 |", "| bb   |  10 |"]
     with pytest.raises(ValueError, match="2 headers"):
         common.markdown_table(["a", "b"], [[1]])
     calls = []
