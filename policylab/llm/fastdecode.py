@@ -36,17 +36,29 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
-def _cat_linear(*mods) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One (Σ out, in) weight (and bias) for several Linear layers that read the same input."""
-    w = torch.cat([m.weight for m in mods], dim=0)
-    b = None if mods[0].bias is None else torch.cat([m.bias for m in mods], dim=0)
-    return w, b
+def _rotate_half_rows(t: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Rows of a projection's weight (or bias) such that W' h = rotate_half(W h) per head, where
+    rotate_half([x₁, x₂]) = [−x₂, x₁]: RoPE then needs no shuffling at decode time."""
+    per_head = t.reshape(-1, head_dim, *t.shape[1:])  # (heads, D, ...)
+    half = head_dim // 2
+    return torch.cat([-per_head[:, half:], per_head[:, :half]], dim=1).reshape(t.shape)
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x·cos + rotate_half(x)·sin, rotate_half(x) = [−x₂, x₁]."""
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin
+def _qkv_weights(attn, head_dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight [W_q; W_k; rot(W_q); rot(W_k); W_v] (and bias): a single matmul yields q|k, their
+    rotate_half, and v, so RoPE is q|k · cos + rot(q|k) · sin (RoFormer eq. 34)."""
+    qk = [attn.q_proj.weight, attn.k_proj.weight]
+    w = torch.cat([*qk, *(_rotate_half_rows(x, head_dim) for x in qk), attn.v_proj.weight])
+    if attn.q_proj.bias is None:
+        return w, None
+    qkb = [attn.q_proj.bias, attn.k_proj.bias]
+    return w, torch.cat([*qkb, *(_rotate_half_rows(x, head_dim) for x in qkb), attn.v_proj.bias])
+
+
+def _gate_up_weights(mlp) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight [W_gate; W_up] (and bias) for the SwiGLU MLP's two input projections."""
+    w = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+    return w, None if mlp.gate_proj.bias is None else torch.cat([mlp.gate_proj.bias, mlp.up_proj.bias])
 
 
 class LlamaDecoder:
@@ -60,16 +72,16 @@ class LlamaDecoder:
         self.embed = m.embed_tokens.weight
         self.norm = m.norm.weight
         self.lm_head = model.lm_head
-        # q|k|v and gate|up are fused into one matmul each (a copy of those weights, made per call:
-        # decoding a small model is call-bound; the copy is ~½ of the parameters, freed after sampling)
-        self.layers = [
-            (layer.input_layernorm.weight,
-             _cat_linear(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
-             layer.self_attn.o_proj, layer.post_attention_layernorm.weight,
-             _cat_linear(layer.mlp.gate_proj, layer.mlp.up_proj), layer.mlp.down_proj)
-            for layer in m.layers
-        ]
-        self.splits = (self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim)
+        # q|k|rot(q|k)|v and gate|up are fused into one matmul each (a copy of those weights, made per
+        # call: decoding a small model is call-bound; the copy is freed after sampling)
+        with torch.no_grad():
+            self.layers = [
+                (layer.input_layernorm.weight, _qkv_weights(layer.self_attn, self.head_dim), layer.self_attn.o_proj,
+                 layer.post_attention_layernorm.weight, _gate_up_weights(layer.mlp), layer.mlp.down_proj)
+                for layer in m.layers
+            ]
+        qk = (self.n_heads + self.n_kv) * self.head_dim
+        self.splits = (qk, qk, self.n_kv * self.head_dim)
         dtype = self.embed.dtype
         shape = (len(self.layers), batch, self.n_kv, max_len, self.head_dim)
         self.k = torch.zeros(shape, dtype=dtype)
@@ -86,7 +98,7 @@ class LlamaDecoder:
         start, stop = self.length, self.length + T
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         x = F.embedding(ids, self.embed)  # (B, T, hidden)
-        cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (B, 1, T, D)
+        cos, sin = self.cos[positions].unsqueeze(2), self.sin[positions].unsqueeze(2)  # (B, T, 1, D)
         mask = None
         if T > 1 or key_mask is not None:
             keys = torch.arange(stop)
@@ -97,9 +109,10 @@ class LlamaDecoder:
                 mask = mask | (keys[None, :] == (start + torch.arange(T))[:, None])  # pads attend to themselves
         for i, (ln1, (w_qkv, b_qkv), o, ln2, (w_gu, b_gu), down) in enumerate(self.layers):
             h = _rms(x, ln1, self.eps)
-            q, k, v = F.linear(h, w_qkv, b_qkv).split(self.splits, dim=-1)  # (B, T, ·) each
-            qh = _rope(q.view(B, T, H, D).transpose(1, 2), cos, sin)  # (B, H, T, D)
-            self.k[i, :, :, start:stop] = _rope(k.view(B, T, KV, D).transpose(1, 2), cos, sin)
+            qk, qk_rot, v = F.linear(h, w_qkv, b_qkv).split(self.splits, dim=-1)  # (B, T, ·) each
+            qk = qk.view(B, T, H + KV, D) * cos + qk_rot.view(B, T, H + KV, D) * sin  # RoPE
+            qh = qk[:, :, :H].transpose(1, 2)  # (B, H, T, D)
+            self.k[i, :, :, start:stop] = qk[:, :, H:].transpose(1, 2)
             self.v[i, :, :, start:stop] = v.view(B, T, KV, D).transpose(1, 2)
             att = F.scaled_dot_product_attention(
                 qh, self.k[i, :, :, :stop], self.v[i, :, :, :stop], attn_mask=mask, scale=self.scale,
