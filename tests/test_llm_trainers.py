@@ -86,8 +86,8 @@ def test_padding_gets_no_gradient_through_the_model(tok, model):
 def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads):
     """The lean Llama decoder gives the model's own logits (prefill and cached steps, left padding,
     grouped-query attention) and the same greedy completions as HF generate."""
-    from policylab.llm.common import generate
     from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
+    from policylab.llm.sampling import generate
 
     model = make_tiny_llama(len(tok), kv_heads=kv_heads, seed=1).eval()
     assert supports_fast_decode(model)

@@ -23,7 +23,7 @@ _LAZY = {
     "SFTConfig": "policylab.llm.sft",
     "sft": "policylab.llm.sft",
     "Rollout": "policylab.llm.grpo",
-    "generate": "policylab.llm.common",
+    "generate": "policylab.llm.sampling",
     "load_jsonl": "policylab.llm.data",
     "correctness_reward": "policylab.llm.task",
     "make_addition_problems": "policylab.llm.task",

@@ -1,5 +1,6 @@
 """What SFT, DPO and GRPO share: config base, model/tokenizer resolution, batching, log-probs of
-completions, the training loop with logging, and atomic resumable checkpoints.
+completions, and the training loop with logging and checkpoints (``checkpoint.py``); sampling
+lives in ``sampling.py``.
 
 Each algorithm file (``sft.py``, ``dpo.py``, ``grpo.py``) subclasses :class:`Trainer` once and
 implements ``_prepare()`` (validate data before any work) and ``_step(step) -> dict`` (one update).
@@ -8,21 +9,16 @@ implements ``_prepare()`` (validate data before any work) and ``_step(step) -> d
 from __future__ import annotations
 
 import copy
-import dataclasses
-import inspect
 import json
 import os
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
-from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
+from policylab.llm.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from policylab.llm.logprobs import sequence_logprobs
 
 __all__ = [
@@ -30,14 +26,9 @@ __all__ = [
     "Trainer",
     "completion_logprobs",
     "frozen_copy",
-    "generate",
     "join_right_padded",
-    "latest_checkpoint",
-    "load_checkpoint",
     "pad",
     "resolve_model",
-    "sample_next_token",
-    "save_checkpoint",
 ]
 
 
@@ -147,183 +138,6 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
     logits = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=C + 1, use_cache=False).logits
     full_mask = torch.cat([torch.zeros_like(prompt_mask), completion_mask], dim=1)
     return sequence_logprobs(logits, input_ids, full_mask, temperature=temperature)[:, -C:]  # (B, C)
-
-
-def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
-    """Sample one token per row from (B, V) logits: softmax(z / T) restricted to the top-k tokens and
-    to the smallest set with cumulative probability ≥ top_p (the nucleus). temperature 0 → argmax."""
-    if temperature == 0:
-        return logits.argmax(-1)
-    z = logits.float() / temperature
-    if top_k and top_k < z.shape[-1]:
-        kth = torch.topk(z, top_k, dim=-1).values[:, -1:]
-        z = z.masked_fill(z < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_z, order = torch.sort(z, descending=True, dim=-1)
-        probs = torch.softmax(sorted_z, -1)
-        drop = probs.cumsum(-1) - probs > top_p  # tokens entirely past the nucleus
-        z = z.scatter(-1, order, sorted_z.masked_fill(drop, float("-inf")))
-    return torch.multinomial(torch.softmax(z, -1), 1).squeeze(-1)
-
-
-def _stepper(model, p_ids: torch.Tensor, p_mask: torch.Tensor, max_new_tokens: int):
-    """``step(new_ids (B, T)) -> next-token logits (B, V)`` with a KV cache: the first call is the
-    prefill of the prompts, each later call appends one token per row. Uses the lean Llama decoder
-    when the model is a plain Llama, else the model's forward with a ``DynamicCache``. Positions follow
-    HF generate (cumsum of the attention mask − 1); no mask at all when no row is padded."""
-    B, P = p_ids.shape
-    ragged = not bool(p_mask.all())
-    state = {
-        "mask": p_mask if ragged else None,
-        "pos": (p_mask.cumsum(1) - 1).clamp(min=0) if ragged else torch.arange(P).expand(B, P),
-        "first": True,
-    }
-    fast = supports_fast_decode(model)
-    if fast:
-        decoder = LlamaDecoder(model, B, P + max_new_tokens)
-    else:
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=model.config)
-        key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-    def step(ids: torch.Tensor) -> torch.Tensor:
-        if not state["first"]:
-            state["pos"] = state["pos"][:, -1:] + 1
-            if ragged:
-                state["mask"] = torch.cat([state["mask"], torch.ones((B, 1), dtype=p_mask.dtype)], dim=1)
-        state["first"] = False
-        if fast:
-            return decoder(ids, state["pos"], state["mask"])
-        out = model(input_ids=ids, attention_mask=state["mask"], position_ids=state["pos"] if ragged else None,
-                    use_cache=True, logits_to_keep=1, **{key: cache})
-        return out.logits[:, -1]
-
-    return step
-
-
-@torch.no_grad()
-def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, do_sample: bool = True,
-             temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, use_hf_generate: bool = False):
-    """Batched sampling with the KV cache. Returns (prompt_ids (B, P) left-padded, prompt_mask,
-    completion_ids (B, C), completion_mask (B, C), texts): the completion mask covers the tokens up to
-    and including the first EOS (as TRL), and texts are decoded without special tokens.
-
-    The default decoder is a plain sampling loop that stops when every row has emitted EOS, over
-    :func:`_stepper` (a lean static-cache decoder for Llama models, the model's own forward with a
-    ``DynamicCache`` otherwise); ``use_hf_generate=True`` calls ``model.generate`` instead (same
-    distribution, different random stream)."""
-    p_ids, p_mask = pad(prompt_ids, tokenizer.pad_token_id, "left")  # (B, P)
-    eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    was_training = model.training
-    model.eval()
-    if use_hf_generate:
-        kw = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k} if do_sample else {
-            "do_sample": False}
-        out = model.generate(input_ids=p_ids, attention_mask=p_mask, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad_id, eos_token_id=eos, use_cache=True, **kw)
-        c_ids = out[:, p_ids.shape[1]:]  # (B, C)
-    else:
-        step = _stepper(model, p_ids, p_mask, max_new_tokens)
-        logits = step(p_ids)  # (B, V): prefill
-        B = p_ids.shape[0]
-        c_ids = torch.full((B, max_new_tokens), pad_id, dtype=torch.long)
-        done = torch.zeros(B, dtype=torch.bool)
-        for t in range(max_new_tokens):
-            nxt = sample_next_token(logits, temperature if do_sample else 0.0, top_p, top_k)  # (B,)
-            c_ids[:, t] = nxt.masked_fill(done, pad_id)
-            done |= nxt == eos
-            if bool(done.all()) or t == max_new_tokens - 1:
-                c_ids = c_ids[:, : t + 1]
-                break
-            logits = step(nxt[:, None])
-    model.train(was_training)
-    is_eos = c_ids == eos
-    first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(is_eos[:, 0], c_ids.shape[1], dtype=torch.long))
-    c_mask = (torch.arange(c_ids.shape[1])[None, :] <= first_eos[:, None]).long()  # (B, C)
-    c_ids = c_ids.masked_fill(c_mask == 0, pad_id)
-    texts = tokenizer.batch_decode(c_ids, skip_special_tokens=True)
-    return p_ids, p_mask, c_ids, c_mask, texts
-
-
-# ------------------------------------------------------------------------------ checkpoints
-
-
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-def save_checkpoint(directory, model, tokenizer, optimizer, step: int, config, extra: dict | None = None) -> Path:
-    """Write ``directory`` atomically: weights (save_pretrained, safetensors), tokenizer,
-    optimizer tensors + RNG states (safetensors), and trainer_state.json (step, config, RNG, extra).
-    Written into a temporary sibling folder that is renamed into place at the end."""
-    final = Path(directory)
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # our own tqdm bar is the only one
-    try:
-        model.save_pretrained(tmp)
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
-    tokenizer.save_pretrained(tmp)
-    opt = optimizer.state_dict()
-    tensors = {"rng.torch": torch.get_rng_state()}
-    for idx, st in opt["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "trainer_state.safetensors"))
-    np_state = np.random.get_state()
-    state = {
-        "step": step,
-        "config": dataclasses.asdict(config),
-        "param_groups": opt["param_groups"],
-        "rng_python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-        "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        **(extra or {}),
-    }
-    _atomic_json(tmp / "trainer_state.json", state)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
-
-
-def load_checkpoint(directory, model, optimizer) -> dict:
-    """Restore weights, optimizer and RNG states from :func:`save_checkpoint`; returns the state dict."""
-    directory = Path(directory)
-    state = json.loads((directory / "trainer_state.json").read_text())
-    weights = load_file(str(directory / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = getattr(model, "_tied_weights_keys", None) or {}  # save_pretrained drops tied copies
-    missing = [k for k in missing if k not in tied]
-    if unexpected or missing:
-        raise ValueError(f"checkpoint {directory} does not match the model: missing {missing}, unexpected {unexpected}")
-    tensors = load_file(str(directory / "trainer_state.safetensors"))
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = v
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    p = state["rng_python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
-    n = state["rng_numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
-    return state
-
-
-def latest_checkpoint(output_dir) -> Path | None:
-    """The complete ``checkpoint-<step>`` folder with the highest step, or None."""
-    found = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 # ------------------------------------------------------------------------------- the loop

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from policylab.llm.common import TrainConfig, Trainer, completion_logprobs, frozen_copy, generate
+from policylab.llm.common import TrainConfig, Trainer, completion_logprobs, frozen_copy
 from policylab.llm.data import GRPO_FIELDS, check_prompt_lengths, encode_prompt, load_jsonl
+from policylab.llm.sampling import generate
 from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
 from policylab.returns import group_relative_advantages
 

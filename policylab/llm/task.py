@@ -114,8 +114,8 @@ def write_addition_data(out_dir, max_a: int = 99, max_b: int = 9, test_fraction:
 
 def accuracy(model, tokenizer, problems, max_new_tokens: int = 4, batch_size: int = 64) -> float:
     """Greedy-decoding accuracy (fraction of exactly correct answers) on {"prompt", "answer"} rows."""
-    from policylab.llm.common import generate
     from policylab.llm.data import encode_prompt
+    from policylab.llm.sampling import generate
 
     correct = 0.0
     for i in range(0, len(problems), batch_size):

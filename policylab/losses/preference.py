@@ -16,7 +16,8 @@ TRL 1.16 correspondence (``trl/trainer/grpo_trainer.py::_compute_loss``,
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +30,9 @@ __all__ = [
     "dpo_loss",
     "grpo_loss",
     "ipo_loss",
+    "normalize_constant",
     "normalize_per_sequence",
     "normalize_per_token",
-    "normalize_constant",
 ]
 
 
