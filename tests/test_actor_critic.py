@@ -95,7 +95,8 @@ def test_bad_hyperparameters():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_actor_critic_learns_cartpole(seed):
     # one-step online updates averaged over 8 parallel transitions (n_envs=8);
-    # measured on these seeds: deterministic evaluation mean 500/500/500 after 60k steps
+    # measured on these seeds: deterministic 20-episode evaluation mean 500.0 / 500.0 / 500.0
+    # after 60k steps
     agent = ActorCritic("CartPole-v1", seed=seed, n_envs=8)
     agent.learn(60_000)
     assert agent.evaluate(episodes=20).mean >= 400.0

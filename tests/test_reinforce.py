@@ -117,7 +117,8 @@ def test_bad_hyperparameters_raise_before_work():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_reinforce_with_baseline_learns_cartpole(seed):
-    # measured on these seeds: deterministic evaluation mean 500/500/500 after 60k steps
+    # measured on these seeds: deterministic 20-episode evaluation mean 500.0 / 500.0 / 495.4
+    # after 60k steps; the threshold leaves room for run-to-run variation across machines
     agent = REINFORCE("CartPole-v1", seed=seed, baseline=True, batch_episodes=4)
     agent.learn(60_000)
     assert agent.evaluate(episodes=20).mean >= 400.0
