@@ -320,3 +320,27 @@ def test_ppo_learns_identically_on_fast_and_gymnasium_env():
     assert list(fast.recent_returns) == list(ref.recent_returns) and len(ref.recent_returns) > 10
     for (k, a), (_, b) in zip(fast.net.state_dict().items(), ref.net.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_long_run_bit_identical_to_sync_vector_env(mode):
+    """8k steps × 16 copies: half nearly balanced (episodes reach the 500-step truncation), half
+    noisy (early terminations at either threshold): every output bit-identical."""
+    n, rng = 16, np.random.default_rng(123)
+    ref = gym.make_vec(
+        "CartPole-v1", n, vectorization_mode="sync", vector_kwargs={"autoreset_mode": mode}
+    )
+    env = VectorCartPole(n, seed=77, autoreset_mode=mode)
+    obs, obs_ref = env.reset()[0], ref.reset(seed=77)[0]
+    truncations = terminations = 0
+    noise = np.where(np.arange(n) < n // 2, 0.02, 0.5)
+    for _ in range(8_000):
+        a = np.where(rng.random(n) < noise, rng.integers(0, 2, n), _balance(obs))
+        got, want = env.step(a), ref.step(a)
+        for x, y in zip(got[:4], want[:4]):
+            np.testing.assert_array_equal(x, y)
+        obs = got[0]
+        truncations += int(got[3].sum())
+        terminations += int(got[2].sum())
+    assert truncations > 50 and terminations > 50
