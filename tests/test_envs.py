@@ -333,6 +333,7 @@ def test_long_run_bit_identical_to_sync_vector_env(mode):
     )
     env = VectorCartPole(n, seed=77, autoreset_mode=mode)
     obs, obs_ref = env.reset()[0], ref.reset(seed=77)[0]
+    np.testing.assert_array_equal(obs, obs_ref)
     truncations = terminations = 0
     noise = np.where(np.arange(n) < n // 2, 0.02, 0.5)
     for _ in range(8_000):
