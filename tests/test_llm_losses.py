@@ -205,3 +205,46 @@ def test_group_advantages_equal_rewards_zero_and_finite():
         assert torch.isfinite(a).all() and torch.all(a[:4] == 0)
     a = group_relative_advantages(np.array([0.0, 0.0, 1.0, 0.0]), 2, scale="std")
     np.testing.assert_allclose(a, [0, 0, 0.5 / (math.sqrt(0.5) + 1e-4), -0.5 / (math.sqrt(0.5) + 1e-4)])
+
+
+@settings(max_examples=25, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), seed=st.integers(0, 10_000), eps=st.floats(0.05, 0.5))
+def test_grpo_normalizations_agree_on_full_masks(B, T, seed, eps):
+    """With every completion T tokens long, per-sequence, per-token and constant (L_max = T) agree."""
+    g = torch.Generator().manual_seed(seed)
+    logp = torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3 - 1
+    old = logp + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3
+    adv = torch.randn(B, generator=g, dtype=torch.float64)
+    mask = torch.ones(B, T, dtype=torch.float64)
+    values = [grpo_loss(logp, old, None, adv, mask, clip_eps=eps, normalization=n, max_len=T)[0].item()
+              for n in ("grpo", "bnpo", "dr_grpo")]
+    assert values == pytest.approx([values[0]] * 3, rel=1e-12, abs=1e-12)
+    ratio = torch.exp(logp - old)
+    expected = -torch.min(ratio * adv[:, None], ratio.clamp(1 - eps, 1 + eps) * adv[:, None]).mean()
+    assert values[0] == pytest.approx(expected.item(), rel=1e-12, abs=1e-12)
+
+
+def test_sample_next_token_top_k_top_p_and_greedy():
+    from policylab.llm.sampling import sample_next_token
+
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
+    assert torch.all(sample_next_token(logits, temperature=0.0) == 0)
+    assert torch.all(sample_next_token(logits, top_k=1) == 0)
+    nucleus = sample_next_token(logits, top_p=0.7)  # {0.5, 0.3} reaches 0.8 ≥ 0.7: tokens 0 and 1 only
+    assert set(nucleus.tolist()) == {0, 1}
+    assert (nucleus == 0).float().mean().item() == pytest.approx(0.5 / 0.8, abs=0.03)
+    top2 = sample_next_token(logits, top_k=3)
+    assert set(top2.tolist()) == {0, 1, 2}
+    freq = torch.bincount(sample_next_token(logits), minlength=4).double() / 4000
+    torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64), atol=0.03, rtol=0)
+
+
+def test_token_entropy_matches_definition():
+    from policylab.llm.logprobs import token_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 7, dtype=torch.float64)
+    p = torch.softmax(logits / 0.5, -1)
+    torch.testing.assert_close(token_entropy(logits, 0.5, chunk_rows=2), -(p * p.log()).sum(-1).float())
+    assert token_entropy(torch.zeros(1, 1, 8))[0, 0].item() == pytest.approx(math.log(8), rel=1e-6)

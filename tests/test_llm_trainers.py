@@ -226,9 +226,10 @@ def test_grpo_smoke_with_kl_and_two_iterations(tmp_path, tok, model):
     h = trainer.train()
     assert len(h) == 3
     for key in ("loss", "rewards/mean", "rewards/std", "kl", "clip_ratio", "completion_length",
-                "rewards/correctness_reward", "rewards/length_reward", "frac_reward_zero_std", "grad_norm"):
+                "rewards/correctness_reward", "rewards/length_reward", "frac_reward_zero_std", "grad_norm", "entropy"):
         assert key in h[-1] and math.isfinite(h[-1][key])
     assert 1 <= h[-1]["completion_length"] <= 3
+    assert 0 < h[-1]["entropy"] <= math.log(len(tok))
     assert h[-1]["kl"] > 0  # the policy moved away from the frozen reference
     assert not torch.equal(params(model), before)
     assert torch.equal(params(trainer.ref_model), ref_before)

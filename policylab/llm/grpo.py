@@ -9,8 +9,8 @@ Per step, top to bottom:
   4. reference — log π_ref from a frozen in-memory copy, only when β ≠ 0.
   5. update    — μ = num_iterations AdamW steps on :func:`policylab.losses.grpo_loss`; with μ = 1
                  π_old is the detached current policy (TRL's shortcut), else stored at sampling time.
-Logs: loss, rewards/mean, rewards/std, rewards/<func>, kl, clip_ratio, completion_length,
-frac_reward_zero_std, grad_norm.
+Logs: loss, rewards/mean, rewards/std, rewards/<func>, kl, clip_ratio (+ /low, /high), ratio,
+entropy, completion_length, frac_reward_zero_std, grad_norm, learning_rate.
 """
 
 from __future__ import annotations
@@ -184,16 +184,19 @@ class GRPOTrainer(Trainer):
         """μ AdamW steps on grpo_loss for a scored rollout; returns the last step's stats."""
         cfg = self.config
         for _ in range(cfg.num_iterations):
-            logp = completion_logprobs(
-                self.model, ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask, cfg.temperature
-            )  # (B, C)
+            logp, entropy = completion_logprobs(
+                self.model, ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask, cfg.temperature,
+                with_entropy=True,
+            )  # (B, C), (B, C)
             loss, stats = grpo_loss(
                 logp, ro.old_logp, ro.ref_logp, ro.advantages, ro.completion_mask, clip_eps=cfg.clip_eps,
                 beta=cfg.beta, normalization=cfg.loss_type, clip_eps_high=cfg.clip_eps_high,
                 max_len=cfg.max_completion_length,
             )
             grad_norm = self._update(loss)
-        return {"loss": loss.item(), "grad_norm": grad_norm, **{k: v.item() for k, v in stats.items()}}
+        mask = ro.completion_mask
+        entropy = ((entropy * mask).sum() / mask.sum().clamp(min=1)).item()
+        return {"loss": loss.item(), "grad_norm": grad_norm, "entropy": entropy, **{k: v.item() for k, v in stats.items()}}
 
     def _step(self, step: int) -> dict:
         n_prompts = self.config.batch_size // self.config.num_generations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sequence_logprobs"]
+__all__ = ["sequence_logprobs", "token_entropy"]
 
 
 def sequence_logprobs(
@@ -74,3 +74,20 @@ def sequence_logprobs(
     lp = torch.cat(rows, dim=0) if rows else pred.new_zeros((0, L - 1))  # (B, L−1)
     lp = torch.where(mask[:, first:], lp, torch.zeros((), dtype=lp.dtype, device=lp.device))
     return torch.cat([lp.new_zeros((B, first)), lp], dim=1)  # (B, T)
+
+
+@torch.no_grad()
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0, chunk_rows: int = 1) -> torch.Tensor:
+    """Entropy of each next-token distribution, for logging (no gradient):
+
+        H_{b,s} = −Σ_v p_v log p_v = logsumexp(z) − Σ_v softmax(z)_v z_v,   z = logits[b, s] / temperature
+
+    ``logits`` (B, L, V) → (B, L), computed ``chunk_rows`` sequences at a time.
+    """
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be (B, L, V), got shape {tuple(logits.shape)}")
+    out = []
+    for i in range(0, logits.shape[0], chunk_rows):
+        z = logits[i : i + chunk_rows].float() / temperature
+        out.append(torch.logsumexp(z, -1) - (torch.softmax(z, -1) * z).sum(-1))
+    return torch.cat(out, dim=0)
