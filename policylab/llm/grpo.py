@@ -105,7 +105,8 @@ class GRPOTrainer(Trainer):
     config_class = GRPOConfig
     progress_keys = ("loss", "rewards/mean", "completion_length")
 
-    def __init__(self, model, tokenizer=None, config=None, train_data=None, reward_funcs=None):
+    def __init__(self, model, tokenizer=None, config=None, train_data=None,
+                 reward_funcs: RewardFunc | list[RewardFunc] | None = None):
         config = config or GRPOConfig()
         if reward_funcs is None:
             from policylab.llm.task import REWARDS
