@@ -116,7 +116,7 @@ def test_reinforce_mean_matches_exact_gradient_and_baseline_lowers_variance(name
     pi = softmax(logits)
     exact = exact_policy_gradient(mdp, logits)
     V = planning.evaluate_policy(mdp, pi)
-    ep = _sample_episodes(mdp, pi, 40_000, rng, gamma)
+    ep = _sample_episodes(mdp, pi, 20_000, rng, gamma)
     E = ep["s"].shape[1]
     g0 = _reinforce_estimates(ep, pi, gamma, np.zeros(mdp.n_states))  # (E, S, A) no baseline
     gb = _reinforce_estimates(ep, pi, gamma, V)  # b(s) = V^π(s)
