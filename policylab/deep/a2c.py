@@ -6,6 +6,8 @@ step on the whole (T, N) batch:
     Â_t = GAE(γ, λ)  (λ = 1: the n-step advantage Σ_{k<n} γ^k r_{t+k+1} + γ^n V(s_{t+n}) − V(s_t))
     L(θ, w) = −mean[log π_θ(a_t|s_t) Â_t] + c_v · ½ mean[(V_w(s_t) − R_t)²] − c_H · mean[H(π_θ(·|s_t))]
 
+(``value_loss`` carries the ½, so c_v = 1 here is Baselines'/SB3's vf_coef = 0.5 on the plain MSE.)
+
 The policy term is REINFORCE's with G_t − b(s_t) replaced by the bootstrapped advantage (lecture
 §6.3), so it reuses ``reinforce_loss``. RMSprop (α = 0.99, ε = 1e-5) as in OpenAI Baselines/SB3.
 """
@@ -39,7 +41,7 @@ class A2CConfig:
     gae_lambda: float = 1.0                # λ = 1: plain n-step returns; < 1: GAE
     normalize_advantage: bool = False      # standardize Â over the batch
     ent_coef: float = 0.01                 # entropy bonus c_H (A3C: 0.01)
-    vf_coef: float = 0.5                   # value-loss weight c_v
+    vf_coef: float = 1.0                   # weight c_v of ½·mean(V−R)² (= Baselines/SB3's 0.5 on MSE)
     max_grad_norm: float = 0.5             # global gradient-norm clip
     hidden_sizes: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic (separate)
     activation: str = "tanh"               # hidden activation: tanh | relu | elu

@@ -5,10 +5,11 @@ of minibatch SGD on
 
     L(θ, w) = −mean[min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t)] + c_v · L_V(w) − c_H · mean[H(π_θ(·|s_t))]
 
-with ρ_t = π_θ(a_t|s_t) / π_θold(a_t|s_t). Implementation details follow SB3/CleanRL (Huang et al.
-2022): per-minibatch advantage normalization, global gradient-norm clipping, optional value
-clipping, linear learning-rate and clip-range annealing, early stop when approx-KL exceeds
-1.5 · target_kl. Discrete (categorical) and continuous (diagonal Gaussian) actions.
+with ρ_t = π_θ(a_t|s_t) / π_θold(a_t|s_t) and L_V = ½ mean[(V_w(s_t) − R_t)²] (``value_loss``; its ½
+makes c_v = 1 equal SB3's vf_coef = 0.5 on the plain MSE). Implementation details follow
+SB3/CleanRL (Huang et al. 2022): per-minibatch advantage normalization, global gradient-norm
+clipping, optional value clipping, linear learning-rate and clip-range annealing, early stop when
+approx-KL exceeds 1.5 · target_kl. Discrete (categorical) and continuous (diagonal Gaussian) actions.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class PPOConfig:
     clip_range_vf: float | None = None     # value clip around old V (None: unclipped)
     normalize_advantage: bool = True       # standardize Â per minibatch
     ent_coef: float = 0.0                  # entropy bonus c_H
-    vf_coef: float = 0.5                   # value-loss weight c_v
+    vf_coef: float = 1.0                   # weight c_v of ½·mean(V−R)² (= SB3's 0.5 on mean(V−R)²)
     max_grad_norm: float = 0.5             # global gradient-norm clip
     target_kl: float | None = None         # stop the epochs once approx-KL > 1.5·target_kl
     hidden_sizes: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic (separate)
