@@ -3,8 +3,9 @@
 Trains a policylab.deep agent with a progress bar, writing ``progress.csv`` + TensorBoard logs and
 a checkpoint (safetensors + JSON) to ``--out`` every ``--checkpoint-every`` iterations and at the
 end. ``--resume`` continues the run in ``--out`` towards the same ``--steps`` with identical
-numbers to an uninterrupted run. Hyperparameters: the bundled preset for the env (if any), then
-``--config``, then ``--set key=value`` overrides; names are the fields of the algorithm's config.
+numbers to an uninterrupted run. Hyperparameters: ``--config`` (a YAML preset) or else the bundled
+preset for the env when it has a section for the algorithm, then ``--set key=value`` overrides;
+names are the fields of the algorithm's config dataclass (e.g. ``PPOConfig``).
 """
 
 from __future__ import annotations
