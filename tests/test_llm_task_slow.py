@@ -57,7 +57,7 @@ def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
     def likelihood_preference():  # fraction of held-out pairs with log π(y_w) > log π(y_l)
         data = trainer.tokenize(held_out, [f"test {i}" for i in range(len(held_out))])
         with torch.no_grad():
-            chosen, rejected, _, _ = trainer.logps(model, range(len(held_out)), no_grad=True, data=data)
+            chosen, rejected, _, _ = trainer.logps(model, range(len(held_out)), data=data)
         return (chosen > rejected).float().mean().item()
 
     pref_before = likelihood_preference()

@@ -107,21 +107,25 @@ def frozen_copy(model):
 def pad(seqs: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad token lists to (N, max_len) ids and a 0/1 mask, on the "left" or the "right"."""
     width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        sl = slice(width - len(s), width) if side == "left" else slice(0, len(s))
-        ids[i, sl] = torch.tensor(s, dtype=torch.long)
-        mask[i, sl] = 1
-    return ids, mask
+    fill = [[pad_id] * (width - len(s)) for s in seqs]
+    zeros = [[0] * (width - len(s)) for s in seqs]
+    if side == "left":
+        ids = [f + list(s) for f, s in zip(fill, seqs)]
+        mask = [z + [1] * len(s) for z, s in zip(zeros, seqs)]
+    else:
+        ids = [list(s) + f for f, s in zip(fill, seqs)]
+        mask = [[1] * len(s) + z for z, s in zip(zeros, seqs)]
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)  # one copy each
 
 
 def join_right_padded(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
     """[prompt | completion] rows right-padded: (input_ids, attention_mask, completion_mask), each (N, T)."""
     ids, attention = pad([p + c for p, c in zip(prompts, completions)], pad_id, "right")
-    completion_mask = torch.zeros_like(attention)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        completion_mask[i, len(p) : len(p) + len(c)] = 1
+    width = ids.shape[1]
+    completion_mask = torch.tensor(
+        [[0] * len(p) + [1] * len(c) + [0] * (width - len(p) - len(c)) for p, c in zip(prompts, completions)],
+        dtype=torch.long,
+    )
     return ids, attention, completion_mask
 
 

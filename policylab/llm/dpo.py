@@ -62,7 +62,7 @@ class DPOTrainer(Trainer):
         self.ref_model = None
         self.ref_logps = None  # (N, 2): precomputed [ref_chosen, ref_rejected] per row
         if self.config.precompute_ref_logps:
-            ref_c, ref_r, _, _ = self.logps(self.model, range(len(self.records)), no_grad=True)
+            ref_c, ref_r, _, _ = self.logps(self.model, range(len(self.records)))
             self.ref_logps = torch.stack([ref_c, ref_r], dim=1)  # (N, 2)
         else:
             self.ref_model = frozen_copy(self.model)
@@ -81,23 +81,28 @@ class DPOTrainer(Trainer):
 
         return prompt_ids, completions("chosen"), completions("rejected")
 
-    def logps(self, model, rows, no_grad: bool = False, data=None, chunk: int = 64):
-        """(chosen, rejected, chosen_lengths, rejected_lengths), each (len(rows),), where
-        chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected."""
+    def batch(self, rows, data=None):
+        """[chosen rows; rejected rows] right-padded: (input_ids, attention_mask, completion_mask), (2b, T)."""
         prompt_ids, chosen_ids, rejected_ids = self.data if data is None else data
+        prompts = [prompt_ids[j] for j in rows] * 2
+        completions = [chosen_ids[j] for j in rows] + [rejected_ids[j] for j in rows]
+        return join_right_padded(prompts, completions, self.tokenizer.pad_token_id)
+
+    @staticmethod
+    def sequence_logps(model, batch):
+        """(chosen, rejected, chosen_lengths, rejected_lengths), each (b,), where
+        chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected."""
+        ids, attention, comp = batch  # (2b, T)
+        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits  # (2b, T, V)
+        seq = sequence_logprobs(logits, ids, comp).sum(-1)  # (2b,)
+        return (*seq.chunk(2), *comp.sum(-1).chunk(2))
+
+    @torch.no_grad()
+    def logps(self, model, rows, data=None, chunk: int = 64):
+        """:meth:`sequence_logps` without gradient over many rows, ``chunk`` pairs per forward."""
         rows = list(rows)
-        out = []
-        for i in range(0, len(rows), chunk):
-            r = rows[i : i + chunk]
-            prompts = [prompt_ids[j] for j in r] * 2
-            completions = [chosen_ids[j] for j in r] + [rejected_ids[j] for j in r]
-            ids, attention, comp = join_right_padded(prompts, completions, self.tokenizer.pad_token_id)  # (2b, T)
-            with torch.set_grad_enabled(not no_grad and torch.is_grad_enabled()):
-                logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits  # (2b, T, V)
-                seq = sequence_logprobs(logits, ids, comp).sum(-1)  # (2b,)
-            lengths = comp.sum(-1)  # (2b,)
-            out.append((*seq.chunk(2), *lengths.chunk(2)))
-        return tuple(torch.cat(parts) for parts in zip(*out))
+        parts = [self.sequence_logps(model, self.batch(rows[i : i + chunk], data)) for i in range(0, len(rows), chunk)]
+        return tuple(torch.cat(p) for p in zip(*parts))
 
     def _loss(self, chosen, rejected, ref_c, ref_r, len_c, len_r):
         cfg = self.config
@@ -108,20 +113,21 @@ class DPOTrainer(Trainer):
     # ------------------------------------------------------------------ one update
     def _step(self, step: int) -> dict:
         rows = self.batch_indices(step)
-        chosen, rejected, len_c, len_r = self.logps(self.model, rows)  # (B,) each
+        batch = self.batch(rows)  # (2B, T) ids, attention, completion mask
+        chosen, rejected, len_c, len_r = self.sequence_logps(self.model, batch)  # (B,) each
         if self.ref_logps is not None:
             ref_c, ref_r = self.ref_logps[rows].unbind(1)
         else:
-            ref_c, ref_r, _, _ = self.logps(self.ref_model, rows, no_grad=True)
+            with torch.no_grad():
+                ref_c, ref_r, _, _ = self.sequence_logps(self.ref_model, batch)
         out = self._loss(chosen, rejected, ref_c, ref_r, len_c, len_r)
         grad_norm = self._update(out.loss)
-        prompt_tokens = sum(len(self.data[0][i]) for i in rows)
         return {
             **preference_stats(out),
             "logps/chosen": chosen.detach().mean().item(),
             "logps/rejected": rejected.detach().mean().item(),
             "grad_norm": grad_norm,
-            "num_tokens": float((len_c + len_r).sum()) + 2 * prompt_tokens,
+            "num_tokens": float(batch[1].sum()),  # attention-mask tokens, as TRL's num_tokens
         }
 
     @torch.no_grad()
@@ -132,10 +138,10 @@ class DPOTrainer(Trainer):
         if records is not None:
             records, labels = load_jsonl(records, DPO_FIELDS)
             data, n = self.tokenize(records, labels), len(records)
-        chosen, rejected, len_c, len_r = self.logps(self.model, range(n), no_grad=True, data=data)
+        chosen, rejected, len_c, len_r = self.logps(self.model, range(n), data=data)
         ref_model = ref_model or self.ref_model
         if ref_model is not None:
-            ref_c, ref_r, _, _ = self.logps(ref_model, range(n), no_grad=True, data=data)
+            ref_c, ref_r, _, _ = self.logps(ref_model, range(n), data=data)
         elif records is None:
             ref_c, ref_r = self.ref_logps.unbind(1)
         else:
