@@ -34,6 +34,7 @@ LOSSES = {"sigmoid": dpo_loss, "ipo": ipo_loss}
 class DPOConfig(TrainConfig):
     """DPO hyper-parameters (common fields in TrainConfig); defaults from the paper / TRL 1.16."""
 
+    output_dir: str = "runs/llm/dpo"  #: checkpoints and log.jsonl go here
     learning_rate: float = 1e-6  #: AdamW learning rate (TRL DPOConfig default; paper 5e-7)
     beta: float = 0.1  #: β, strength of the implicit KL to π_ref (paper and TRL: 0.1)
     loss_type: str = "sigmoid"  #: "sigmoid" (DPO) or "ipo" (IPO, length-normalized as TRL)

@@ -38,6 +38,7 @@ class GRPOConfig(TrainConfig):
     """GRPO hyper-parameters (common fields in TrainConfig); defaults are TRL 1.16's, with the
     DeepSeekMath paper's choice noted where it differs."""
 
+    output_dir: str = "runs/llm/grpo"  #: checkpoints and log.jsonl go here
     learning_rate: float = 1e-6  #: AdamW learning rate (TRL default; DeepSeekMath 1e-6)
     batch_size: int = 8  #: completions per step = prompts per step × num_generations
     num_generations: int = 8  #: G, completions sampled per prompt (TRL 8; DeepSeekMath 64)

@@ -26,6 +26,7 @@ __all__ = ["SFTConfig", "SFTTrainer", "sft"]
 class SFTConfig(TrainConfig):
     """SFT hyper-parameters (common fields in TrainConfig)."""
 
+    output_dir: str = "runs/llm/sft"  #: checkpoints and log.jsonl go here
     learning_rate: float = 2e-5  #: AdamW learning rate (TRL SFTConfig default)
     max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
 
