@@ -46,7 +46,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 def _is_number(s: str) -> bool:
-    s = s.strip().rstrip("×x%")
+    s = s.strip().rstrip("×x%").replace(",", "")
     try:
         float(s)
         return True

@@ -89,3 +89,17 @@ def test_markdown_table_and_best_of():
     assert out["f"][2:] == (1, 2) and out["g"][2:] == (2, 2)
     assert 0.0 <= out["f"].wall < 1.0 and 0.0 <= out["f"].cpu < 1.0
     assert "numpy" in common.machine_info() and common.peak_rss_mib() > 1.0
+
+
+def test_profile_variants_agree_with_policylab(bench):
+    from policylab import planning
+    from policylab.mdp import catalog
+
+    mdp = catalog.garnet(300, 4, 4, seed=3, gamma=0.99, sparse=True)
+    ref = planning.value_iteration(mdp, tol=1e-8)
+    V, k = bench.proposed_value_iteration(mdp, 1e-8)
+    assert k == ref.iterations and np.abs(V - ref.V).max() < 1e-10
+    V, k = bench.numba_value_iteration(mdp, 1e-8, bench._numba_sweep())
+    assert k == ref.iterations and np.abs(V - ref.V).max() < 1e-10
+    table = bench.profile(300, 4, 4, repeat=1)
+    assert table.count("\n| ") == 6 and "numba fused sweep" in table
