@@ -94,8 +94,9 @@ class DPOTrainer(Trainer):
         """(chosen, rejected, chosen_lengths, rejected_lengths), each (b,), where
         chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected."""
         ids, attention, comp = batch  # (2b, T)
-        logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits  # (2b, T, V)
-        seq = sequence_logprobs(logits, ids, comp).sum(-1)  # (2b,)
+        keep = ids.shape[1] - int(comp.argmax(1).min()) + 1  # logits from the earliest completion start − 1
+        logits = model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits
+        seq = sequence_logprobs(logits, ids, comp).sum(-1)  # (2b,) from (2b, keep, V) logits
         return (*seq.chunk(2), *comp.sum(-1).chunk(2))
 
     @torch.no_grad()
