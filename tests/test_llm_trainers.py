@@ -212,6 +212,9 @@ def test_dpo_smoke_and_precompute_equivalence(tmp_path, tok, model):
         assert key in h0[-1]
     assert [r["loss"] for r in h0] == pytest.approx([r["loss"] for r in h1], abs=1e-6)
     torch.testing.assert_close(p0, p1, atol=1e-6, rtol=0)
+    ipo = DPOTrainer(copy.deepcopy(model), tok, DPOConfig(max_steps=1, batch_size=8, beta=0.1, loss_type="ipo",
+                                                          output_dir=str(tmp_path / "ipo"), progress=False), rows)
+    assert ipo.train()[0]["loss"] == pytest.approx((1 / (2 * 0.1)) ** 2, rel=1e-6)  # (0 − 1/(2τ))² at π_θ = π_ref
 
 
 def length_reward(prompts, completions, **_):

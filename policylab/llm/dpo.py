@@ -26,8 +26,12 @@ from policylab.losses import dpo_loss, ipo_loss
 
 __all__ = ["LOSSES", "DPOConfig", "DPOTrainer"]
 
-#: Preference losses by name (DPOConfig.loss_type): separate pure functions, no if/elif.
-LOSSES = {"sigmoid": dpo_loss, "ipo": ipo_loss}
+#: Preference losses by name (DPOConfig.loss_type), one uniform call each:
+#: (chosen, rejected, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths, config) -> DPOOutput.
+LOSSES = {
+    "sigmoid": lambda c, r, rc, rr, lc, lr, cfg: dpo_loss(c, r, rc, rr, cfg.beta, cfg.label_smoothing),
+    "ipo": lambda c, r, rc, rr, lc, lr, cfg: ipo_loss(c, r, rc, rr, cfg.beta, lc, lr),
+}
 
 
 @dataclass
@@ -51,7 +55,14 @@ class DPOConfig(TrainConfig):
 
 
 class DPOTrainer(Trainer):
-    """``DPOTrainer(model, tokenizer, DPOConfig(...), records_or_jsonl).train()``."""
+    """``DPOTrainer(model, tokenizer, DPOConfig(...), records_or_jsonl).train()``.
+
+    TRL 1.16 DPOConfig equivalents (single process): batch_size = per_device_train_batch_size
+    (pairs), beta, loss_type "sigmoid"/"ipo", label_smoothing (only used by "sigmoid" here: cDPO),
+    max_length (here only completions are truncated; a prompt that does not fit is an error),
+    precompute_ref_logps = precompute_ref_log_probs, lr_scheduler "linear" = HF default. Rows are
+    tokenized as prompt (with BOS) + completion + EOS, like TRL for plain-text data.
+    """
 
     config_class = DPOConfig
     progress_keys = ("loss", "rewards/accuracies", "rewards/margins")
@@ -107,10 +118,7 @@ class DPOTrainer(Trainer):
         return tuple(torch.cat(p) for p in zip(*parts))
 
     def _loss(self, chosen, rejected, ref_c, ref_r, len_c, len_r):
-        cfg = self.config
-        if cfg.loss_type == "ipo":
-            return ipo_loss(chosen, rejected, ref_c, ref_r, cfg.beta, len_c, len_r)
-        return dpo_loss(chosen, rejected, ref_c, ref_r, cfg.beta, cfg.label_smoothing)
+        return LOSSES[self.config.loss_type](chosen, rejected, ref_c, ref_r, len_c, len_r, self.config)
 
     # ------------------------------------------------------------------ one update
     def _step(self, step: int) -> dict:
