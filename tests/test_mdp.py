@@ -13,7 +13,7 @@ from policylab.mdp import TabularMDP, catalog, from_gymnasium
 def two_state(**over):
     P = np.array([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
     R = np.array([[0.0, 1.0], [0.0, 0.0]])
-    kw = dict(P=P, R=R, gamma=0.9)
+    kw = {"P": P, "R": R, "gamma": 0.9}
     kw.update(over)
     return kw
 
@@ -26,29 +26,29 @@ def _bad_P(val, where=(0, 1, 1)):
 
 
 BAD = [
-    ("row sum", dict(P=_bad_P(0.5)), r"P\(\.\|s=0, a=1\) sums to 0\.5"),
-    ("negative prob", dict(P=_bad_P(-0.5, (0, 0, 1))), r"negative probability at s=0, a=0, s'=1"),
-    ("nan prob", dict(P=_bad_P(np.nan)), r"NaN probability at s=0, a=1, s'=1"),
-    ("nan reward", dict(R=np.array([[0.0, np.nan], [0.0, 0.0]])), r"R\(s=0, a=1\) is nan"),
-    ("inf reward", dict(R=np.array([[0.0, 0.0], [np.inf, 0.0]])), r"R\(s=1, a=0\) is inf"),
-    ("inf reward 3d", dict(R=np.full((2, 2, 2), -np.inf)), r"R\(s=0, a=0\) is -inf"),
-    ("gamma > 1", dict(gamma=1.5), r"gamma must be in \[0, 1\], got 1\.5"),
-    ("gamma < 0", dict(gamma=-0.1), r"gamma must be in \[0, 1\], got -0\.1"),
-    ("gamma nan", dict(gamma=float("nan")), r"gamma must be in \[0, 1\], got nan"),
-    ("gamma str", dict(gamma="high"), r"gamma must be a number"),
-    ("P 2-d", dict(P=np.eye(2)), r"P must have shape \(S, A, S\), got \(2, 2\)"),
-    ("P not square", dict(P=np.ones((2, 2, 3)) / 3), r"P must have shape \(S, A, S\), got \(2, 2, 3\)"),
-    ("R wrong shape", dict(R=np.zeros((3, 2))), r"R has shape \(3, 2\); expected \(S, A\) = \(2, 2\)"),
-    ("R 1-d", dict(R=np.zeros(2)), r"R must have shape \(S, A\) or \(S, A, S\), got \(2,\)"),
-    ("terminal not absorbing", dict(terminal=[0]), r"terminal state 0 is not absorbing: P\(0\|0, a=1\) = 0"),
-    ("terminal reward", dict(terminal=[1], R=np.array([[0.0, 1.0], [2.0, 0.0]])),
+    ("row sum", {"P": _bad_P(0.5)}, r"P\(\.\|s=0, a=1\) sums to 0\.5"),
+    ("negative prob", {"P": _bad_P(-0.5, (0, 0, 1))}, r"negative probability at s=0, a=0, s'=1"),
+    ("nan prob", {"P": _bad_P(np.nan)}, r"NaN probability at s=0, a=1, s'=1"),
+    ("nan reward", {"R": np.array([[0.0, np.nan], [0.0, 0.0]])}, r"R\(s=0, a=1\) is nan"),
+    ("inf reward", {"R": np.array([[0.0, 0.0], [np.inf, 0.0]])}, r"R\(s=1, a=0\) is inf"),
+    ("inf reward 3d", {"R": np.full((2, 2, 2), -np.inf)}, r"R\(s=0, a=0\) is -inf"),
+    ("gamma > 1", {"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1\.5"),
+    ("gamma < 0", {"gamma": -0.1}, r"gamma must be in \[0, 1\], got -0\.1"),
+    ("gamma nan", {"gamma": float("nan")}, r"gamma must be in \[0, 1\], got nan"),
+    ("gamma str", {"gamma": "high"}, r"gamma must be a number"),
+    ("P 2-d", {"P": np.eye(2)}, r"P must have shape \(S, A, S\), got \(2, 2\)"),
+    ("P not square", {"P": np.ones((2, 2, 3)) / 3}, r"P must have shape \(S, A, S\), got \(2, 2, 3\)"),
+    ("R wrong shape", {"R": np.zeros((3, 2))}, r"R has shape \(3, 2\); expected \(S, A\) = \(2, 2\)"),
+    ("R 1-d", {"R": np.zeros(2)}, r"R must have shape \(S, A\) or \(S, A, S\), got \(2,\)"),
+    ("terminal not absorbing", {"terminal": [0]}, r"terminal state 0 is not absorbing: P\(0\|0, a=1\) = 0"),
+    ("terminal reward", {"terminal": [1], "R": np.array([[0.0, 1.0], [2.0, 0.0]])},
      r"terminal state 1 has nonzero reward 2 for a=0"),
-    ("terminal index", dict(terminal=[5]), r"terminal state index out of range \[0, 2\): \[5\]"),
-    ("terminal mask shape", dict(terminal=np.array([True, False, False])), r"terminal mask must have shape \(2,\)"),
-    ("initial sum", dict(initial=[0.5, 0.2]), r"initial sums to 0\.7, not 1"),
-    ("initial negative", dict(initial=[1.5, -0.5]), r"initial\[1\] = -0\.5 is not a probability"),
-    ("state names", dict(state_names=["a"]), r"state_names has 1 names for 2 states"),
-    ("action names", dict(action_names=["l", "r", "x"]), r"action_names has 3 names for 2 actions"),
+    ("terminal index", {"terminal": [5]}, r"terminal state index out of range \[0, 2\): \[5\]"),
+    ("terminal mask shape", {"terminal": np.array([True, False, False])}, r"terminal mask must have shape \(2,\)"),
+    ("initial sum", {"initial": [0.5, 0.2]}, r"initial sums to 0\.7, not 1"),
+    ("initial negative", {"initial": [1.5, -0.5]}, r"initial\[1\] = -0\.5 is not a probability"),
+    ("state names", {"state_names": ["a"]}, r"state_names has 1 names for 2 states"),
+    ("action names", {"action_names": ["l", "r", "x"]}, r"action_names has 3 names for 2 actions"),
 ]
 
 

@@ -152,12 +152,11 @@ def test_frozen_lake_two_methods_and_monte_carlo():
 
 
 def test_forest_policy_matches_pymdptoolbox():
-    mdptoolbox = pytest.importorskip("mdptoolbox")
-    import mdptoolbox.example
-    import mdptoolbox.mdp
+    example = pytest.importorskip("mdptoolbox.example")
+    mdp_module = pytest.importorskip("mdptoolbox.mdp")
 
-    P, R = mdptoolbox.example.forest(S=10, r1=4, r2=2, p=0.1)
-    peer = mdptoolbox.mdp.PolicyIteration(P, R, 0.9)
+    P, R = example.forest(S=10, r1=4, r2=2, p=0.1)
+    peer = mdp_module.PolicyIteration(P, R, 0.9)
     peer.run()
     ours = planning.policy_iteration(catalog.forest(S=10, gamma=0.9))
     np.testing.assert_array_equal(ours.policy, np.asarray(peer.policy))

@@ -23,6 +23,17 @@ class UsageError(Exception):
     """Bad user input detected by a subcommand: printed as one line, exit code 2."""
 
 
+def parse_count(text: str, flag: str = "--steps") -> int:
+    """A positive whole number written as 100000, 1e5 or 1_000; UsageError naming ``flag`` otherwise."""
+    try:
+        value = float(str(text).replace("_", ""))
+    except ValueError:
+        raise UsageError(f"{flag} must be a positive whole number, got {text!r}") from None
+    if not (value >= 1) or value == float("inf") or value != int(value):
+        raise UsageError(f"{flag} must be a positive whole number, got {text!r}")
+    return int(value)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit code 2 (no usage dump)."""
 

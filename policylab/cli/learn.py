@@ -42,28 +42,16 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _steps(text: str) -> int:
-    from policylab.cli import UsageError
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--steps must be a positive integer, got {text!r}") from None
-    if not value.is_integer() or value <= 0:
-        raise UsageError(f"--steps must be a positive integer, got {text!r}")
-    return int(value)
-
-
 def run(args) -> int:
     import numpy as np
 
     from policylab import planning, tabular
-    from policylab.cli import UsageError
+    from policylab.cli import UsageError, parse_count
     from policylab.mdp import catalog
     from policylab.tabular.schedules import CONSTANT
 
     # --- every check before any work
-    steps = _steps(args.steps)
+    steps = parse_count(args.steps)
     try:
         alpha_text = args.alpha or ("1/n" if args.algorithm == "mc" else "0.1")
         alpha = tabular.as_schedule(tabular.parse_schedule(alpha_text), "--alpha", zero_ok=False)

@@ -86,10 +86,14 @@ def format_solution(mdp, res, name: str, max_rows: int = 100) -> str:
         rows.append([mdp.state_names[s], f"{res.V[s]:.4f}"] + [f"{q:.4f}" for q in res.Q[s]]
                     + ["(terminal)" if term else acts[res.policy[s]]])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    out = [f"{name}: S={mdp.n_states}, A={mdp.n_actions}, gamma={mdp.gamma:g}; {res.method} "
-           f"{'converged' if res.converged else 'did NOT converge'} in {res.iterations} iterations "
-           f"(residual {res.residual:.2e})", line(head), line(["-" * w for w in widths])]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    title = (f"{name}: S={mdp.n_states}, A={mdp.n_actions}, gamma={mdp.gamma:g}; {res.method} "
+             f"{'converged' if res.converged else 'did NOT converge'} in {res.iterations} iterations "
+             f"(residual {res.residual:.2e})")
+    out = [title, line(head), line(["-" * w for w in widths])]
     out += [line(r) for r in rows]
     if mdp.n_states > max_rows:
         out.append(f"... {mdp.n_states - max_rows} more states (use --max-rows or --json)")

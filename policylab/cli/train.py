@@ -10,7 +10,6 @@ names are the fields of the algorithm's config dataclass (e.g. ``PPOConfig``).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 ALGOS = ["reinforce", "actor-critic", "a2c", "ppo"]
@@ -34,18 +33,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-tensorboard", action="store_true", help="CSV log only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
-
-
-def _parse_steps(text: str) -> int:
-    from policylab.cli import UsageError
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--steps must be a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 1 or value != int(value):
-        raise UsageError(f"--steps must be a positive whole number, got {text!r}")
-    return int(value)
 
 
 def _hyperparameters(args) -> tuple[dict, str | None]:
@@ -72,9 +59,9 @@ def _hyperparameters(args) -> tuple[dict, str | None]:
 
 
 def run(args) -> int:
-    from policylab.cli import UsageError
+    from policylab.cli import UsageError, parse_count
 
-    steps = _parse_steps(args.steps)
+    steps = parse_count(args.steps)
     out = Path(args.out)
     has_ckpt = (out / "checkpoint.json").is_file()
     if args.resume and not has_ckpt:

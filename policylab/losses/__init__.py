@@ -7,6 +7,6 @@
 Every loss is a function of tensors (no trainer state); it returns a scalar to *minimize*.
 """
 
-from policylab.losses.kl import *  # noqa: F401,F403
-from policylab.losses.policy_gradient import *  # noqa: F401,F403
-from policylab.losses.preference import *  # noqa: F401,F403
+from policylab.losses.kl import *
+from policylab.losses.policy_gradient import *
+from policylab.losses.preference import *

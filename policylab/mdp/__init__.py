@@ -4,4 +4,4 @@ from policylab.mdp import catalog
 from policylab.mdp.gym_bridge import MDPEnv, from_gymnasium
 from policylab.mdp.model import ROW_SUM_TOL, TabularMDP
 
-__all__ = ["TabularMDP", "MDPEnv", "catalog", "from_gymnasium", "ROW_SUM_TOL"]
+__all__ = ["ROW_SUM_TOL", "MDPEnv", "TabularMDP", "catalog", "from_gymnasium"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 
@@ -16,7 +18,7 @@ class MDPEnv(gym.Env):
     ``terminated`` is True on entering a terminal state; ``truncated`` at max_episode_steps.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, mdp: TabularMDP, seed: int | None = None, max_episode_steps: int | None = None):
         if max_episode_steps is not None and int(max_episode_steps) <= 0:

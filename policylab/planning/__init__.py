@@ -19,7 +19,17 @@ from policylab.planning.iteration import (
 )
 
 __all__ = [
-    "PlanningResult", "bellman_expectation_backup", "bellman_optimality_backup",
-    "bellman_optimality_backup_q", "evaluate_policy", "greedy_policy", "modified_policy_iteration",
-    "policy_iteration", "proper_policy", "policy_matrix", "policy_model", "q_from_v", "value_iteration",
+    "PlanningResult",
+    "bellman_expectation_backup",
+    "bellman_optimality_backup",
+    "bellman_optimality_backup_q",
+    "evaluate_policy",
+    "greedy_policy",
+    "modified_policy_iteration",
+    "policy_iteration",
+    "policy_matrix",
+    "policy_model",
+    "proper_policy",
+    "q_from_v",
+    "value_iteration",
 ]

@@ -109,4 +109,4 @@ def _check_proper(mdp, P_pi) -> None:
         )
 
 
-__all__ = ["evaluate_policy", "bellman_expectation_backup"]
+__all__ = ["bellman_expectation_backup", "evaluate_policy"]

@@ -8,7 +8,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from policylab.errors import InvalidMDPError
-
 from policylab.planning.bellman import greedy_policy, policy_model, q_from_v
 from policylab.planning.evaluation import evaluate_policy
 
