@@ -268,6 +268,12 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.dpo_steps, args.grpo_steps, args.repeats, args.warmup = 10, 6, 1, 2
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        print("benchmarks/llm.py needs TRL 1.16 as the peer: pip install -c constraints.txt -e '.[bench]'",
+              file=sys.stderr)
+        return 2
 
     algos = [args.only] if args.only else list(ALGOS)
     runs: dict[tuple[str, str], list[dict]] = {}
