@@ -269,7 +269,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.dpo_steps, args.grpo_steps, args.repeats, args.warmup = 10, 6, 1, 2
     try:
-        import trl  # noqa: F401
+        import trl
     except ImportError:
         print("benchmarks/llm.py needs TRL 1.16 as the peer: pip install -c constraints.txt -e '.[bench]'",
               file=sys.stderr)
