@@ -342,7 +342,7 @@ def profile(S: int, A: int, b: int, seed: int = 0, tol: float = 1e-6, repeat: in
         V_m, k = (res.V, res.iterations) if name.startswith("policylab") else res
         rows.append([name, k, f"{1e3 * best.cpu / k:.2f}", f"{np.abs(V_m - ref.V).max():.1e}"])
     head = (f"## Profile: garnet(S={S:,}, A={A}, b={b}), CPU ms per sweep (min of {repeat}, "
-            f"process_time; whole solves include the final Q)\n\n")
+            "process_time; the policylab row's solve also computes its final Q: one more P @ V)\n\n")
     return head + markdown_table(["variant", "sweeps", "CPU ms/sweep", "‖V − V_policylab‖∞"], rows)
 
 
