@@ -39,8 +39,8 @@ class ActorCriticConfig:
     """One-step actor-critic hyperparameters (the lecture gives none; these are CartPole-sized)."""
 
     n_envs: int = 1                        # transitions per update (1: the lecture's fully online rule)
-    actor_learning_rate: float = 1e-3      # actor step size α_θ
-    critic_learning_rate: float = 5e-3     # critic step size α_w
+    actor_learning_rate: float = 3e-4      # actor step size α_θ
+    critic_learning_rate: float = 1e-3     # critic step size α_w
     optimizer: str = "adam"                # adam | sgd (plain SGD is the lecture's update rule)
     gamma: float = 0.99                    # discount γ
     ent_coef: float = 0.0                  # entropy bonus (0: the lecture's update)
