@@ -16,6 +16,7 @@ SCRIPTS = {
     "planning": "planning.py",
     "tabular": "tabular.py",
     "ppo": "ppo_cartpole.py",
+    "gae": "gae.py",
     "llm": "llm.py",
     "dpo": "llm.py --only dpo",
     "grpo": "llm.py --only grpo",

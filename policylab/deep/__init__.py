@@ -65,8 +65,10 @@ __all__ = [
     "ALGORITHMS",
     "PPO",
     "REINFORCE",
+    "REINFORCEConfig",
     "A2CConfig",
     "ActorCritic",
+    "ActorCriticConfig",
     "Agent",
     "EvalStats",
     "PPOConfig",
@@ -77,7 +79,8 @@ __all__ = [
 _LAZY = {
     "PPO": "policylab.deep.ppo", "PPOConfig": "policylab.deep.ppo",
     "A2C": "policylab.deep.a2c", "A2CConfig": "policylab.deep.a2c",
-    "REINFORCE": "policylab.deep.reinforce", "ActorCritic": "policylab.deep.actor_critic",
+    "REINFORCE": "policylab.deep.reinforce", "REINFORCEConfig": "policylab.deep.reinforce",
+    "ActorCritic": "policylab.deep.actor_critic", "ActorCriticConfig": "policylab.deep.actor_critic",
 }
 
 
