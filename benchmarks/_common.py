@@ -57,7 +57,7 @@ def _is_number(s: str) -> bool:
 class Timer:
     """``with Timer() as t: ...`` then ``t.seconds`` (wall clock, perf_counter)."""
 
-    def __enter__(self) -> Timer:
+    def __enter__(self) -> Timer:  # noqa: PYI034
         self._t0 = time.perf_counter()
         self.seconds = float("nan")
         return self

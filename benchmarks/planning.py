@@ -71,7 +71,7 @@ from policylab import planning
 from policylab.mdp import TabularMDP, catalog
 
 GAMMA = 0.99
-HEADLINE = dict(S=1_000_000, A=4, b=4)
+HEADLINE = {"S": 1_000_000, "A": 4, "b": 4}
 LIMIT_SECONDS, LIMIT_GIB = 60.0, 4.0
 REPEAT_UNDER_SECONDS = 30.0  # solves slower than this are not repeated
 
@@ -156,8 +156,8 @@ def compare(S: int, A: int = 10, b: int = 10, seed: int = 0, tol: float = 1e-6, 
     with Timer() as t_ref:
         ref = planning.policy_iteration(mdp)
     ref_check = float(np.abs(planning.value_iteration(mdp, tol=1e-10).V - ref.V).max())
-    notes = dict(S=S, nnz=int(mdp.P.nnz), garnet_s=t_gen.seconds, reference_s=t_ref.seconds,
-                 reference_iterations=ref.iterations, ref_check=ref_check)
+    notes = {"S": S, "nnz": int(mdp.P.nnz), "garnet_s": t_gen.seconds, "reference_s": t_ref.seconds,
+                 "reference_iterations": ref.iterations, "ref_check": ref_check}
 
     P2d, R = mdp.transition_matrix(), mdp.expected_reward
     fns = {
@@ -184,10 +184,10 @@ def compare(S: int, A: int = 10, b: int = 10, seed: int = 0, tol: float = 1e-6, 
             pi = Q.argmax(axis=1)
         else:
             V, pi, iters = res
-        rows.append(dict(S=S, method=name, solve_s=best.wall, solve_cpu_s=best.cpu,
-                         build_s=build[name], iterations=int(iters), runs=best.runs,
-                         err=float(np.abs(V - ref.V).max()),
-                         policy_diff=int((np.asarray(pi) != ref.policy).sum())))
+        rows.append({"S": S, "method": name, "solve_s": best.wall, "solve_cpu_s": best.cpu,
+                         "build_s": build[name], "iterations": int(iters), "runs": best.runs,
+                         "err": float(np.abs(V - ref.V).max()),
+                         "policy_diff": int((np.asarray(pi) != ref.policy).sum())})
     base = next(r for r in rows if r["method"] == "policylab")
     for r in rows:
         r["ratio_solve"] = r["solve_s"] / base["solve_s"]
@@ -222,16 +222,16 @@ def headline_worker(S: int, A: int, b: int, seed: int, tol: float) -> dict:
     with Timer() as t_solve:
         res = planning.value_iteration(mdp, tol=tol)
     c2 = time.process_time()
-    return dict(S=S, A=A, b=b, nnz=int(mdp.P.nnz), build_s=t_build.seconds, solve_s=t_solve.seconds,
-                build_cpu_s=c1 - c0, solve_cpu_s=c2 - c1,
-                iterations=int(res.iterations), bound=float(res.residual),
-                converged=bool(res.converged), peak_rss_mib=peak_rss_mib())
+    return {"S": S, "A": A, "b": b, "nnz": int(mdp.P.nnz), "build_s": t_build.seconds, "solve_s": t_solve.seconds,
+                "build_cpu_s": c1 - c0, "solve_cpu_s": c2 - c1,
+                "iterations": int(res.iterations), "bound": float(res.residual),
+                "converged": bool(res.converged), "peak_rss_mib": peak_rss_mib()}
 
 
 def headline(S: int, A: int, b: int, seed: int = 0, tol: float = 1e-6) -> dict:
     """Run headline_worker in a fresh subprocess so its peak RSS is its own."""
     cmd = [sys.executable, os.path.abspath(__file__), "--headline-worker",
-           json.dumps(dict(S=S, A=A, b=b, seed=seed, tol=tol))]
+           json.dumps({"S": S, "A": A, "b": b, "seed": seed, "tol": tol})]
     with Timer() as t:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
