@@ -71,7 +71,9 @@ def test_line_world_closed_form(gamma, n):
     np.testing.assert_allclose(res.Q[:n, 1], right, atol=1e-11)
     np.testing.assert_allclose(res.Q[:n, 0], left, atol=1e-11)
     np.testing.assert_array_equal(res.Q[n], 0.0)
-    assert np.all(res.policy[:n] == 1)
+    # π* = right wherever the gap is resolvable at this tolerance (γ^(n−i) can be ~1e-16)
+    clear = right - left > 1e-9
+    assert np.all(res.policy[:n][clear] == 1)
 
 
 def test_evaluate_policy_matches_linear_system(rng):
