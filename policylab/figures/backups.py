@@ -231,7 +231,7 @@ def fig5(out_dir=None, **kw) -> d.FigureResult:
     if len(ep) > 6:
         rewards = f"Σ over {len(ep)} rewards"
     texts = [f"target $G_0$ = {rewards} = {d.fmt(data['G0'], 4)}",
-             (f"target $r_1+\\gamma V(s_1)$ = {d.fmt(ep[0][2])} + {d.fmt(g)}·{d.fmt(V[ep[0][3]], 4)} = "
+             (f"target $r_1+\\gamma V$({names[ep[0][3]]}) = {d.fmt(ep[0][2])} + {d.fmt(g)}·{d.fmt(V[ep[0][3]], 4)} = "
              f"{d.fmt(data['td_target'], 4)}"),
              f"target $\\sum_a\\pi\\sum_{{s'}}P[r+\\gamma V(s')]$ = {d.fmt(data['dp_target'], 4)}"]
     for i, t in enumerate(texts):
