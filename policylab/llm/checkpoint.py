@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from policylab.io.checkpoint import atomic_write_bytes
+
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
 def save_checkpoint(directory, model, tokenizer, optimizer, step: int, config, extra: dict | None = None) -> Path:
