@@ -196,17 +196,18 @@ def run_sb3(
 
 
 def run_policylab(
-    seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int, fast: bool
+    seed: int, max_steps: int, evaluator: Evaluator, eval_every: int, eval_seed: int, fast: bool,
+    backend: str = "torch",
 ) -> Run:
     from policylab.deep import PPO
     from policylab.deep.envs import VectorCartPole
 
-    run = Run("policylab-fast" if fast else "policylab", seed)
+    run = Run(("policylab-fast" if fast else "policylab") + ("-numpy" if backend == "numpy" else ""), seed)
     clock = Clock(run, evaluator, eval_every, eval_seed)
     env = VectorCartPole(ZOO["n_envs"], seed=seed) if fast else "CartPole-v1"
     # vf_coef=1.0: policylab's value_loss is ½·mean((V − R)²) while SB3 multiplies the plain MSE by
     # vf_coef=0.5, so 1.0 here gives SB3's exact objective  L = L_clip + 0.5·mean((V − R)²).
-    agent = PPO(env, seed=seed, **ZOO, vf_coef=1.0, anneal_lr=True, anneal_clip=True)
+    agent = PPO(env, seed=seed, **ZOO, vf_coef=1.0, anneal_lr=True, anneal_clip=True, backend=backend)
 
     def act(obs):
         return agent.act(obs, deterministic=True)
@@ -237,6 +238,16 @@ SIDES = {
         "policylab",
         "policylab VectorCartPole(8)",
         lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=True),
+    ),
+    "policylab-numpy": (
+        "policylab backend=numpy",
+        "Gymnasium SyncVectorEnv × 8",
+        lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=False, backend="numpy"),
+    ),
+    "policylab-fast-numpy": (
+        "policylab backend=numpy",
+        "policylab VectorCartPole(8)",
+        lambda s, m, e, k, z: run_policylab(s, m, e, k, z, fast=True, backend="numpy"),
     ),
 }
 

@@ -201,6 +201,7 @@ class Agent:
         self.num_steps = 0          # env steps so far (all envs)
         self.iteration = 0          # train iterations so far
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.np_net = None          # numpy mirror of self.net (PPO backend="numpy"), set in setup
         self._obs: np.ndarray | None = None                         # (N, obs_dim) current obs
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, dtype=np.int64)
@@ -292,19 +293,33 @@ class Agent:
         return RolloutStorage.allocate(n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
                                        self.head.discrete)
 
+    def _sample_step(self, obs: np.ndarray):
+        """a ~ π(·|s), log π(a|s) and V(s) for observations (N, obs_dim), all numpy: with the numpy
+        mirror and ``self.np_rng`` when there is one (cheaper per call on small nets), else with
+        the torch net and ``self.torch_rng``."""
+        if self.np_net is None:
+            obs_t = torch.from_numpy(obs)
+            params = self.net.policy_params(obs_t)
+            action = self.head.sample(params, self.torch_rng)  # (N,) or (N, d)
+            return action.numpy(), self.head.log_prob(params, action).numpy(), self.net.value(obs_t).numpy()
+        params, _ = self.np_net.policy_params(obs)
+        action = self.head.np_sample(params, self.np_rng)
+        return action, self.head.np_log_prob_entropy(params, action)[0], self.np_net.value(obs)[0]
+
+    def _value(self, obs: np.ndarray) -> np.ndarray:
+        """V(s) (B,) for observations (B, obs_dim)."""
+        if self.np_net is None:
+            return self.net.value(torch.from_numpy(obs)).numpy()
+        return self.np_net.value(obs)[0]
+
     @torch.inference_mode()
     def collect_rollout(self, buf: RolloutStorage) -> None:
         """Fill ``buf`` with T steps of every env under the current policy, from ``self._obs``."""
-        net, head, env, gen = self.net, self.head, self.env, self.torch_rng
+        env = self.env
         obs = self._obs
         trunc_values = np.zeros_like(buf.values)
         for t in range(buf.rewards.shape[0]):
-            obs_t = torch.from_numpy(obs)                     # (N, obs_dim)
-            params = net.policy_params(obs_t)
-            action = head.sample(params, gen)                 # (N,) or (N, d)
-            buf.logp[t] = head.log_prob(params, action).numpy()
-            buf.values[t] = net.value(obs_t).numpy()
-            a = action.numpy()
+            a, buf.logp[t], buf.values[t] = self._sample_step(obs)  # (N,) or (N, d); (N,); (N,)
             next_obs, reward, term, trunc, info = env.step(self._env_actions(a))
             buf.obs[t] = obs
             buf.actions[t] = a
@@ -314,12 +329,11 @@ class Agent:
             if trunc.any():  # bootstrap from the true last state of a time-limited episode
                 idx = np.flatnonzero(trunc)
                 final = np.stack([info["final_obs"][i] for i in idx]).astype(np.float32)
-                trunc_values[t, idx] = net.value(torch.from_numpy(final)).numpy()
+                trunc_values[t, idx] = self._value(final)
             self._track_episodes(reward, term | trunc)
             obs = np.asarray(next_obs, dtype=np.float32)
-        last_value = net.value(torch.from_numpy(obs)).numpy()   # (N,)
         buf.next_values[:-1] = buf.values[1:]
-        buf.next_values[-1] = last_value
+        buf.next_values[-1] = self._value(obs)  # V(s_T) (N,)
         np.copyto(buf.next_values, trunc_values, where=buf.truncated)
         self._obs = obs
         self.num_steps += buf.rewards.size

@@ -11,12 +11,16 @@ A head is a tiny stateless object chosen from the action space by :func:`head_fo
 
 Every head has ``sample(params, generator)``, ``mode(params)``, ``log_prob(params, a)``,
 ``entropy(params)`` and ``log_prob_entropy(params, a)`` (both at once, sharing work).
+For PPO's ``backend="numpy"`` each head also has the numpy pair ``np_log_prob_entropy(params, a)``
+(the same formulas on arrays) and ``np_backward(cache, a, g_logp, g_entropy)`` (their derivatives:
+∂L/∂params given ∂L/∂log π and ∂L/∂H; checked against autograd in tests/test_analytic_grads.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 __all__ = ["CategoricalHead", "GaussianHead", "head_for"]
@@ -58,6 +62,29 @@ class CategoricalHead:
         logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (B,)
         return logp, -(logp_all.exp() * logp_all).sum(-1)
 
+    def np_sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """numpy ``sample`` (Gumbel-max with a numpy Generator)."""
+        return (logits - np.log(rng.standard_exponential(logits.shape, dtype=np.float32))).argmax(-1)
+
+    def np_log_prob_entropy(self, logits: np.ndarray, actions: np.ndarray):
+        """numpy ``log_prob_entropy``: (logp (B,), H (B,), cache for ``np_backward``)."""
+        z = logits - logits.max(-1, keepdims=True)  # (B, n), stable log-softmax
+        logp_all = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        p = np.exp(logp_all)
+        ent = -(p * logp_all).sum(-1)  # (B,)
+        return np.take_along_axis(logp_all, actions[:, None], -1)[:, 0], ent, (p, logp_all, ent)
+
+    def np_backward(self, cache, actions: np.ndarray, g_logp: np.ndarray, g_entropy) -> np.ndarray:
+        """∂L/∂z (B, n) from ∂L/∂log π(a|s) (B,) and ∂L/∂H (B,) or scalar:
+
+            ∂log π(a|s)/∂z_j = 𝟙[j = a] − π_j,    ∂H/∂z_j = −π_j (log π_j + H)
+        """
+        p, logp_all, ent = cache
+        g_ent = np.broadcast_to(np.asarray(g_entropy, dtype=p.dtype), ent.shape)[:, None]  # (B, 1)
+        g = -p * (g_logp[:, None] + g_ent * (logp_all + ent[:, None]))  # (B, n)
+        g[np.arange(len(actions)), actions] += g_logp
+        return g
+
 
 class GaussianHead:
     """π(a|s) = N(a; μ(s), diag σ²) with σ = exp(log_std) independent of the state.
@@ -96,6 +123,29 @@ class GaussianHead:
 
     def log_prob_entropy(self, params, actions: torch.Tensor):
         return self.log_prob(params, actions), self.entropy(params)
+
+    def np_sample(self, params, rng: np.random.Generator) -> np.ndarray:
+        """numpy ``sample``: μ + σ ⊙ ξ, ξ ~ N(0, I) from a numpy Generator."""
+        mean, log_std = params
+        return mean + rng.standard_normal(mean.shape, dtype=np.float32) * np.exp(log_std)  # (B, d)
+
+    def np_log_prob_entropy(self, params, actions: np.ndarray):
+        """numpy ``log_prob_entropy`` for params = (mean (B, d), log_std (d,)): (logp, H, cache)."""
+        mean, log_std = params
+        inv_std = np.exp(-log_std)  # (d,)
+        z = (actions - mean) * inv_std  # (B, d)
+        logp = -0.5 * (z * z).sum(-1) - log_std.sum() - 0.5 * self.dim * _LOG_2PI  # (B,)
+        ent = np.full(len(z), log_std.sum() + 0.5 * self.dim * (1.0 + _LOG_2PI), dtype=z.dtype)
+        return logp.astype(z.dtype, copy=False), ent, (z, inv_std)
+
+    def np_backward(self, cache, actions: np.ndarray, g_logp: np.ndarray, g_entropy):
+        """(∂L/∂μ (B, d), ∂L/∂log σ (d,)) from ∂L/∂log π (B,) and ∂L/∂H (B,) or scalar:
+
+            ∂log π/∂μ_i = z_i / σ_i,    ∂log π/∂log σ_i = z_i² − 1,    ∂H/∂log σ_i = 1
+        """
+        z, inv_std = cache
+        g_ent = np.broadcast_to(np.asarray(g_entropy, dtype=z.dtype), g_logp.shape).sum()
+        return g_logp[:, None] * z * inv_std, (g_logp[:, None] * (z * z - 1.0)).sum(0) + g_ent
 
 
 def head_for(action_space):

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from policylab.deep.analytic import NumpyPolicyValueNet, adam_step, clip_grad_norm
 from policylab.deep.common import Agent, explained_variance
 from policylab.deep.config import check, check_fields
 from policylab.deep.networks import flatten_parameters
 from policylab.losses import approx_kl, clip_fraction, entropy_bonus, ppo_clip_loss, value_loss
+from policylab.losses.grads import ppo_clip_loss_grad, value_loss_grad
 from policylab.returns import gae
 
 __all__ = ["PPO", "PPOConfig"]
@@ -51,6 +54,7 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic (separate)
     activation: str = "tanh"               # hidden activation: tanh | relu | elu
     log_std_init: float = 0.0              # initial log σ of the Gaussian head (continuous)
+    backend: str = "torch"                 # "torch": autograd | "numpy": same loss, analytic gradient
 
     def validate(self) -> None:
         check_fields(self, at_least_one=("n_envs", "n_steps", "batch_size", "n_epochs"),
@@ -59,6 +63,7 @@ class PPOConfig:
                      positive_or_none=("clip_range_vf", "target_kl"), widths=("hidden_sizes",))
         check(self.batch_size <= self.n_envs * self.n_steps, "batch_size", self.batch_size,
               f"≤ n_envs·n_steps = {self.n_envs * self.n_steps}")
+        check(self.backend in ("torch", "numpy"), "backend", self.backend, "'torch' or 'numpy'")
 
 
 class PPO(Agent):
@@ -72,10 +77,13 @@ class PPO(Agent):
         self.flat_params = flatten_parameters(self.net)  # one buffer: Adam, grad clipping = 1 kernel each
         self.optimizers["main"] = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.adam_eps,
                                                    fused=True)
+        self.flat_grad = self.flat_params.grad.numpy()  # numpy view of the flat gradient
+        if c.backend == "numpy":
+            self.np_net = NumpyPolicyValueNet(self.net, c.activation)  # views of the same weights
         self.buf = self.allocate_rollout(c.n_steps)
 
     def _train_iteration(self, total_steps: int) -> dict:
-        c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.buf
+        c, opt, buf = self.config, self.optimizers["main"], self.buf
         frac = max(1.0 - self.num_steps / total_steps, 1e-8)  # linear schedules: 1 → 0
         lr = c.learning_rate * (frac if c.anneal_lr else 1.0)
         clip_eps = c.clip_range * (frac if c.anneal_clip else 1.0)
@@ -90,43 +98,34 @@ class PPO(Agent):
                   terminated=buf.terminated, truncated=buf.truncated)  # (T, N) float32
         returns = adv + buf.values  # (T, N)
 
-        obs = torch.from_numpy(buf.flat("obs"))  # (B, obs_dim), B = T·N
-        actions = torch.from_numpy(buf.flat("actions"))  # (B,) or (B, d)
-        old_logp = torch.from_numpy(buf.flat("logp"))  # (B,)
-        old_values = torch.from_numpy(buf.flat("values"))  # (B,)
-        adv_t = torch.from_numpy(adv.reshape(-1))  # (B,)
-        ret_t = torch.from_numpy(returns.reshape(-1))  # (B,)
+        obs, actions = buf.flat("obs"), buf.flat("actions")  # (B, obs_dim), (B,) or (B, d); B = T·N
+        old_logp, old_values = buf.flat("logp"), buf.flat("values")  # (B,), (B,)
+        adv, returns_flat = adv.reshape(-1), returns.reshape(-1)  # (B,), (B,)
 
         # ---- update: K epochs of minibatch SGD on the clipped surrogate -------------------------
         n = obs.shape[0]
         full_batch = c.batch_size >= n  # one minibatch per epoch: no shuffle (a mean ignores order)
+        if c.backend == "numpy":
+            backward, step = self._numpy_backward, lambda: adam_step(opt, self.flat_params)
+        else:
+            backward, step = self._torch_backward, opt.step
         stats: list[torch.Tensor] = []
         stop = False
         for _epoch in range(c.n_epochs):
-            order = None if full_batch else torch.from_numpy(self.np_rng.permutation(n))
+            order = None if full_batch else self.np_rng.permutation(n)
             for start in range(0, n, c.batch_size):
                 mb = slice(None) if full_batch else order[start:start + c.batch_size]
-                obs_mb, old_logp_mb = obs[mb], old_logp[mb]  # (b, obs_dim), (b,)
-                logp, entropy = head.log_prob_entropy(net.policy_params(obs_mb), actions[mb])  # (b,)
-                values = net.value(obs_mb)  # (b,)
-                a = adv_t[mb]
-                if c.normalize_advantage and a.numel() > 1:
-                    a = (a - a.mean()) / (a.std() + 1e-8)
-                pg_loss = ppo_clip_loss(logp, old_logp_mb, a, clip_eps)
-                v_loss = value_loss(values, ret_t[mb], old_values[mb] if c.clip_range_vf else None,
-                                    c.clip_range_vf)
-                loss = pg_loss + c.vf_coef * v_loss
-                if c.ent_coef > 0:
-                    loss = loss + c.ent_coef * entropy_bonus(entropy)
-                self.flat_params.grad.zero_()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([self.flat_params], c.max_grad_norm)
-                opt.step()
+                a = adv[mb]  # (b,)
+                if c.normalize_advantage and a.size > 1:  # (Â − mean) / (std + 1e-8), std with n − 1
+                    a = a - a.mean()
+                    a /= np.sqrt(np.dot(a, a) / (a.size - 1)) + 1e-8
+                batch = (obs[mb], actions[mb], old_logp[mb], a, returns_flat[mb], old_values[mb])
+                logp, entropy, values = backward(batch, clip_eps)  # fills self.flat_params.grad
+                clip_grad_norm(self.flat_grad, c.max_grad_norm)
+                step()
                 if c.target_kl is not None or _epoch == c.n_epochs - 1:  # diagnostics: last epoch
-                    kl = approx_kl(logp, old_logp_mb)
-                    stats.append(torch.stack([pg_loss.detach(), v_loss.detach(), entropy.detach().mean(), kl,
-                                              clip_fraction(logp, old_logp_mb, clip_eps)]))
-                    if c.target_kl is not None and kl.item() > 1.5 * c.target_kl:
+                    stats.append(self._diagnostics(batch, logp, entropy, values, clip_eps))
+                    if c.target_kl is not None and stats[-1][3].item() > 1.5 * c.target_kl:
                         stop = True
                         break
             if stop:
@@ -140,3 +139,47 @@ class PPO(Agent):
             "losses/explained_variance": explained_variance(buf.values, returns),
             "charts/learning_rate": lr, "charts/clip_range": clip_eps, "charts/epochs": _epoch + 1,
         }
+
+    def _loss_terms(self, batch, logp, entropy, values, clip_eps):
+        """The PPO loss terms on a minibatch: (L_clip, L_V, L_H), torch scalars."""
+        c = self.config
+        _, _, old_logp, adv, ret, old_values = batch
+        pg_loss = ppo_clip_loss(logp, torch.from_numpy(old_logp), torch.from_numpy(adv), clip_eps)
+        v_loss = value_loss(values, torch.from_numpy(ret),
+                            torch.from_numpy(old_values) if c.clip_range_vf else None, c.clip_range_vf)
+        return pg_loss, v_loss, entropy_bonus(entropy)
+
+    def _torch_backward(self, batch, clip_eps):
+        """L = L_clip + c_v·L_V + c_H·L_H on a minibatch, differentiated by autograd into the flat grad."""
+        c = self.config
+        obs, actions = torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
+        logp, entropy = self.head.log_prob_entropy(self.net.policy_params(obs), actions)  # (b,), (b,)
+        values = self.net.value(obs)  # (b,)
+        pg_loss, v_loss, ent_loss = self._loss_terms(batch, logp, entropy, values, clip_eps)
+        loss = pg_loss + c.vf_coef * v_loss + (c.ent_coef * ent_loss if c.ent_coef > 0 else 0.0)
+        self.flat_params.grad.zero_()
+        loss.backward()
+        return logp.detach(), entropy.detach(), values.detach()
+
+    def _numpy_backward(self, batch, clip_eps):
+        """The same L, differentiated by hand in numpy (policylab.deep.analytic): the chain rule from
+        ∂L/∂log π, ∂L/∂V, ∂L/∂H (policylab.losses.grads) through the head and the two MLPs."""
+        c, head, np_net = self.config, self.head, self.np_net
+        obs, actions, old_logp, adv, ret, old_values = batch
+        params, actor_cache = np_net.policy_params(obs)
+        logp, entropy, head_cache = head.np_log_prob_entropy(params, actions)  # (b,), (b,)
+        values, critic_cache = np_net.value(obs)  # (b,)
+        g_logp = ppo_clip_loss_grad(logp, old_logp, adv, clip_eps)  # ∂L/∂log π(a|s)
+        g_values = c.vf_coef * value_loss_grad(values, ret, old_values if c.clip_range_vf else None,
+                                               c.clip_range_vf)  # ∂L/∂V
+        g_entropy = -c.ent_coef / logp.size  # ∂L/∂H = c_H · ∂(−mean H)/∂H
+        np_net.policy_backward(head.np_backward(head_cache, actions, g_logp, g_entropy), actor_cache)
+        np_net.value_backward(g_values, critic_cache)
+        return torch.from_numpy(logp), torch.from_numpy(entropy), torch.from_numpy(values)
+
+    def _diagnostics(self, batch, logp, entropy, values, clip_eps) -> torch.Tensor:
+        """[L_clip, L_V, mean H, approx-KL (k3), clip fraction] of the minibatch before its step."""
+        pg_loss, v_loss, _ = self._loss_terms(batch, logp, entropy, values, clip_eps)
+        old_logp = torch.from_numpy(batch[2])
+        return torch.stack([pg_loss, v_loss, entropy.mean(), approx_kl(logp, old_logp),
+                            clip_fraction(logp, old_logp, clip_eps)])

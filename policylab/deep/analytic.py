@@ -1,0 +1,187 @@
+"""A numpy mirror of :class:`~policylab.deep.networks.PolicyValueNet` with hand-written backward
+(PPO's ``backend="numpy"``).
+
+Why: on CartPole-sized problems the PPO update is 20 epochs × a handful of (256 × 64) matrix
+products per 256 env steps. Torch spends ~5–10 µs of dispatch and autograd bookkeeping per op,
+more than the arithmetic, so the update costs ~1 ms per gradient step; the same forward and
+backward in numpy cost a fraction of that. The mirror holds *views* of the torch parameters and
+gradients (the one flat buffer of :func:`~policylab.deep.networks.flatten_parameters`): torch's
+Adam, ``act``, ``evaluate`` and checkpoints work on the very same memory and stay unchanged.
+
+Chain rule through the MLP (batch rows, W_l (out, in) as in ``nn.Linear``):
+
+    forward    a_l = h_{l−1} W_lᵀ + b_l,     h_l = σ(a_l),     out = a_L
+    backward   ∂L/∂W_l = g_lᵀ h_{l−1},   ∂L/∂b_l = Σ_batch g_l,   g_{l−1} = (g_l W_l) ⊙ σ'(a_{l−1})
+
+with σ' written in terms of the output h: tanh 1 − h², relu 𝟙[h > 0], elu 𝟙[h > 0] + (h + 1)·𝟙[h ≤ 0]
+(tanh in two small numba kernels that fuse the bias add and the derivative).
+The loss derivatives come from ``policylab.losses.grads`` and the heads' ``np_backward``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from torch import nn
+
+__all__ = ["NumpyMLP", "NumpyPolicyValueNet", "adam_step", "clip_grad_norm"]
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy")  # no ZeroDivision check: vectorizes
+def _bias_tanh_(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a ← tanh(a + b) in place, a (B, n), b (n,). tanh is Eigen's float32 rational approximation
+    (the one TensorFlow's CPU kernels use): ≤ 5 ulp from the exact value, ~6× faster than np.tanh
+    here because it vectorizes; clamped at ±7.905, where float32 tanh is ±1."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            v = min(max(a[i, j] + b[j], np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
+            x2 = v * v
+            p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+            p = x2 * p + np.float32(-8.60467152213735e-11)
+            p = x2 * p + np.float32(5.12229709037114e-08)
+            p = x2 * p + np.float32(1.48572235717979e-05)
+            p = x2 * p + np.float32(6.37261928875436e-04)
+            p = x2 * p + np.float32(4.89352455891786e-03)
+            q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+            q = x2 * q + np.float32(2.26843463243900e-03)
+            q = x2 * q + np.float32(4.89352518554385e-03)
+            a[i, j] = v * p / q
+    return a
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy")  # no ZeroDivision check: vectorizes
+def _tanh_grad_(g: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """g ← g ⊙ (1 − h²) in place: back through h = tanh(a)."""
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            g[i, j] *= np.float32(1.0) - h[i, j] * h[i, j]
+    return g
+
+
+def _activation(name: str):
+    """(a, b ↦ σ(a + b), g, h ↦ g ⊙ σ'(a) with σ' written in terms of h = σ(a)); may work in place."""
+    if name == "tanh":
+        return _bias_tanh_, _tanh_grad_
+    if name == "relu":
+        return (lambda a, b: np.maximum(a + b, 0.0)), (lambda g, h: g * (h > 0))
+    if name == "elu":
+        return (lambda a, b: np.where(a + b > 0, a + b, np.expm1(np.minimum(a + b, 0.0)))), \
+            (lambda g, h: g * np.where(h > 0, 1.0, h + 1.0).astype(h.dtype))
+    raise ValueError(f"activation must be tanh, relu or elu, got {name!r}")
+
+
+_ONES: dict[int, np.ndarray] = {}
+
+
+def _ones(n: int) -> np.ndarray:
+    if n not in _ONES:
+        _ONES[n] = np.ones(n, dtype=np.float32)
+    return _ONES[n]
+
+
+class NumpyMLP:
+    """Forward/backward of an ``mlp(...)`` ``nn.Sequential`` on views of its weights and grads."""
+
+    def __init__(self, seq: nn.Sequential, activation: str):
+        linears = [m for m in seq if isinstance(m, nn.Linear)]
+        for m in linears:
+            if m.weight.grad is None:
+                raise ValueError("call flatten_parameters(net) first: the mirror needs gradient buffers")
+        self.W = [m.weight.detach().numpy() for m in linears]  # (out, in) views, shared memory
+        self.b = [m.bias.detach().numpy() for m in linears]  # (out,)
+        self.gW = [m.weight.grad.numpy() for m in linears]
+        self.gb = [m.bias.grad.numpy() for m in linears]
+        self.act, self.act_grad = _activation(activation)  # (a, b) ↦ σ(a + b);  (g, h) ↦ g ⊙ σ'(a)
+
+    def forward(self, x: np.ndarray):
+        """out (B, out_dim) and the cache [x, h_1, …, h_{L−1}] for :meth:`backward`."""
+        hs = [x]
+        for W, b in zip(self.W[:-1], self.b[:-1]):
+            hs.append(self.act(hs[-1] @ W.T, b))  # (B, width)
+        return hs[-1] @ self.W[-1].T + self.b[-1], hs
+
+    def backward(self, g: np.ndarray, hs: list) -> None:
+        """Write ∂L/∂W_l, ∂L/∂b_l into the torch .grad views, given g = ∂L/∂out (B, out_dim)."""
+        for i in range(len(self.W) - 1, -1, -1):
+            np.matmul(g.T, hs[i], out=self.gW[i])
+            np.matmul(_ones(len(g)), g, out=self.gb[i])  # Σ_batch g as a product: ~4× faster than sum(0)
+            if i:
+                g = self.act_grad(g @ self.W[i], hs[i])
+
+
+class NumpyPolicyValueNet:
+    """numpy twin of ``PolicyValueNet``: ``policy_params``/``value`` return (output, cache) and
+    ``policy_backward``/``value_backward`` write gradients into the shared torch buffers."""
+
+    def __init__(self, net, activation: str):
+        self.actor = NumpyMLP(net.actor, activation)
+        self.critic = None if net.critic is None else NumpyMLP(net.critic, activation)
+        self.log_std = None if net.log_std is None else net.log_std.detach().numpy()
+        self.g_log_std = None if net.log_std is None else net.log_std.grad.numpy()
+
+    def policy_params(self, obs: np.ndarray):
+        out, cache = self.actor.forward(obs)  # logits (B, n) or mean (B, d)
+        return (out if self.log_std is None else (out, self.log_std)), cache
+
+    def policy_backward(self, g_params, cache) -> None:
+        if self.log_std is None:
+            self.actor.backward(g_params, cache)
+        else:
+            g_mean, g_log_std = g_params
+            self.actor.backward(g_mean, cache)
+            self.g_log_std[...] = g_log_std
+
+    def value(self, obs: np.ndarray):
+        out, cache = self.critic.forward(obs)
+        return out[:, 0], cache  # (B,)
+
+    def value_backward(self, g_values: np.ndarray, cache) -> None:
+        self.critic.backward(g_values[:, None], cache)
+
+
+def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
+    """Global-norm clipping in place, as ``torch.nn.utils.clip_grad_norm_``:
+    g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)). Returns ‖g‖₂ before clipping."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        grad *= coef
+    return norm
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy")
+def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step):
+    bias1, bias2_sqrt = 1.0 - beta1 ** step, np.sqrt(1.0 - beta2 ** step)
+    step_size = np.float32(lr / bias1)
+    b2, e, c2 = np.float32(beta2), np.float32(eps), np.float32(bias2_sqrt)
+    w1, w2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)  # 1 − β in double first, as torch
+    for i in range(param.size):
+        g = grad[i]
+        m[i] += w1 * (g - m[i])
+        v[i] = b2 * v[i] + w2 * (g * g)
+        param[i] -= step_size * m[i] / (np.sqrt(v[i]) / c2 + e)
+
+
+def adam_step(optimizer, param) -> None:
+    """One Adam step (Kingma & Ba 2015) of ``torch.optim.Adam`` ``optimizer`` on its flat ``param``,
+    in one compiled pass over numpy views of the optimizer's own state (so checkpoints and the
+    torch backend see the same ``step``, ``exp_avg``, ``exp_avg_sq``), with torch's update:
+
+        m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   θ ← θ − α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+
+    ~10× cheaper than ``optimizer.step()`` on a 9k-parameter net (no dispatch, no temporaries).
+    """
+    group = optimizer.param_groups[0]
+    if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+        raise ValueError("adam_step implements plain Adam (no weight decay, amsgrad or maximize)")
+    state = optimizer.state[param]
+    if not state:  # what torch's Adam creates on its first step
+        import torch
+
+        state["step"] = torch.zeros((), dtype=torch.float32)
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    state["step"] += 1
+    beta1, beta2 = group["betas"]
+    _adam_(param.detach().numpy(), param.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
+           float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(state["step"]))

@@ -1,0 +1,55 @@
+"""Analytic derivatives of the policy-gradient losses with respect to their inputs (numpy).
+
+Each function is ∂L/∂x of the torch loss of the same stem in ``policylab.losses.policy_gradient``
+(the equation lives there; ``tests/test_analytic_grads.py`` checks every derivative against
+torch autograd, clip boundaries and ties included). They exist for PPO's ``backend="numpy"``
+(``policylab.deep.analytic``), which back-propagates these through a numpy MLP instead of
+running autograd — on CartPole-sized nets torch's per-op overhead dominates the arithmetic.
+
+Conventions match the losses: arrays of one shape, reductions are means over all B elements,
+so every derivative carries a 1/B. Where torch's ``minimum``/``maximum`` see a tie they split the
+gradient evenly between both branches; ``clamp`` passes the gradient on its closed interval.
+These functions follow the same rules, so the numbers agree to float rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ppo_clip_loss_grad", "value_loss_grad"]
+
+
+def ppo_clip_loss_grad(logp: np.ndarray, old_logp: np.ndarray, advantages: np.ndarray,
+                       clip_eps: float) -> np.ndarray:
+    """∂L/∂logp_t of ``ppo_clip_loss``, L = −mean_t min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t):
+
+        ∂L/∂logp_t = −ρ_t Â_t / B   unless the clip binds,
+                   = 0             where it binds: ρ_t > 1+ε with Â_t > 0, or ρ_t < 1−ε with Â_t < 0
+
+    (∂ρ/∂logp = ρ.) At ρ = 1±ε exactly both branches of the min are equal and each passes half
+    of Â_t ρ_t, so the full gradient flows there too. Returns an array shaped like ``logp``.
+    """
+    ratio = np.exp(logp - old_logp)
+    binds = ((advantages > 0) & (ratio > 1.0 + clip_eps)) | ((advantages < 0) & (ratio < 1.0 - clip_eps))
+    return np.where(binds, 0.0, -ratio * advantages / logp.size).astype(logp.dtype, copy=False)
+
+
+def value_loss_grad(values: np.ndarray, returns: np.ndarray, old_values: np.ndarray | None = None,
+                    clip_eps: float | None = None) -> np.ndarray:
+    """∂L/∂V_t of ``value_loss``:
+
+        L = ½ mean (V − R)²                  ⇒  ∂L/∂V_t = (V_t − R_t) / B
+        L = ½ mean max(d₁², d₂²), clipped    ⇒  ∂L/∂V_t = (w_t d₁ + (1 − w_t) d₂ 𝟙[|V_t − V_old,t| ≤ ε]) / B
+
+    with d₁ = V − R, d₂ = V_old + clip(V − V_old, −ε, ε) − R and w_t = 1 where d₁² > d₂², 0 where
+    d₁² < d₂², ½ on a tie (torch's ``maximum`` rule).
+    """
+    d1 = values - returns
+    if clip_eps is None:
+        return d1 / values.size
+    diff = values - old_values
+    d2 = old_values + np.clip(diff, -clip_eps, clip_eps) - returns
+    sq1, sq2 = d1 * d1, d2 * d2
+    w = np.where(sq1 > sq2, 1.0, np.where(sq1 < sq2, 0.0, 0.5)).astype(values.dtype)
+    inside = np.abs(diff) <= clip_eps
+    return (w * d1 + (1.0 - w) * d2 * inside) / values.size
