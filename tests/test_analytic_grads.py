@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policylab.deep import PPO
-from policylab.deep.analytic import _bias_tanh_, _tanh_grad_, adam_step, clip_grad_norm
+from policylab.deep.analytic import (
+    ACTIVATION_CODES,
+    _layer_backward,
+    _layer_forward,
+    adam_step,
+    clip_grad_norm,
+)
 from policylab.deep.distributions import CategoricalHead, GaussianHead
 from policylab.losses import ppo_clip_loss, value_loss
 from policylab.losses.grads import ppo_clip_loss_grad, value_loss_grad
@@ -111,18 +117,23 @@ def test_head_numpy_sampling_follows_the_distribution(head):
 
 # ---------------------------------------------------------------- activation, clipping, Adam
 
-def test_fast_tanh_within_5_ulp_and_its_derivative():
+def test_fast_tanh_layer_within_5_ulp_and_its_derivative():
     x = np.concatenate([np.linspace(-12, 12, 20_001), [0.0, -0.0, 1e-30, -1e-8, 7.9, 7.91, 100.0]])
-    a = x.reshape(-1, 1).astype(np.float32).repeat(3, 1)
+    x = x.reshape(-1, 1).astype(np.float32)
+    W = np.ones((3, 1), dtype=np.float32)  # a = x Wᵀ + b: three shifted copies of x
     b = np.array([0.0, 0.5, -0.25], dtype=np.float32)
-    exact = np.tanh(a.astype(np.float64) + b.astype(np.float64))
-    ours = _bias_tanh_(a.copy(), b)
+    exact = np.tanh(x.astype(np.float64) + b.astype(np.float64))
+    ours = _layer_forward(x, W, b, ACTIVATION_CODES["tanh"])
     ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
     assert np.all(np.abs(ours - exact) <= 5 * ulp + 1e-30)
     assert np.all(np.abs(ours) <= 1.0)
+    # backward through it with W = I: (g I) ⊙ (1 − h²); gW = gᵀh, gb = Σ g
     g = np.random.default_rng(0).normal(size=ours.shape).astype(np.float32)
-    np.testing.assert_allclose(_tanh_grad_(g.copy(), ours), g * (1 - ours.astype(np.float64) ** 2), rtol=1e-6,
-                               atol=1e-7)
+    gW, gb = np.zeros((3, 3), np.float32), np.zeros(3, np.float32)
+    gp = _layer_backward(g, ours, np.eye(3, dtype=np.float32), gW, gb, ACTIVATION_CODES["tanh"])
+    np.testing.assert_allclose(gp, g * (1 - ours.astype(np.float64) ** 2), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gW, g.T.astype(np.float64) @ ours, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gb, g.sum(0), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("scale", [1e-3, 10.0])

@@ -204,6 +204,8 @@ def test_save_load_act_identical(tmp_path, cls, env, hp):
 @pytest.mark.parametrize("cls,env,hp,total", [
     (PPO, "CartPole-v1", {**SMALL_PPO, "anneal_lr": True, "anneal_clip": True}, 512),
     (PPO, "Pendulum-v1", {**SMALL_PPO, "n_steps": 64, "batch_size": 64, "target_kl": 0.05}, 640),
+    (PPO, "CartPole-v1", {**SMALL_PPO, "anneal_lr": True, "backend": "torch"}, 512),
+    (PPO, "Pendulum-v1", {**SMALL_PPO, "n_steps": 64, "batch_size": 64, "target_kl": 0.05, "backend": "torch"}, 640),
     (A2C, "CartPole-v1", {**SMALL_A2C, "anneal_lr": True}, 400),
 ])
 def test_resume_equals_uninterrupted(tmp_path, cls, env, hp, total):

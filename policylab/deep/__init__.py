@@ -20,6 +20,8 @@ Shared pieces (each lives once):
                                CSV/TensorBoard logs, checkpoints, callback), ``collect_rollout``,
                                ``act``, ``evaluate``, ``save``, ``load`` (+ resume).
 - ``config.make_config``        typed config from kwargs / dict / YAML, rejects bad values early.
+- ``analytic``                  numpy mirror of ``PolicyValueNet`` with a hand-written backward and
+                               a compiled Adam step (PPO's ``backend="numpy"``).
 
 How an algorithm file plugs in (see ``ppo.py`` / ``a2c.py``; ≤ ~300 lines, top to bottom)::
 

@@ -13,8 +13,9 @@ Chain rule through the MLP (batch rows, W_l (out, in) as in ``nn.Linear``):
     forward    a_l = h_{l−1} W_lᵀ + b_l,     h_l = σ(a_l),     out = a_L
     backward   ∂L/∂W_l = g_lᵀ h_{l−1},   ∂L/∂b_l = Σ_batch g_l,   g_{l−1} = (g_l W_l) ⊙ σ'(a_{l−1})
 
-with σ' written in terms of the output h: tanh 1 − h², relu 𝟙[h > 0], elu 𝟙[h > 0] + (h + 1)·𝟙[h ≤ 0]
-(tanh in two small numba kernels that fuse the bias add and the derivative).
+with σ' written in terms of the output h: tanh 1 − h², relu 𝟙[h > 0], elu 𝟙[h > 0] + (h + 1)·𝟙[h ≤ 0].
+Each layer is one numba kernel each way (BLAS product + bias + activation or its derivative in one
+pass): on 256 × 64 arrays Python-level call overhead is as large as the arithmetic.
 The loss derivatives come from ``policylab.losses.grads`` and the heads' ``np_backward``.
 """
 
@@ -27,62 +28,83 @@ from torch import nn
 __all__ = ["NumpyMLP", "NumpyPolicyValueNet", "adam_step", "clip_grad_norm"]
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy")  # no ZeroDivision check: vectorizes
-def _bias_tanh_(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a ← tanh(a + b) in place, a (B, n), b (n,). tanh is Eigen's float32 rational approximation
-    (the one TensorFlow's CPU kernels use): ≤ 5 ulp from the exact value, ~6× faster than np.tanh
-    here because it vectorizes; clamped at ±7.905, where float32 tanh is ±1."""
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            v = min(max(a[i, j] + b[j], np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
-            x2 = v * v
-            p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-            p = x2 * p + np.float32(-8.60467152213735e-11)
-            p = x2 * p + np.float32(5.12229709037114e-08)
-            p = x2 * p + np.float32(1.48572235717979e-05)
-            p = x2 * p + np.float32(6.37261928875436e-04)
-            p = x2 * p + np.float32(4.89352455891786e-03)
-            q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-            q = x2 * q + np.float32(2.26843463243900e-03)
-            q = x2 * q + np.float32(4.89352518554385e-03)
-            a[i, j] = v * p / q
+ACTIVATION_CODES = {"tanh": 0, "relu": 1, "elu": 2}  # kernels take a code; -1 = identity (output layer)
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _tanh32(v):
+    """Eigen's float32 rational tanh (the one TensorFlow's CPU kernels use): ≤ 5 ulp from the exact
+    value and it vectorizes (np.tanh is ~6× slower here); clamped at ±7.905, where tanh is ±1 in float32."""
+    v = min(max(v, np.float32(-7.90531110763549805)), np.float32(7.90531110763549805))
+    x2 = v * v
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return v * p / q
+
+
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _sigma(a, kind):
+    if kind == 0:
+        return _tanh32(a)
+    if kind == 1:
+        return max(a, np.float32(0.0))
+    if kind == 2:
+        return a if a > 0 else np.expm1(a)
     return a
 
 
+@numba.njit(inline="always", fastmath=True, error_model="numpy")
+def _sigma_grad(h, kind):
+    """σ'(a) in terms of h = σ(a): tanh 1 − h², relu 𝟙[h > 0], elu 𝟙[h > 0] + (h + 1)·𝟙[h ≤ 0]."""
+    if kind == 0:
+        return np.float32(1.0) - h * h
+    if kind == 1:
+        return np.float32(1.0) if h > 0 else np.float32(0.0)
+    return np.float32(1.0) if h > 0 else h + np.float32(1.0)
+
+
 @numba.njit(cache=True, fastmath=True, error_model="numpy")  # no ZeroDivision check: vectorizes
-def _tanh_grad_(g: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """g ← g ⊙ (1 − h²) in place: back through h = tanh(a)."""
+def _layer_forward(x, W, b, kind):
+    """h = σ(x Wᵀ + b): one BLAS product, then bias and activation in one pass. (B, out)"""
+    a = np.dot(x, W.T)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = _sigma(a[i, j] + b[j], kind)
+    return a
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy")
+def _layer_backward(g, h_prev, W, gW, gb, kind_prev):
+    """gW ← gᵀ h_prev, gb ← Σ_batch g; returns ∂L/∂a_prev = (g W) ⊙ σ'(a_prev), or an empty
+    array when kind_prev < -1 (first layer: nothing to propagate to)."""
+    np.dot(g.T, h_prev, gW)
+    for j in range(g.shape[1]):
+        gb[j] = 0.0
     for i in range(g.shape[0]):
         for j in range(g.shape[1]):
-            g[i, j] *= np.float32(1.0) - h[i, j] * h[i, j]
-    return g
-
-
-def _activation(name: str):
-    """(a, b ↦ σ(a + b), g, h ↦ g ⊙ σ'(a) with σ' written in terms of h = σ(a)); may work in place."""
-    if name == "tanh":
-        return _bias_tanh_, _tanh_grad_
-    if name == "relu":
-        return (lambda a, b: np.maximum(a + b, 0.0)), (lambda g, h: g * (h > 0))
-    if name == "elu":
-        return (lambda a, b: np.where(a + b > 0, a + b, np.expm1(np.minimum(a + b, 0.0)))), \
-            (lambda g, h: g * np.where(h > 0, 1.0, h + 1.0).astype(h.dtype))
-    raise ValueError(f"activation must be tanh, relu or elu, got {name!r}")
-
-
-_ONES: dict[int, np.ndarray] = {}
-
-
-def _ones(n: int) -> np.ndarray:
-    if n not in _ONES:
-        _ONES[n] = np.ones(n, dtype=np.float32)
-    return _ONES[n]
+            gb[j] += g[i, j]
+    if kind_prev < -1:
+        return np.empty((0, 0), dtype=g.dtype)
+    gp = np.dot(g, W)
+    for i in range(gp.shape[0]):
+        for j in range(gp.shape[1]):
+            gp[i, j] *= _sigma_grad(h_prev[i, j], kind_prev)
+    return gp
 
 
 class NumpyMLP:
     """Forward/backward of an ``mlp(...)`` ``nn.Sequential`` on views of its weights and grads."""
 
     def __init__(self, seq: nn.Sequential, activation: str):
+        if activation not in ACTIVATION_CODES:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATION_CODES)}, got {activation!r}")
         linears = [m for m in seq if isinstance(m, nn.Linear)]
         for m in linears:
             if m.weight.grad is None:
@@ -91,22 +113,19 @@ class NumpyMLP:
         self.b = [m.bias.detach().numpy() for m in linears]  # (out,)
         self.gW = [m.weight.grad.numpy() for m in linears]
         self.gb = [m.bias.grad.numpy() for m in linears]
-        self.act, self.act_grad = _activation(activation)  # (a, b) ↦ σ(a + b);  (g, h) ↦ g ⊙ σ'(a)
+        self.kind = ACTIVATION_CODES[activation]
 
     def forward(self, x: np.ndarray):
         """out (B, out_dim) and the cache [x, h_1, …, h_{L−1}] for :meth:`backward`."""
-        hs = [x]
+        hs = [np.ascontiguousarray(x, dtype=np.float32)]  # the kernels' BLAS calls need contiguous float32
         for W, b in zip(self.W[:-1], self.b[:-1]):
-            hs.append(self.act(hs[-1] @ W.T, b))  # (B, width)
-        return hs[-1] @ self.W[-1].T + self.b[-1], hs
+            hs.append(_layer_forward(hs[-1], W, b, self.kind))  # (B, width)
+        return _layer_forward(hs[-1], self.W[-1], self.b[-1], -1), hs
 
     def backward(self, g: np.ndarray, hs: list) -> None:
         """Write ∂L/∂W_l, ∂L/∂b_l into the torch .grad views, given g = ∂L/∂out (B, out_dim)."""
         for i in range(len(self.W) - 1, -1, -1):
-            np.matmul(g.T, hs[i], out=self.gW[i])
-            np.matmul(_ones(len(g)), g, out=self.gb[i])  # Σ_batch g as a product: ~4× faster than sum(0)
-            if i:
-                g = self.act_grad(g @ self.W[i], hs[i])
+            g = _layer_backward(g, hs[i], self.W[i], self.gW[i], self.gb[i], self.kind if i else -2)
 
 
 class NumpyPolicyValueNet:
@@ -181,7 +200,8 @@ def adam_step(optimizer, param) -> None:
         state["step"] = torch.zeros((), dtype=torch.float32)
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-    state["step"] += 1
+    step = state["step"].numpy()  # 0-d view: += without a torch op
+    step += 1
     beta1, beta2 = group["betas"]
     _adam_(param.detach().numpy(), param.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
-           float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(state["step"]))
+           float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step))

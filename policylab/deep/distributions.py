@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
 
@@ -68,11 +69,8 @@ class CategoricalHead:
 
     def np_log_prob_entropy(self, logits: np.ndarray, actions: np.ndarray):
         """numpy ``log_prob_entropy``: (logp (B,), H (B,), cache for ``np_backward``)."""
-        z = logits - logits.max(-1, keepdims=True)  # (B, n), stable log-softmax
-        logp_all = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        p = np.exp(logp_all)
-        ent = -(p * logp_all).sum(-1)  # (B,)
-        return np.take_along_axis(logp_all, actions[:, None], -1)[:, 0], ent, (p, logp_all, ent)
+        logp, ent, p, logp_all = _categorical_forward(logits, actions)
+        return logp, ent, (p, logp_all, ent)
 
     def np_backward(self, cache, actions: np.ndarray, g_logp: np.ndarray, g_entropy) -> np.ndarray:
         """∂L/∂z (B, n) from ∂L/∂log π(a|s) (B,) and ∂L/∂H (B,) or scalar:
@@ -80,10 +78,45 @@ class CategoricalHead:
             ∂log π(a|s)/∂z_j = 𝟙[j = a] − π_j,    ∂H/∂z_j = −π_j (log π_j + H)
         """
         p, logp_all, ent = cache
-        g_ent = np.broadcast_to(np.asarray(g_entropy, dtype=p.dtype), ent.shape)[:, None]  # (B, 1)
-        g = -p * (g_logp[:, None] + g_ent * (logp_all + ent[:, None]))  # (B, n)
-        g[np.arange(len(actions)), actions] += g_logp
-        return g
+        g_ent = np.broadcast_to(np.asarray(g_entropy, dtype=p.dtype), ent.shape).copy()  # (B,)
+        return _categorical_backward(p, logp_all, ent, actions, g_logp, g_ent)
+
+
+# numba kernels of the categorical head's numpy pair: one pass per row instead of ~10 numpy calls
+# (the PPO update and the rollout call them thousands of times on small arrays).
+@numba.njit(cache=True)
+def _categorical_forward(logits, actions):
+    """log-softmax (max-shifted), softmax, log π(a|s), H, row by row: (logp, H, π, log π)."""
+    B, n = logits.shape
+    logp_all, p = np.empty_like(logits), np.empty_like(logits)
+    logp, ent = np.empty(B, logits.dtype), np.empty(B, logits.dtype)
+    for i in range(B):
+        m = logits[i, 0]
+        for j in range(1, n):
+            m = max(m, logits[i, j])
+        s = 0.0
+        for j in range(n):
+            s += np.exp(logits[i, j] - m)
+        lse = m + np.log(s)
+        h = 0.0
+        for j in range(n):
+            logp_all[i, j] = logits[i, j] - lse
+            p[i, j] = np.exp(logp_all[i, j])
+            h -= p[i, j] * logp_all[i, j]
+        ent[i] = h
+        logp[i] = logp_all[i, actions[i]]
+    return logp, ent, p, logp_all
+
+
+@numba.njit(cache=True)
+def _categorical_backward(p, logp_all, ent, actions, g_logp, g_ent):
+    """g_ij = g_logp_i (𝟙[j = a_i] − π_ij) − g_ent_i π_ij (log π_ij + H_i)."""
+    g = np.empty_like(p)
+    for i in range(p.shape[0]):
+        for j in range(p.shape[1]):
+            g[i, j] = -p[i, j] * (g_logp[i] + g_ent[i] * (logp_all[i, j] + ent[i]))
+        g[i, actions[i]] += g_logp[i]
+    return g
 
 
 class GaussianHead:
