@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from policylab import planning
-from policylab.deep.reinforce import exact_policy_gradient, softmax
 from policylab.losses import reinforce_loss
 from policylab.mdp import TabularMDP, catalog
+from policylab.planning import exact_policy_gradient
+from policylab.planning import softmax_policy as softmax
 from policylab.returns import discounted_returns
 
 

@@ -7,8 +7,8 @@ gradient step on
 
 with b ≡ 0 (plain REINFORCE) or b(s) = V_w(s), a critic regressed on G_t (``baseline=True``).
 By the lecture's proof the baseline leaves E[∇L] unchanged and lowers its variance; the tabular
-``exact_policy_gradient`` below is the quantity this estimator is unbiased for (checked in
-tests/test_policy_gradient_estimator.py).
+``policylab.planning.exact_policy_gradient`` is the quantity this estimator is unbiased for (checked
+in tests/test_policy_gradient_estimator.py; re-exported here).
 
 Time limits: a truncated episode's return bootstraps from V_w(final obs) when a baseline critic
 exists; without one it is cut (G ends at the time limit), which is the classical Monte Carlo return.
@@ -26,46 +26,11 @@ import torch
 from policylab.deep.common import Agent, explained_variance
 from policylab.deep.config import check_fields
 from policylab.losses import approx_kl, reinforce_loss, value_loss
+from policylab.planning.policy_gradient import exact_policy_gradient
+from policylab.planning.policy_gradient import softmax_policy as softmax
 from policylab.returns import discounted_returns
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "exact_policy_gradient", "softmax"]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Tabular softmax policy π_θ(a|s) = exp θ_{s,a} / Σ_b exp θ_{s,b};  logits (S, A) → (S, A)."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def exact_policy_gradient(mdp, logits: np.ndarray) -> np.ndarray:
-    """∇_θ J of a tabular softmax policy, from the model (policy gradient theorem, lecture §6.2):
-
-        J(θ) = Σ_s μ₀(s) V^π(s) = E[G_0]
-        ∇J   = Σ_s d^π(s) Σ_a ∇_θ π_θ(a|s) Q^π(s,a),    d^π(s) = Σ_t γ^t Pr(s_t = s | μ₀, π)
-        ∂J/∂θ_{s,b} = d^π(s) · π(b|s) · (Q^π(s,b) − V^π(s))            (softmax: ∂π(a|s)/∂θ_{s,b} = π(a|s)(1[a=b] − π(b|s)))
-
-    d^π (unnormalized discounted visitation) solves d = μ₀ + γ P_πᵀ d on the non-terminal states;
-    V^π, Q^π come from ``planning.evaluate_policy`` / ``planning.q_from_v``. logits (S, A) → (S, A).
-    """
-    from policylab import planning
-
-    logits = np.asarray(logits, dtype=np.float64)
-    S, A = mdp.n_states, mdp.n_actions
-    if logits.shape != (S, A):
-        raise ValueError(f"logits must have shape (S, A) = ({S}, {A}), got {logits.shape}")
-    if not np.all(np.isfinite(logits)):
-        raise ValueError("logits must be finite")
-    pi = softmax(logits)  # (S, A)
-    V = planning.evaluate_policy(mdp, pi)  # (S,)
-    Q = planning.q_from_v(mdp, V)  # (S, A)
-    _, P_pi = planning.policy_model(mdp, pi)  # (S, S)
-    live = np.flatnonzero(~mdp.terminal)
-    P_live = P_pi[live][:, live]
-    P_live = P_live.toarray() if hasattr(P_live, "toarray") else P_live
-    d = np.zeros(S)
-    d[live] = np.linalg.solve(np.eye(live.size) - mdp.gamma * P_live.T, mdp.initial[live])
-    return d[:, None] * pi * (Q - V[:, None])  # (S, A)
 
 
 @dataclass

@@ -17,13 +17,20 @@ from policylab.planning.iteration import (
     proper_policy,
     value_iteration,
 )
+from policylab.planning.policy_gradient import (
+    discounted_visitation,
+    exact_policy_gradient,
+    softmax_policy,
+)
 
 __all__ = [
     "PlanningResult",
     "bellman_expectation_backup",
     "bellman_optimality_backup",
     "bellman_optimality_backup_q",
+    "discounted_visitation",
     "evaluate_policy",
+    "exact_policy_gradient",
     "greedy_policy",
     "modified_policy_iteration",
     "policy_iteration",
@@ -31,5 +38,6 @@ __all__ = [
     "policy_model",
     "proper_policy",
     "q_from_v",
+    "softmax_policy",
     "value_iteration",
 ]
