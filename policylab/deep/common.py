@@ -346,7 +346,12 @@ class Agent:
         single = x.ndim == 1
         if x.shape[-1] != self.obs_dim or x.ndim not in (1, 2):
             raise ValueError(f"obs must have shape ({self.obs_dim},) or (B, {self.obs_dim}), got {x.shape}")
-        params = self.net.policy_params(torch.from_numpy(x.reshape(-1, self.obs_dim)))
+        x = x.reshape(-1, self.obs_dim)
+        if self.np_net is None:
+            params = self.net.policy_params(torch.from_numpy(x))
+        else:  # the numpy mirror's forward: same weights, ~5× cheaper per call on small nets
+            out = torch.from_numpy(self.np_net.actor.forward(x)[0])
+            params = out if self.head.discrete else (out, self.net.log_std)
         a = self.head.mode(params) if deterministic else self.head.sample(params, generator or self.torch_rng)
         a = self._env_actions(a.numpy())
         return a[0] if single else a

@@ -20,7 +20,8 @@ agree to float32 rounding):
   MLPs (``policylab.deep.analytic``), written into the same flat gradient buffer; Adam in one
   compiled pass over torch's own optimizer state. On CartPole-sized nets torch's per-op overhead
   dominates the update, and this path is ~3–4× faster per env step. Checkpoints have the same
-  layout either way (weights, Adam moments), and ``act``/``evaluate`` use the torch net in both.
+  layout either way (weights, Adam moments); the rollout and ``act``/``evaluate`` use the mirror's
+  forward (same weights) with this backend.
 
 The loss *values* that are logged always come from the torch functions in ``policylab.losses``.
 """
