@@ -258,3 +258,72 @@ def test_numpy_mlp_backward_equals_autograd_any_shape(obs_dim, hidden, out_dim, 
     np.testing.assert_allclose(out, ref_out.detach().numpy(), rtol=1e-5, atol=1e-5)
     g_ref = flat.grad.numpy()
     assert np.linalg.norm(g_np - g_ref) <= 1e-5 * max(np.linalg.norm(g_ref), 1.0)
+
+
+_THREADS_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from policylab.deep import PPO
+from policylab.deep.envs import VectorCartPole
+agent = PPO(VectorCartPole(8), seed=2, n_envs=8, n_steps=32, batch_size=256, n_epochs=5)
+agent.learn(1024)
+print(hashlib.sha256(agent.flat_params.detach().numpy().tobytes()).hexdigest())
+"""
+
+
+def test_numpy_backend_numbers_do_not_depend_on_blas_threads():
+    """The numba kernels' products run in OpenBLAS, whose float32 sums depend on its thread count:
+    the agent pins BLAS to one thread (as torch), so a seed gives the same weights on any machine."""
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True, timeout=300)
+        digests.append(out.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]
+
+
+def test_ppo_clip_loss_grad_float32_rounding_ties_as_torch():
+    """Ratios one float32 step around 1±ε: the rounded products may tie; torch then splits the gradient."""
+    rng = np.random.default_rng(5)
+    n, eps = 4000, 0.2
+    old = rng.normal(size=n).astype(np.float32)
+    edge = np.float32(1 + eps) * (1 + rng.integers(-3, 4, size=n).astype(np.float32) * np.finfo(np.float32).eps)
+    logp = (old + np.log(edge.astype(np.float64))).astype(np.float32)
+    adv = rng.normal(size=n).astype(np.float32)
+    t = torch.tensor(logp, requires_grad=True)
+    ppo_clip_loss(t, torch.tensor(old), torch.tensor(adv), eps).backward()
+    ours = ppo_clip_loss_grad(logp, old, adv, eps)
+    ratio = np.exp(logp - old)
+    same_ratio = ratio == torch.exp(torch.tensor(logp) - torch.tensor(old)).numpy()
+    assert same_ratio.mean() > 0.5  # where numpy's and torch's exp agree, the rule must agree exactly
+    ties = ratio * adv == np.clip(ratio, 1 - eps, 1 + eps) * adv
+    assert (ties & same_ratio & (ratio != np.float32(1 + eps))).any()  # rounding ties off the boundary
+    np.testing.assert_allclose(ours[same_ratio], t.grad.numpy()[same_ratio], rtol=1e-6, atol=1e-12)
+
+
+def test_replaced_buffers_detected_and_old_checkpoints_keep_their_backend(tmp_path):
+    import json
+
+    for backend in ("numpy", "torch"):
+        agent = PPO("CartPole-v1", seed=0, backend=backend, **SMALL)
+        agent.learn(64)
+        agent.optimizers["main"].zero_grad()  # set_to_none=True: the flat gradient buffer is gone
+        with pytest.raises(RuntimeError, match="buffers were replaced"):
+            agent.learn(128)
+    agent = PPO("CartPole-v1", seed=0, **SMALL)
+    w = agent.net.actor[0].weight
+    agent.net.load_state_dict({**agent.net.state_dict(), "actor.0.weight": w.detach().clone()}, assign=True)
+    with pytest.raises(RuntimeError, match="buffers were replaced"):
+        agent.learn(64)
+    # a checkpoint written before `backend` existed resumes on the backend it was trained with
+    PPO("CartPole-v1", seed=0, backend="torch", **SMALL).learn(64).save(tmp_path / "old")
+    meta_path = tmp_path / "old" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["backend"]
+    meta_path.write_text(json.dumps(meta))  # the SHA-256 covers the weights file, not the JSON
+    assert PPO.load(tmp_path / "old").config.backend == "torch"

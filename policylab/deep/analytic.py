@@ -6,7 +6,8 @@ products per 256 env steps. Torch spends ~5–10 µs of dispatch and autograd bo
 more than the arithmetic, so the update costs ~1 ms per gradient step; the same forward and
 backward in numpy cost a fraction of that. The mirror holds *views* of the torch parameters and
 gradients (the one flat buffer of :func:`~policylab.deep.networks.flatten_parameters`): torch's
-Adam, ``act``, ``evaluate`` and checkpoints work on the very same memory and stay unchanged.
+Adam state (stepped by :func:`adam_step`), ``load_state_dict`` and checkpoints work on the very
+same memory; ``act``/``evaluate`` and the rollout read the weights through the mirror.
 
 Chain rule through the MLP (batch rows, W_l (out, in) as in ``nn.Linear``):
 
@@ -137,6 +138,14 @@ class NumpyPolicyValueNet:
         self.critic = None if net.critic is None else NumpyMLP(net.critic, activation)
         self.log_std = None if net.log_std is None else net.log_std.detach().numpy()
         self.g_log_std = None if net.log_std is None else net.log_std.grad.numpy()
+
+    def shares_memory_with(self, net) -> bool:
+        """False once ``net``'s parameters or gradients no longer live where the mirror's views point
+        (e.g. after ``load_state_dict(assign=True)``)."""
+        pairs = [(w, g, p) for mlp, seq in ((self.actor, net.actor), (self.critic, net.critic)) if mlp is not None
+                 for w, g, p in zip(mlp.W, mlp.gW, (m.weight for m in seq if isinstance(m, nn.Linear)))]
+        return all(p.grad is not None and w.ctypes.data == p.data_ptr() and g.ctypes.data == p.grad.data_ptr()
+                   for w, g, p in pairs)
 
     def policy_params(self, obs: np.ndarray):
         out, cache = self.actor.forward(obs)  # logits (B, n) or mean (B, d)

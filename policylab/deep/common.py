@@ -11,6 +11,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +46,17 @@ def explained_variance(v_pred: np.ndarray, target: np.ndarray) -> float:
     """EV = 1 − Var[R − V] / Var[R]: 1 is a perfect critic, 0 no better than a constant (NaN if Var[R] = 0)."""
     var = float(np.var(target))
     return float("nan") if var == 0.0 else 1.0 - float(np.var(target - v_pred)) / var
+
+
+def single_threaded_math() -> None:
+    """One thread for torch and for every loaded BLAS (numpy's and scipy's OpenBLAS, which the
+    numba kernels of PPO's numpy backend call). Small networks run fastest this way, and float32
+    sums do not depend on the thread count, so a seed gives the same numbers on any machine."""
+    import scipy.linalg.cython_blas  # noqa: F401 (load the BLAS numba calls, so it is limited too)
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(1, user_api="blas")
 
 
 # ---------------------------------------------------------------- environments
@@ -168,13 +180,14 @@ class Agent:
     config_class: type = None      # the algorithm's config dataclass
     discrete_only: bool = False    # reject Box action spaces
     uses_critic: bool = True       # build V_w(s)
+    legacy_config: ClassVar[dict] = {}  # config values for checkpoints written before a field existed
 
     def __init__(self, env, seed: int = 0, *, config=None, **hyperparameters):
         self.config = make_config(self.config_class, config, **hyperparameters)
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise ValueError(f"seed must be an int, got {seed!r}")  # noqa: TRY004 (CLI: exit 2)
         self.seed = int(seed)
-        torch.set_num_threads(1)
+        single_threaded_math()
         n_envs = getattr(self.config, "n_envs", 1)
         self.env = make_vec_env(env, n_envs)
         self.env_id = env_id_of(env)
@@ -196,8 +209,8 @@ class Agent:
         self.net = PolicyValueNet(self.obs_dim, self.head, getattr(self.config, "hidden_sizes", (64, 64)),
                                   getattr(self.config, "activation", "tanh"), critic=self.uses_critic,
                                   log_std_init=getattr(self.config, "log_std_init", 0.0))
-        self.torch_rng = torch.Generator().manual_seed(self.seed)   # action sampling
-        self.np_rng = np.random.default_rng(self.seed)              # minibatch shuffling
+        self.torch_rng = torch.Generator().manual_seed(self.seed)   # action sampling (torch nets)
+        self.np_rng = np.random.default_rng(self.seed)              # minibatches; actions (numpy mirror)
         self.num_steps = 0          # env steps so far (all envs)
         self.iteration = 0          # train iterations so far
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -230,7 +243,7 @@ class Agent:
         if not isinstance(total_steps, (int, float, np.integer)) or not np.isfinite(total_steps) or total_steps < 1:
             raise ValueError(f"total_steps must be a positive number, got {total_steps!r}")
         total_steps = int(total_steps)
-        torch.set_num_threads(1)
+        single_threaded_math()
         logger = None
         if log_dir is not None:
             from policylab.io.logger import RunLogger
@@ -426,7 +439,8 @@ class Agent:
         source = env if env is not None else meta.get("env_id")
         if source is None:
             raise ValueError(f"{path} was trained on an unregistered env: pass env= to load it")
-        agent = target(source, seed=meta["seed"], config=meta["config"])
+        # fields added to a config after a checkpoint was written keep the behaviour it was trained with
+        agent = target(source, seed=meta["seed"], config={**target.legacy_config, **meta["config"]})
         if str(agent.env.single_action_space) != meta["action_space"] or agent.obs_dim != meta["obs_dim"]:
             raise CheckpointError(f"env spaces do not match checkpoint {path}")
         try:

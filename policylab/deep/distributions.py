@@ -11,8 +11,9 @@ A head is a tiny stateless object chosen from the action space by :func:`head_fo
 
 Every head has ``sample(params, generator)``, ``mode(params)``, ``log_prob(params, a)``,
 ``entropy(params)`` and ``log_prob_entropy(params, a)`` (both at once, sharing work).
-For PPO's ``backend="numpy"`` each head also has the numpy pair ``np_log_prob_entropy(params, a)``
-(the same formulas on arrays) and ``np_backward(cache, a, g_logp, g_entropy)`` (their derivatives:
+For PPO's ``backend="numpy"`` each head also has ``np_sample(params, rng)`` (numpy Generator),
+``np_log_prob_entropy(params, a)`` (the same formulas on arrays) and
+``np_backward(cache, a, g_logp, g_entropy)`` (their derivatives:
 ∂L/∂params given ∂L/∂log π and ∂L/∂H; checked against autograd in tests/test_analytic_grads.py).
 """
 

@@ -29,6 +29,7 @@ The loss *values* that are logged always come from the torch functions in ``poli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -85,6 +86,7 @@ class PPO(Agent):
 
     algo = "ppo"
     config_class = PPOConfig
+    legacy_config: ClassVar[dict] = {"backend": "torch"}  # checkpoints from before the numpy backend resume as trained
 
     def setup(self) -> None:
         c = self.config
@@ -98,6 +100,11 @@ class PPO(Agent):
 
     def _train_iteration(self, total_steps: int) -> dict:
         c, opt, buf = self.config, self.optimizers["main"], self.buf
+        grad = self.flat_params.grad
+        if grad is None or grad.data_ptr() != self.flat_grad.ctypes.data or (
+                self.np_net is not None and not self.np_net.shares_memory_with(self.net)):
+            raise RuntimeError("PPO's parameter/gradient buffers were replaced (e.g. by optimizer.zero_grad("
+                               "set_to_none=True) or load_state_dict(assign=True)); rebuild the agent or use PPO.load")
         frac = max(1.0 - self.num_steps / total_steps, 1e-8)  # linear schedules: 1 → 0
         lr = c.learning_rate * (frac if c.anneal_lr else 1.0)
         clip_eps = c.clip_range * (frac if c.anneal_clip else 1.0)

@@ -9,7 +9,8 @@ running autograd — on CartPole-sized nets torch's per-op overhead dominates th
 Conventions match the losses: arrays of one shape, reductions are means over all B elements,
 so every derivative carries a 1/B. Where torch's ``minimum``/``maximum`` see a tie they split the
 gradient evenly between both branches; ``clamp`` passes the gradient on its closed interval.
-These functions follow the same rules, so the numbers agree to float rounding.
+These functions follow the same rules on the same rounded values, so the numbers agree to float
+rounding (ties caused by rounding included).
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ def ppo_clip_loss_grad(logp: np.ndarray, old_logp: np.ndarray, advantages: np.nd
         ∂L/∂logp_t = −ρ_t Â_t / B   unless the clip binds,
                    = 0             where it binds: ρ_t > 1+ε with Â_t > 0, or ρ_t < 1−ε with Â_t < 0
 
-    (∂ρ/∂logp = ρ.) At ρ = 1±ε exactly both branches of the min are equal and each passes half
-    of Â_t ρ_t, so the full gradient flows there too. Returns an array shaped like ``logp``.
+    (∂ρ/∂logp = ρ.) The branch is chosen as torch chooses it, from the two rounded products: where
+    they tie (inside the clip range, or at ρ = 1±ε) each passes half of its own gradient, and the
+    clipped branch passes one only on the closed interval [1−ε, 1+ε]. Returns an array shaped like ``logp``.
     """
     ratio = np.exp(logp - old_logp)
-    binds = ((advantages > 0) & (ratio > 1.0 + clip_eps)) | ((advantages < 0) & (ratio < 1.0 - clip_eps))
-    return np.where(binds, 0.0, -ratio * advantages / logp.size).astype(logp.dtype, copy=False)
+    unclipped, clipped = ratio * advantages, np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    w = np.where(unclipped < clipped, 1.0, np.where(unclipped > clipped, 0.0, 0.5))  # share of the ρÂ branch
+    inside = (ratio >= 1.0 - clip_eps) & (ratio <= 1.0 + clip_eps)
+    return (-(w + (1.0 - w) * inside) * advantages * ratio / logp.size).astype(logp.dtype, copy=False)
 
 
 def value_loss_grad(values: np.ndarray, returns: np.ndarray, old_values: np.ndarray | None = None,
