@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from policylab.errors import InputError
+
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
@@ -26,19 +28,19 @@ def group_relative_advantages(rewards, group_size: int, scale: str = "none", eps
     Returns an array of shape (B,), same library and dtype as ``rewards``.
     """
     if scale not in ("none", "std"):
-        raise ValueError(f"scale must be 'none' or 'std', got {scale!r}")
+        raise InputError(f"scale must be 'none' or 'std', got {scale!r}")
     if not isinstance(group_size, (int, np.integer)) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+        raise InputError(f"group_size must be a positive int, got {group_size!r}")
     n = rewards.shape[0]
     if rewards.ndim != 1:
-        raise ValueError(f"rewards must be 1-d (B,), got shape {tuple(rewards.shape)}")
+        raise InputError(f"rewards must be 1-d (B,), got shape {tuple(rewards.shape)}")
     if n % group_size != 0:
-        raise ValueError(f"group_size={group_size} does not divide the batch of {n} rewards")
+        raise InputError(f"group_size={group_size} does not divide the batch of {n} rewards")
     if _is_torch(rewards):
         import torch
 
         if not torch.isfinite(rewards).all():
-            raise ValueError("rewards contain NaN or inf")
+            raise InputError("rewards contain NaN or inf")
         grouped = rewards.view(-1, group_size)  # (n_prompts, G)
         adv = grouped - grouped.mean(dim=1, keepdim=True)
         if scale == "std":
@@ -48,7 +50,7 @@ def group_relative_advantages(rewards, group_size: int, scale: str = "none", eps
     rewards = np.asarray(rewards)
     if not np.all(np.isfinite(rewards)):
         bad = int(np.flatnonzero(~np.isfinite(rewards))[0])
-        raise ValueError(f"rewards[{bad}] is {rewards[bad]}: rewards must be finite")
+        raise InputError(f"rewards[{bad}] is {rewards[bad]}: rewards must be finite")
     grouped = rewards.reshape(-1, group_size)  # (n_prompts, G)
     adv = grouped - grouped.mean(axis=1, keepdims=True)
     if scale == "std":
@@ -92,12 +94,12 @@ def _np(x):
 
 def _check_rows(name: str, x, shape: tuple) -> None:
     if x is not None and tuple(x.shape) != shape:
-        raise ValueError(f"{name} must have the shape of r_t {shape}, got {tuple(x.shape)}")
+        raise InputError(f"{name} must have the shape of r_t {shape}, got {tuple(x.shape)}")
 
 
 def _check_unit(name: str, x) -> None:
     if isinstance(x, (int, float, np.floating, np.integer)) and not 0.0 <= float(x) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {x!r}")
+        raise InputError(f"{name} must be in [0, 1], got {x!r}")
 
 
 def _flags(x, shape):
@@ -115,13 +117,13 @@ def _next_values(name, v_tp1, v_t, shape, truncated):
     if v_tp1.shape == shape:
         return v_tp1
     if v_tp1.shape != shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape {shape} (V of each row's next observation) or {shape[1:]} "
             f"(V(s_T) after the last row), got {v_tp1.shape}"
         )
     if truncated is not None and _flags(truncated, shape)[:-1].any():
         t = int(np.argwhere(_flags(truncated, shape)[:-1])[0][0])
-        raise ValueError(
+        raise InputError(
             f"row {t} is truncated: pass {name} with full shape {shape} holding V of the true final "
             "observation at truncated rows (bootstrapping from the reset observation would be wrong)"
         )
@@ -184,7 +186,7 @@ def _torch_of(x, like):
 def _shape_of(r_t) -> tuple:
     shape = tuple(r_t.shape)
     if len(shape) not in (1, 2) or shape[0] == 0:
-        raise ValueError(f"r_t must have shape (T,) or (T, N) with T ≥ 1, got {shape}")
+        raise InputError(f"r_t must have shape (T,) or (T, N) with T ≥ 1, got {shape}")
     return shape
 
 

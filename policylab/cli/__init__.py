@@ -6,7 +6,8 @@ Each subcommand lives in ``policylab/cli/<name>.py`` and exposes
 transformers at import time (``import torch`` costs ~1 s): import heavy
 libraries inside ``run``.
 
-Bad input prints a one-line error and exits with code 2 (no traceback).
+Bad input raises a :class:`policylab.errors.PolicylabError`; ``main`` prints it as one line and
+exits with code 2. Any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import sys
 SUBCOMMANDS = ["plan", "learn", "train", "eval", "llm", "figures", "plot", "tour", "bench"]
 
 
-class UsageError(Exception):
-    """Bad user input detected by a subcommand: printed as one line, exit code 2."""
+from policylab.errors import PolicylabError, UsageError
 
 
 def parse_count(text: str, flag: str = "--steps") -> int:
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    except PolicylabError as exc:  # a user mistake: one line, exit 2; anything else is a bug
+        msg = " ".join(str(exc).split("\n")[0].split()) or type(exc).__name__
         print(f"policylab {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from policylab.errors import MissingFileError
+
 SCRIPTS = {
     "planning": "planning.py",
     "tabular": "tabular.py",
@@ -39,7 +41,7 @@ def benchmarks_dir() -> Path:
     for c in candidates:
         if c.is_dir():
             return c
-    raise FileNotFoundError("benchmarks/ not found: run from the policylab source checkout "
+    raise MissingFileError("benchmarks/ not found: run from the policylab source checkout "
                             "or set POLICYLAB_BENCHMARKS")
 
 
@@ -47,7 +49,7 @@ def run(args) -> int:
     script, *fixed = SCRIPTS[args.name].split()
     path = benchmarks_dir() / script
     if not path.is_file():
-        raise FileNotFoundError(f"benchmark script {path} is missing")
+        raise MissingFileError(f"benchmark script {path} is missing")
     cmd = [sys.executable, str(path), *fixed, *args.args]
     print("$ " + " ".join(cmd), file=sys.stderr)
     return subprocess.call(cmd)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from policylab.errors import InputError, MissingFileError
+
 TRAINERS = {"sft": ("policylab.llm.sft", "SFTTrainer", "SFTConfig"),
             "dpo": ("policylab.llm.dpo", "DPOTrainer", "DPOConfig"),
             "grpo": ("policylab.llm.grpo", "GRPOTrainer", "GRPOConfig")}
@@ -77,16 +79,16 @@ def _coerce(name: str, hint, value):
     if hint is bool:
         if isinstance(value, str):
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"--{name} expects true/false, got {value!r}")
+                raise InputError(f"--{name} expects true/false, got {value!r}")
             return value.lower() in ("true", "1", "yes")
         return bool(value)
     if hint in (int, float):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"--{name} expects a number, got {value!r}") from None
+            raise InputError(f"--{name} expects a number, got {value!r}") from None
         if hint is int and not number.is_integer():
-            raise ValueError(f"--{name} expects an integer, got {value!r}")
+            raise InputError(f"--{name} expects an integer, got {value!r}")
         return int(number) if hint is int else number
     return str(value)
 
@@ -105,7 +107,7 @@ def build_config(cls, yaml_path: str | None, overrides: list[str]):
     if yaml_path:
         path = Path(yaml_path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {yaml_path!r} not found")
+            raise MissingFileError(f"config file {yaml_path!r} not found")
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):
             raise UsageError(f"{yaml_path}: expected a mapping of config fields")

@@ -26,6 +26,8 @@ import numba
 import numpy as np
 from torch import nn
 
+from policylab.errors import InputError
+
 __all__ = ["NumpyMLP", "NumpyPolicyValueNet", "adam_step", "clip_grad_norm"]
 
 
@@ -105,11 +107,11 @@ class NumpyMLP:
 
     def __init__(self, seq: nn.Sequential, activation: str):
         if activation not in ACTIVATION_CODES:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATION_CODES)}, got {activation!r}")
+            raise InputError(f"activation must be one of {sorted(ACTIVATION_CODES)}, got {activation!r}")
         linears = [m for m in seq if isinstance(m, nn.Linear)]
         for m in linears:
             if m.weight.grad is None:
-                raise ValueError("call flatten_parameters(net) first: the mirror needs gradient buffers")
+                raise InputError("call flatten_parameters(net) first: the mirror needs gradient buffers")
         self.W = [m.weight.detach().numpy() for m in linears]  # (out, in) views, shared memory
         self.b = [m.bias.detach().numpy() for m in linears]  # (out,)
         self.gW = [m.weight.grad.numpy() for m in linears]
@@ -201,7 +203,7 @@ def adam_step(optimizer, param) -> None:
     """
     group = optimizer.param_groups[0]
     if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
-        raise ValueError("adam_step implements plain Adam (no weight decay, amsgrad or maximize)")
+        raise InputError("adam_step implements plain Adam (no weight decay, amsgrad or maximize)")
     state = optimizer.state[param]
     if not state:  # what torch's Adam creates on its first step
         import torch

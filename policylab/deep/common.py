@@ -20,6 +20,7 @@ from policylab.deep.config import make_config
 from policylab.deep.distributions import head_for
 from policylab.deep.networks import PolicyValueNet
 from policylab.deep.storage import RolloutStorage
+from policylab.errors import InputError
 from policylab.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -80,24 +81,24 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
 
     if isinstance(env, VectorEnv):
         if not for_eval and not _same_step(env):
-            raise ValueError(f"vector env {type(env).__name__} must autoreset in SAME_STEP mode "
+            raise InputError(f"vector env {type(env).__name__} must autoreset in SAME_STEP mode "
                              "(gymnasium.vector.AutoresetMode.SAME_STEP) so truncation can bootstrap")
         return env
     if isinstance(env, str):
         try:
             spec = gym.spec(env)
         except gym.error.Error as exc:
-            raise ValueError(f"unknown env id {env!r}: {exc}") from None
+            raise InputError(f"unknown env id {env!r}: {exc}") from None
         if for_eval and spec.vector_entry_point is not None:
             return gym.make_vec(env, num_envs=n_envs, vectorization_mode="vector_entry_point")
         fns = [lambda: gym.make(env, disable_env_checker=True)] * n_envs
     elif isinstance(env, gym.Env):
         if n_envs > 1 and env.spec is None:
-            raise ValueError("a gymnasium.Env without a spec can only be used with n_envs=1; "
+            raise InputError("a gymnasium.Env without a spec can only be used with n_envs=1; "
                              "pass an env id or a vector env instead")
         fns = [lambda: env] + [lambda: gym.make(env.spec, disable_env_checker=True)] * (n_envs - 1)
     else:
-        raise ValueError(  # noqa: TRY004 (ValueError: the CLI reports it as bad input, exit 2)
+        raise InputError(
             f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
@@ -185,7 +186,7 @@ class Agent:
     def __init__(self, env, seed: int = 0, *, config=None, **hyperparameters):
         self.config = make_config(self.config_class, config, **hyperparameters)
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")  # noqa: TRY004 (CLI: exit 2)
+            raise InputError(f"seed must be an int, got {seed!r}")
         self.seed = int(seed)
         single_threaded_math()
         n_envs = getattr(self.config, "n_envs", 1)
@@ -196,10 +197,10 @@ class Agent:
         self.n_envs = self.env.num_envs
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
         if len(getattr(obs_space, "shape", ()) or ()) != 1:
-            raise ValueError(f"observation space {obs_space} must be a 1-d Box")
+            raise InputError(f"observation space {obs_space} must be a 1-d Box")
         self.head = head_for(act_space)
         if self.discrete_only and not self.head.discrete:
-            raise ValueError(f"{type(self).__name__} supports discrete actions only; "
+            raise InputError(f"{type(self).__name__} supports discrete actions only; "
                              f"{self.env_id or 'this env'} has action space {act_space}")
         self.obs_dim = int(obs_space.shape[0])
         self._low = self._high = None
@@ -241,7 +242,7 @@ class Agent:
         from tqdm.auto import tqdm
 
         if not isinstance(total_steps, (int, float, np.integer)) or not np.isfinite(total_steps) or total_steps < 1:
-            raise ValueError(f"total_steps must be a positive number, got {total_steps!r}")
+            raise InputError(f"total_steps must be a positive number, got {total_steps!r}")
         total_steps = int(total_steps)
         single_threaded_math()
         logger = None
@@ -358,7 +359,7 @@ class Agent:
         x = np.asarray(obs, dtype=np.float32)
         single = x.ndim == 1
         if x.shape[-1] != self.obs_dim or x.ndim not in (1, 2):
-            raise ValueError(f"obs must have shape ({self.obs_dim},) or (B, {self.obs_dim}), got {x.shape}")
+            raise InputError(f"obs must have shape ({self.obs_dim},) or (B, {self.obs_dim}), got {x.shape}")
         x = x.reshape(-1, self.obs_dim)
         if self.np_net is None:
             params = self.net.policy_params(torch.from_numpy(x))
@@ -374,12 +375,12 @@ class Agent:
         """Run ``episodes`` episodes in parallel (one per sub-env) and return their returns.
         ``env`` defaults to the training env's id; ``seed`` defaults to ``self.seed + 10_000``."""
         if not isinstance(episodes, (int, np.integer)) or episodes < 1:
-            raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+            raise InputError(f"episodes must be a positive int, got {episodes!r}")
         source = env if env is not None else self._eval_source
         if not isinstance(source, str) and not hasattr(source, "num_envs"):
             source = env_id_of(source)  # a single gymnasium.Env: copies made from its spec
         if source is None or source is self.env:
-            raise ValueError("cannot build an evaluation env from the training env: pass env= "
+            raise InputError("cannot build an evaluation env from the training env: pass env= "
                              "(an env id or a separate vector env)")
         venv = make_vec_env(source, episodes, for_eval=True)
         n = venv.num_envs
@@ -438,7 +439,7 @@ class Agent:
             raise CheckpointError(f"{path} holds a {algo!r} checkpoint, not {cls.algo!r}")
         source = env if env is not None else meta.get("env_id")
         if source is None:
-            raise ValueError(f"{path} was trained on an unregistered env: pass env= to load it")
+            raise InputError(f"{path} was trained on an unregistered env: pass env= to load it")
         # fields added to a config after a checkpoint was written keep the behaviour it was trained with
         agent = target(source, seed=meta["seed"], config={**target.legacy_config, **meta["config"]})
         if str(agent.env.single_action_space) != meta["action_space"] or agent.obs_dim != meta["obs_dim"]:
@@ -470,7 +471,7 @@ class Agent:
 def algorithm_class(name: str) -> type:
     """The Agent subclass registered under ``name`` in ALGORITHMS (imported lazily)."""
     if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+        raise InputError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
     module, cls = ALGORITHMS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -13,6 +13,8 @@ import types
 import typing
 from pathlib import Path
 
+from policylab.errors import InputError, MissingFileError
+
 __all__ = ["check", "check_fields", "load_preset", "make_config", "preset_path"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -25,36 +27,36 @@ def _coerce(name: str, value, hint):
         if value is None:
             if type(None) in args:
                 return None
-            raise ValueError(f"hyperparameter {name} must not be None")
+            raise InputError(f"hyperparameter {name} must not be None")
         hint = next(a for a in args if a is not type(None))
         origin = typing.get_origin(hint)
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"hyperparameter {name} must be true/false, got {value!r}")
+        raise InputError(f"hyperparameter {name} must be true/false, got {value!r}")
     if hint is int:
         if isinstance(value, str):
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-            raise ValueError(f"hyperparameter {name} must be an integer, got {value!r}")
+            raise InputError(f"hyperparameter {name} must be an integer, got {value!r}")
         return int(value)
     if hint is float:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"hyperparameter {name} must be a number, got {value!r}") from None
+            raise InputError(f"hyperparameter {name} must be a number, got {value!r}") from None
         if not math.isfinite(value):
-            raise ValueError(f"hyperparameter {name} must be finite, got {value}")
+            raise InputError(f"hyperparameter {name} must be finite, got {value}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ValueError(f"hyperparameter {name} must be a string, got {value!r}")
+            raise InputError(f"hyperparameter {name} must be a string, got {value!r}")
         return value
     if origin is tuple:
         if isinstance(value, int):
             value = (value,)
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"hyperparameter {name} must be a list, got {value!r}")
+            raise InputError(f"hyperparameter {name} must be a list, got {value!r}")
         return tuple(_coerce(f"{name}[{i}]", v, args[0]) for i, v in enumerate(value))
     return value
 
@@ -71,13 +73,13 @@ def make_config(config_class, config=None, **overrides):
     elif isinstance(config, dict):
         base = dict(config)
     elif config is not None:
-        raise ValueError(f"config must be a {config_class.__name__}, dict or YAML path, got {type(config).__name__}")
+        raise InputError(f"config must be a {config_class.__name__}, dict or YAML path, got {type(config).__name__}")
     values = {**base, **overrides}
     hints = typing.get_type_hints(config_class)
     names = [f.name for f in dataclasses.fields(config_class)]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for "
+        raise InputError(f"unknown hyperparameter(s) {', '.join(unknown)} for "
                          f"{config_class.__name__}; valid: {', '.join(names)}")
     cfg = config_class(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
     if hasattr(cfg, "validate"):
@@ -88,7 +90,7 @@ def make_config(config_class, config=None, **overrides):
 def check(cond: bool, name: str, value, requirement: str) -> None:
     """Raise ValueError("hyperparameter <name>=<value> must be <requirement>") unless cond."""
     if not cond:
-        raise ValueError(f"hyperparameter {name}={value!r} must be {requirement}")
+        raise InputError(f"hyperparameter {name}={value!r} must be {requirement}")
 
 
 def check_fields(cfg, *, at_least_one=(), positive=(), unit=(), nonnegative=(), positive_or_none=(),
@@ -125,12 +127,12 @@ def load_preset(path, algo: str | None = None) -> dict:
 
     path = preset_path(str(path))
     if not path.is_file():
-        raise FileNotFoundError(f"preset {path} not found")
+        raise MissingFileError(f"preset {path} not found")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"preset {path} must be a mapping of hyperparameters")  # noqa: TRY004
+        raise InputError(f"preset {path} must be a mapping of hyperparameters")
     if algo is not None and algo in data and isinstance(data[algo], dict):
         return dict(data[algo])
     if algo is not None and any(isinstance(v, dict) for v in data.values()):
-        raise ValueError(f"preset {path} has no section for {algo!r} (sections: {', '.join(data)})")
+        raise InputError(f"preset {path} has no section for {algo!r} (sections: {', '.join(data)})")
     return data

@@ -25,6 +25,8 @@ import numba
 import numpy as np
 import torch
 
+from policylab.errors import InputError
+
 __all__ = ["CategoricalHead", "GaussianHead", "head_for"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -188,10 +190,10 @@ def head_for(action_space):
 
     if isinstance(action_space, spaces.Discrete):
         if int(action_space.start) != 0:
-            raise ValueError(f"Discrete action space must start at 0, got start={action_space.start}")
+            raise InputError(f"Discrete action space must start at 0, got start={action_space.start}")
         return CategoricalHead(action_space.n)
     if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
         return GaussianHead(action_space.shape[0])
-    raise ValueError(
+    raise InputError(
         f"unsupported action space {action_space}: policylab.deep handles Discrete and 1-d Box actions"
     )

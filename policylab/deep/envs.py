@@ -54,6 +54,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from policylab.errors import InputError
+
 __all__ = ["FAST_VECTOR_ENVS", "VectorCartPole", "make_fast_vector_env"]
 
 
@@ -61,7 +63,7 @@ def _check_seed(seed, name: str = "seed") -> None:
     if seed is None:
         return
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"{name} must be None or a non-negative int, got {seed!r}")
+        raise InputError(f"{name} must be None or a non-negative int, got {seed!r}")
 
 
 # Physical constants of gymnasium.envs.classic_control.cartpole.CartPoleEnv (SI units).
@@ -183,22 +185,22 @@ class VectorCartPole(VectorEnv):
             or not isinstance(num_envs, (int, np.integer))
             or num_envs < 1
         ):
-            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+            raise InputError(f"num_envs must be a positive int, got {num_envs!r}")
         _check_seed(seed)
         if (
             isinstance(max_episode_steps, bool)
             or not isinstance(max_episode_steps, (int, np.integer))
             or max_episode_steps < 1
         ):
-            raise ValueError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+            raise InputError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}"
             ) from None
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode!r}")
+            raise InputError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode!r}")
 
         self.num_envs = int(num_envs)
         self.max_episode_steps = int(max_episode_steps)
@@ -245,7 +247,7 @@ class VectorCartPole(VectorEnv):
             seeds = [None] * self.num_envs
         elif isinstance(seed, (list, tuple)):
             if len(seed) != self.num_envs:
-                raise ValueError(
+                raise InputError(
                     f"seed list has length {len(seed)}, expected num_envs={self.num_envs}"
                 )
             for s in seed:
@@ -268,10 +270,10 @@ class VectorCartPole(VectorEnv):
         if options:
             unknown = set(options) - {"low", "high"}
             if unknown:
-                raise ValueError(f"unsupported reset options {sorted(unknown)}; use 'low'/'high'")
+                raise InputError(f"unsupported reset options {sorted(unknown)}; use 'low'/'high'")
             low, high = float(options.get("low", -0.05)), float(options.get("high", 0.05))
             if not low < high:
-                raise ValueError(f"reset bounds need low < high, got low={low}, high={high}")
+                raise InputError(f"reset bounds need low < high, got low={low}, high={high}")
             self._low, self._high = low, high
         else:
             self._low, self._high = -0.05, 0.05
@@ -294,7 +296,7 @@ class VectorCartPole(VectorEnv):
             raise RuntimeError("VectorCartPole: call reset() before step()")
         a = np.asarray(actions)
         if a.shape != (self.num_envs,) or a.dtype.kind not in "iub":
-            raise ValueError(
+            raise InputError(
                 f"actions must be an integer array of shape ({self.num_envs},), "
                 f"got shape {a.shape} dtype {a.dtype}"
             )
@@ -323,7 +325,7 @@ class VectorCartPole(VectorEnv):
             truncated,
         )
         if n_done < 0:
-            raise ValueError(f"actions must be 0 or 1, got {a.tolist()}")
+            raise InputError(f"actions must be 0 or 1, got {a.tolist()}")
         info: dict[str, Any] = {}
         done = self._pending  # the kernel wrote terminated | truncated here
         self._any_pending = n_done > 0
@@ -369,7 +371,7 @@ class VectorCartPole(VectorEnv):
     def state(self, value) -> None:
         value = np.asarray(value, dtype=np.float64)
         if value.shape != (self.num_envs, 4):
-            raise ValueError(f"state must have shape ({self.num_envs}, 4), got {value.shape}")
+            raise InputError(f"state must have shape ({self.num_envs}, 4), got {value.shape}")
         if self._needs_reset:
             raise RuntimeError("VectorCartPole: call reset() before setting the state")
         self._state = np.ascontiguousarray(value.T)
@@ -391,7 +393,7 @@ def make_fast_vector_env(env_id: str, num_envs: int, seed: int | None = None) ->
     Raises ``ValueError`` naming the available ids if ``env_id`` has no fast implementation.
     """
     if env_id not in FAST_VECTOR_ENVS:
-        raise ValueError(
+        raise InputError(
             f"no fast vector env for {env_id!r}; available: {sorted(FAST_VECTOR_ENVS)} "
             "(use fast_env=False for the standard Gymnasium vector env)"
         )

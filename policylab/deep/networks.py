@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from policylab.errors import InputError
+
 __all__ = ["ACTIVATIONS", "PolicyValueNet", "flatten_parameters", "mlp"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -23,7 +25,7 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tan
         out_gain: float = 1.0) -> nn.Sequential:
     """in_dim → hidden… → out_dim, orthogonally initialised, zero biases, no output activation."""
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden]
     for a, b in itertools.pairwise(sizes):

@@ -12,6 +12,7 @@ matplotlib (Agg backend) is imported when a figure is drawn, not when this packa
 
 from __future__ import annotations
 
+from policylab.errors import InputError
 from policylab.figures._draw import FigureResult
 from policylab.figures.backups import fig3, fig3_data, fig5, fig5_data
 from policylab.figures.lecture import (
@@ -59,5 +60,5 @@ def render_all(out_dir, which=None, progress: bool = False) -> list[FigureResult
     which = sorted(FIGURES) if which is None else list(which)
     bad = [n for n in which if n not in FIGURES]
     if bad:
-        raise ValueError(f"no figure {bad[0]}: choose from {sorted(FIGURES)}")
+        raise InputError(f"no figure {bad[0]}: choose from {sorted(FIGURES)}")
     return [FIGURES[n](out_dir) for n in tqdm(which, desc="figures", unit="fig", disable=not progress)]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from policylab.errors import InputError, MissingFileError
 from policylab.figures.stats import AGGREGATES, stratified_bootstrap_ci
 
 __all__ = [
@@ -52,21 +53,21 @@ def load_run(run_dir, metric: str) -> tuple[np.ndarray, np.ndarray]:
     path = Path(run_dir)
     csv_path = path / "progress.csv" if path.is_dir() else path
     if not path.exists():
-        raise FileNotFoundError(f"run {str(run_dir)!r} does not exist")
+        raise MissingFileError(f"run {str(run_dir)!r} does not exist")
     if not csv_path.is_file():
-        raise ValueError(f"run {str(run_dir)!r} has no progress.csv (empty or not a run directory)")
+        raise InputError(f"run {str(run_dir)!r} has no progress.csv (empty or not a run directory)")
     with csv_path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         rows = [r for r in reader if r]
     if not header or not rows:
-        raise ValueError(f"run {str(run_dir)!r}: {csv_path.name} has no logged rows")
+        raise InputError(f"run {str(run_dir)!r}: {csv_path.name} has no logged rows")
     step_col = next((c for c in STEP_COLUMNS if c in header), None)
     if step_col is None:
-        raise ValueError(f"run {str(run_dir)!r}: {csv_path.name} has no step column ({' or '.join(STEP_COLUMNS)})")
+        raise InputError(f"run {str(run_dir)!r}: {csv_path.name} has no step column ({' or '.join(STEP_COLUMNS)})")
     if metric not in header:
         known = [c for c in header if c not in STEP_COLUMNS]
-        raise ValueError(f"run {str(run_dir)!r} did not log metric {metric!r}; it logged: {', '.join(known)}")
+        raise InputError(f"run {str(run_dir)!r} did not log metric {metric!r}; it logged: {', '.join(known)}")
     i_step, i_metric = header.index(step_col), header.index(metric)
     steps, values = [], []
     for n, row in enumerate(rows, start=2):
@@ -77,14 +78,14 @@ def load_run(run_dir, metric: str) -> tuple[np.ndarray, np.ndarray]:
             steps.append(float(row[i_step]))
             values.append(float(cell))
         except ValueError:
-            raise ValueError(f"run {str(run_dir)!r}: line {n} of {csv_path.name} is not numeric") from None
+            raise InputError(f"run {str(run_dir)!r}: line {n} of {csv_path.name} is not numeric") from None
     if not values:
-        raise ValueError(f"run {str(run_dir)!r} logged metric {metric!r} in no row (all cells empty)")
+        raise InputError(f"run {str(run_dir)!r} logged metric {metric!r} in no row (all cells empty)")
     steps, values = np.asarray(steps), np.asarray(values)
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"run {str(run_dir)!r}: metric {metric!r} has NaN or inf values")
+        raise InputError(f"run {str(run_dir)!r}: metric {metric!r} has NaN or inf values")
     if np.any(np.diff(steps) <= 0):
-        raise ValueError(f"run {str(run_dir)!r}: steps are not increasing (mixed or resumed logs?)")
+        raise InputError(f"run {str(run_dir)!r}: steps are not increasing (mixed or resumed logs?)")
     return steps, values
 
 
@@ -101,26 +102,26 @@ def align_runs(curves: dict[str, tuple[np.ndarray, np.ndarray]], align: str = "i
                min_overlap: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Put runs on one step grid (see the module docstring): returns (grid (K,), Y (n_runs, K))."""
     if not curves:
-        raise ValueError("no runs given")
+        raise InputError("no runs given")
     names = list(curves)
     if align == "strict":
         ref_name, (ref_steps, _) = names[0], curves[names[0]]
         for n in names[1:]:
             st = curves[n][0]
             if len(st) != len(ref_steps) or not np.array_equal(st, ref_steps):
-                raise ValueError(f"run {n!r} logged {len(st)} points (steps {st[0]:g}..{st[-1]:g}) but run "
+                raise InputError(f"run {n!r} logged {len(st)} points (steps {st[0]:g}..{st[-1]:g}) but run "
                                  f"{ref_name!r} logged {len(ref_steps)} (steps {ref_steps[0]:g}..{ref_steps[-1]:g}); "
                                  "use --align interp to interpolate onto a common grid")
         return ref_steps.copy(), np.stack([curves[n][1] for n in names])
     if align != "interp":
-        raise ValueError(f"align must be 'interp' or 'strict', got {align!r}")
+        raise InputError(f"align must be 'interp' or 'strict', got {align!r}")
     if points < 2:
-        raise ValueError(f"points must be >= 2, got {points}")
+        raise InputError(f"points must be >= 2, got {points}")
     lasts = {n: c[0][-1] for n, c in curves.items()}
     longest = max(lasts, key=lasts.get)
     for n in names:
         if lasts[n] < min_overlap * lasts[longest]:
-            raise ValueError(f"run {n!r} ends at step {lasts[n]:g} but run {longest!r} reaches step "
+            raise InputError(f"run {n!r} ends at step {lasts[n]:g} but run {longest!r} reaches step "
                              f"{lasts[longest]:g}: lengths differ too much to compare (interrupted run?)")
     lo = max(c[0][0] for c in curves.values())
     hi = min(lasts.values())
@@ -128,7 +129,7 @@ def align_runs(curves: dict[str, tuple[np.ndarray, np.ndarray]], align: str = "i
         if len(curves) == 1 or all(len(c[0]) == 1 for c in curves.values()):
             grid = np.array([hi])
             return grid, np.stack([np.interp(grid, *curves[n]) for n in names])
-        raise ValueError(f"runs share no step range: the latest first step is {lo:g}, the earliest last step "
+        raise InputError(f"runs share no step range: the latest first step is {lo:g}, the earliest last step "
                          f"{hi:g} (run {min(lasts, key=lasts.get)!r})")
     grid = np.linspace(lo, hi, points)                                       # (K,)
     return grid, np.stack([np.interp(grid, *curves[n]) for n in names])     # (n_runs, K)
@@ -155,12 +156,12 @@ def learning_curves(run_dirs, metric: str, agg: str = "iqm", align: str = "inter
     """Read, align, aggregate and (if ``out``) plot the runs' ``metric``; returns a CurveResult
     whose ``table`` is the Markdown final-performance table (IQM, mean, CIs) per group."""
     if agg not in AGGREGATES:
-        raise ValueError(f"agg must be one of {sorted(AGGREGATES)}, got {agg!r}")
+        raise InputError(f"agg must be one of {sorted(AGGREGATES)}, got {agg!r}")
     if not 0 < final_fraction <= 1:
-        raise ValueError(f"final_fraction must be in (0, 1], got {final_fraction}")
+        raise InputError(f"final_fraction must be in (0, 1], got {final_fraction}")
     run_dirs = list(run_dirs)
     if not run_dirs:
-        raise ValueError("no run directories given")
+        raise InputError("no run directories given")
     curves = {str(r): load_run(r, metric) for r in run_dirs}           # every run checked before any work
     res = CurveResult(metric, agg)
     for name, members in group_runs(run_dirs).items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from policylab.errors import InputError
 from policylab.figures import _draw as d
 
 __all__ = ["fig1", "fig1_data", "fig2", "fig2_data", "fig4", "fig4_data", "fig6", "fig6_data"]
@@ -85,7 +86,7 @@ def fig2_data(mdp=None) -> dict:
 
     mdp = catalog.forest(S=3) if mdp is None else mdp
     if mdp.n_states * mdp.n_actions > 40:
-        raise ValueError(f"fig2 draws small MDPs (S·A <= 40), got S={mdp.n_states}, A={mdp.n_actions}")
+        raise InputError(f"fig2 draws small MDPs (S·A <= 40), got S={mdp.n_states}, A={mdp.n_actions}")
     indptr, nxt, prob, rew = mdp.transitions()
     A = mdp.n_actions
     edges = []

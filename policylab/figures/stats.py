@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from policylab.errors import InputError
+
 __all__ = ["AGGREGATES", "iqm", "mean", "stratified_bootstrap_ci"]
 
 
@@ -20,7 +22,7 @@ def iqm(x, axis: int = -1) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 0 or x.shape[axis] == 0:
-        raise ValueError(f"iqm needs at least one score along axis {axis}, got shape {x.shape}")
+        raise InputError(f"iqm needs at least one score along axis {axis}, got shape {x.shape}")
     n = x.shape[axis]
     cut = n // 4
     s = np.sort(x, axis=axis)
@@ -31,7 +33,7 @@ def mean(x, axis: int = -1) -> np.ndarray:
     """Arithmetic mean along ``axis``: (1/n) Σᵢ xᵢ."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 0 or x.shape[axis] == 0:
-        raise ValueError(f"mean needs at least one score along axis {axis}, got shape {x.shape}")
+        raise InputError(f"mean needs at least one score along axis {axis}, got shape {x.shape}")
     return x.mean(axis=axis)
 
 
@@ -60,14 +62,14 @@ def stratified_bootstrap_ci(scores, stat: Callable = iqm, reps: int = 2000, alph
     if x.ndim == 2:
         x = x[:, :, None]
     if x.ndim != 3 or x.shape[0] < 1 or x.shape[1] < 1:
-        raise ValueError(f"scores must be (n_runs,), (n_tasks, n_runs) or (n_tasks, n_runs, K) with "
+        raise InputError(f"scores must be (n_runs,), (n_tasks, n_runs) or (n_tasks, n_runs, K) with "
                          f"n_tasks, n_runs >= 1, got shape {np.shape(scores)}")
     if not np.all(np.isfinite(x)):
-        raise ValueError("scores contain NaN or inf")
+        raise InputError("scores contain NaN or inf")
     if not (isinstance(reps, (int, np.integer)) and reps >= 1):
-        raise ValueError(f"reps must be a positive int, got {reps!r}")
+        raise InputError(f"reps must be a positive int, got {reps!r}")
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
     n_tasks, n_runs, K = x.shape
     pooled = lambda y: stat(np.moveaxis(y, 2, 0).reshape(K, n_tasks * n_runs), axis=-1)  # (K,)
     point = pooled(x)

@@ -18,16 +18,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from policylab.errors import PolicylabError
+from policylab.errors import CheckpointError
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "policylab-checkpoint-v1"
 META_FILE = "checkpoint.json"
-
-
-class CheckpointError(PolicylabError, ValueError):
-    """A checkpoint is missing, corrupt, or was written for something else."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

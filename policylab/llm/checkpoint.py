@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from policylab.errors import InputError
 from policylab.io.checkpoint import atomic_write_bytes
 
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
@@ -73,7 +74,7 @@ def load_checkpoint(directory, model, optimizer) -> dict:
     tied = getattr(model, "_tied_weights_keys", None) or {}  # save_pretrained drops tied copies
     missing = [k for k in missing if k not in tied]
     if unexpected or missing:
-        raise ValueError(f"checkpoint {directory} does not match the model: missing {missing}, unexpected {unexpected}")
+        raise InputError(f"checkpoint {directory} does not match the model: missing {missing}, unexpected {unexpected}")
     tensors = load_file(str(directory / "trainer_state.safetensors"))
     opt_state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from policylab.errors import InputError, MissingFileError
 from policylab.llm.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from policylab.llm.logprobs import sequence_logprobs, token_entropy
 
@@ -57,10 +58,10 @@ class TrainConfig:
     def __post_init__(self):
         self.adam_betas = tuple(self.adam_betas)
         if self.lr_scheduler not in ("constant", "linear"):
-            raise ValueError(f"lr_scheduler must be 'constant' or 'linear', got {self.lr_scheduler!r}")
+            raise InputError(f"lr_scheduler must be 'constant' or 'linear', got {self.lr_scheduler!r}")
         for name in ("max_steps", "batch_size", "max_prompt_length"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def resolve_model(model, tokenizer=None, seed: int = 0):
@@ -77,7 +78,7 @@ def resolve_model(model, tokenizer=None, seed: int = 0):
 
             folder = Path(model)
             if not folder.is_dir():
-                raise FileNotFoundError(f"model folder {str(model)!r} not found (give a local folder or 'tiny')")
+                raise MissingFileError(f"model folder {str(model)!r} not found (give a local folder or 'tiny')")
             if not (folder / "config.json").exists() and latest_checkpoint(folder) is not None:
                 folder = latest_checkpoint(folder)  # a run folder: its latest checkpoint
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -89,11 +90,11 @@ def resolve_model(model, tokenizer=None, seed: int = 0):
                 if bar_was_on:
                     hf_logging.enable_progress_bar()
     if tokenizer is None:
-        raise ValueError("an in-memory model needs its tokenizer")
+        raise InputError("an in-memory model needs its tokenizer")
     if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to eos_token) first")
+        raise InputError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to eos_token) first")
     if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos token: completions could never end")
+        raise InputError("the tokenizer has no eos token: completions could never end")
     return model, tokenizer
 
 
@@ -162,7 +163,7 @@ class Trainer:
         self.model, self.tokenizer = resolve_model(model, tokenizer, seed=config.seed)
         self.model.train()
         if train_data is None and config.train_file is None:
-            raise ValueError("no training data: give train_data or config.train_file")
+            raise InputError("no training data: give train_data or config.train_file")
         self.train_data = config.train_file if train_data is None else train_data
         self._prepare()  # validates data and builds reference pieces: all errors happen here
         params = [p for p in self.model.parameters() if p.requires_grad]

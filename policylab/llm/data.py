@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from policylab.errors import InputError, MissingFileError
+
 __all__ = [
     "DPO_FIELDS",
     "GRPO_FIELDS",
@@ -46,7 +48,7 @@ def load_jsonl(source, required: tuple[str, ...]) -> tuple[list[dict], list[str]
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"data file {str(path)!r} not found")
+            raise MissingFileError(f"data file {str(path)!r} not found")
         records, labels = [], []
         for n, line in enumerate(path.read_text().splitlines(), start=1):
             if not line.strip():
@@ -54,26 +56,26 @@ def load_jsonl(source, required: tuple[str, ...]) -> tuple[list[dict], list[str]
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path.name}:{n}: invalid JSON ({exc.msg})") from None
+                raise InputError(f"{path.name}:{n}: invalid JSON ({exc.msg})") from None
             labels.append(f"{path.name}:{n}")
         if not records:
-            raise ValueError(f"data file {path.name} is empty")
+            raise InputError(f"data file {path.name} is empty")
     else:
         records = list(source)
         labels = [f"record {i}" for i in range(len(records))]
         if not records:
-            raise ValueError("training data is empty")
+            raise InputError("training data is empty")
     for rec, where in zip(records, labels):
         if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")  # noqa: TRY004 (bad data)
+            raise InputError(f"{where}: expected a JSON object, got {type(rec).__name__}")
         for field in required:
             if field not in rec:
-                raise ValueError(f"{where}: missing field {field!r} (needs {', '.join(required)})")
+                raise InputError(f"{where}: missing field {field!r} (needs {', '.join(required)})")
             value = rec[field]
             if not (isinstance(value, str) or _is_conversation(value)):
-                raise ValueError(f"{where}: field {field!r} must be a string or a list of messages")
+                raise InputError(f"{where}: field {field!r} must be a string or a list of messages")
             if not value or (isinstance(value, str) and not value.strip()):
-                raise ValueError(f"{where}: field {field!r} is empty")
+                raise InputError(f"{where}: field {field!r} is empty")
     return records, labels
 
 
@@ -90,7 +92,7 @@ def encode_prompt(tokenizer, prompt) -> list[int]:
     if isinstance(prompt, str):
         return list(tokenizer(prompt)["input_ids"])
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("a conversational prompt needs a tokenizer with a chat template")
+        raise InputError("a conversational prompt needs a tokenizer with a chat template")
     out = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
     return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
 
@@ -114,6 +116,6 @@ def check_prompt_lengths(prompt_ids: list[list[int]], labels: list[str], max_len
     """Raise ValueError naming the first row whose tokenized prompt exceeds ``max_len`` tokens."""
     for ids, where in zip(prompt_ids, labels):
         if len(ids) > max_len:
-            raise ValueError(
+            raise InputError(
                 f"{where}: prompt is {len(ids)} tokens, longer than max_prompt_length={max_len}"
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from policylab.errors import InputError
 from policylab.llm.common import TrainConfig, Trainer, frozen_copy, join_right_padded
 from policylab.llm.data import (
     DPO_FIELDS,
@@ -49,9 +50,9 @@ class DPOConfig(TrainConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.loss_type not in LOSSES:
-            raise ValueError(f"loss_type must be one of {sorted(LOSSES)}, got {self.loss_type!r}")
+            raise InputError(f"loss_type must be one of {sorted(LOSSES)}, got {self.loss_type!r}")
         if not self.beta > 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
+            raise InputError(f"beta must be > 0, got {self.beta}")
 
 
 class DPOTrainer(Trainer):
@@ -155,7 +156,7 @@ class DPOTrainer(Trainer):
         elif records is None:
             ref_c, ref_r = self.ref_logps.unbind(1)
         else:
-            raise ValueError("precomputed reference log-probs cover the training rows only: pass ref_model")
+            raise InputError("precomputed reference log-probs cover the training rows only: pass ref_model")
         return preference_stats(self._loss(chosen, rejected, ref_c, ref_r, len_c, len_r))
 
 

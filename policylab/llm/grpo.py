@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from policylab.errors import InputError
 from policylab.llm.common import TrainConfig, Trainer, completion_logprobs, frozen_copy
 from policylab.llm.data import GRPO_FIELDS, check_prompt_lengths, encode_prompt, load_jsonl
 from policylab.llm.sampling import generate
@@ -58,15 +59,15 @@ class GRPOConfig(TrainConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.batch_size % self.num_generations:
-            raise ValueError(
+            raise InputError(
                 f"num_generations={self.num_generations} (group size) does not divide batch_size={self.batch_size}"
             )
         if self.loss_type not in GRPO_NORMALIZATIONS:
-            raise ValueError(f"loss_type must be one of {sorted(GRPO_NORMALIZATIONS)}, got {self.loss_type!r}")
+            raise InputError(f"loss_type must be one of {sorted(GRPO_NORMALIZATIONS)}, got {self.loss_type!r}")
         if self.scale_rewards not in ("std", "none"):
-            raise ValueError(f"scale_rewards must be 'std' or 'none', got {self.scale_rewards!r}")
+            raise InputError(f"scale_rewards must be 'std' or 'none', got {self.scale_rewards!r}")
         if self.num_iterations < 1 or self.max_completion_length < 1:
-            raise ValueError("num_iterations and max_completion_length must be >= 1")
+            raise InputError("num_iterations and max_completion_length must be >= 1")
 
 
 @dataclass
@@ -114,12 +115,12 @@ class GRPOTrainer(Trainer):
 
             unknown = [n for n in config.reward_funcs if n not in REWARDS]
             if unknown:
-                raise ValueError(f"unknown reward function {unknown[0]!r}; known: {sorted(REWARDS)}")
+                raise InputError(f"unknown reward function {unknown[0]!r}; known: {sorted(REWARDS)}")
             reward_funcs = [REWARDS[n] for n in config.reward_funcs]
         self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
         weights = config.reward_weights or [1.0] * len(self.reward_funcs)
         if not self.reward_funcs or len(weights) != len(self.reward_funcs):
-            raise ValueError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
+            raise InputError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
         self.reward_weights = torch.tensor(weights, dtype=torch.float32)
         super().__init__(model, tokenizer, config, train_data)
 
@@ -133,7 +134,7 @@ class GRPOTrainer(Trainer):
                     continue
                 for rec, where in zip(self.records, labels):
                     if name not in rec:
-                        raise ValueError(f"{where}: missing column {name!r} needed by reward {f.__name__}")
+                        raise InputError(f"{where}: missing column {name!r} needed by reward {f.__name__}")
         self.ref_model = frozen_copy(self.model) if self.config.beta != 0.0 else None
 
     # ------------------------------------------------------------------ 1-4: rollout
@@ -161,10 +162,10 @@ class GRPOTrainer(Trainer):
         for k, f in enumerate(self.reward_funcs):
             values = list(f(prompts=prompts, completions=completions, **columns))
             if len(values) != len(completions):
-                raise ValueError(f"reward {f.__name__} returned {len(values)} values for {len(completions)} completions")
+                raise InputError(f"reward {f.__name__} returned {len(values)} values for {len(completions)} completions")
             for i, v in enumerate(values):
                 if v is None or not math.isfinite(float(v)):
-                    raise ValueError(
+                    raise InputError(
                         f"reward {f.__name__} returned {v} for completion {i} of prompt {prompts[i]!r}: rewards must be finite"
                     )
             per_func[:, k] = torch.tensor([float(v) for v in values])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from policylab.errors import InputError
+
 __all__ = ["sequence_logprobs", "token_entropy"]
 
 
@@ -42,21 +44,21 @@ def sequence_logprobs(
     ``out[:, 1:]`` TRL DPO's ``per_token_logps`` with ``shift_completion_mask = completion_mask[:, 1:]``.
     """
     if input_ids.ndim != 2:
-        raise ValueError(f"input_ids must be (B, T), got shape {tuple(input_ids.shape)}")
+        raise InputError(f"input_ids must be (B, T), got shape {tuple(input_ids.shape)}")
     if tuple(completion_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(
+        raise InputError(
             f"completion_mask shape {tuple(completion_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"
         )
     B, T = input_ids.shape
     if logits.ndim != 3 or logits.shape[0] != B or not 1 <= logits.shape[1] <= T:
-        raise ValueError(f"logits must be (B={B}, L<= T={T}, V), got shape {tuple(logits.shape)}")
+        raise InputError(f"logits must be (B={B}, L<= T={T}, V), got shape {tuple(logits.shape)}")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise InputError(f"temperature must be > 0, got {temperature}")
     L = logits.shape[1]
     first = T - L + 1  # first token position predicted by the given logits
     mask = completion_mask.bool()
     if mask[:, :first].any():
-        raise ValueError(
+        raise InputError(
             f"completion_mask marks tokens before position {first}, which the given logits (last {L} "
             "positions) do not predict; pass more logits (e.g. logits_to_keep = completion length + 1)"
         )
@@ -85,7 +87,7 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0, chunk_rows: in
     ``logits`` (B, L, V) → (B, L), computed ``chunk_rows`` sequences at a time.
     """
     if logits.ndim != 3:
-        raise ValueError(f"logits must be (B, L, V), got shape {tuple(logits.shape)}")
+        raise InputError(f"logits must be (B, L, V), got shape {tuple(logits.shape)}")
     out = []
     for i in range(0, logits.shape[0], chunk_rows):
         z = logits[i : i + chunk_rows].float() / temperature

@@ -20,6 +20,7 @@ import numbers
 
 import torch
 
+from policylab.errors import InputError
 from policylab.losses.kl import kl_k1, kl_k3
 
 __all__ = [
@@ -38,14 +39,14 @@ def _same_shape(**xs: torch.Tensor | None) -> None:
     name0, x0 = items[0]
     for name, x in items[1:]:
         if tuple(x.shape) != tuple(x0.shape):
-            raise ValueError(f"{name} has shape {tuple(x.shape)} but {name0} has {tuple(x0.shape)}")
+            raise InputError(f"{name} has shape {tuple(x.shape)} but {name0} has {tuple(x0.shape)}")
     if x0.numel() == 0:
-        raise ValueError(f"{name0} is empty")
+        raise InputError(f"{name0} is empty")
 
 
 def _positive(name: str, x: float) -> None:
     if isinstance(x, bool) or not (isinstance(x, numbers.Real) and 0.0 < float(x) < float("inf")):
-        raise ValueError(f"{name} must be a finite positive number, got {x!r}")
+        raise InputError(f"{name} must be a finite positive number, got {x!r}")
 
 
 def reinforce_loss(logp: torch.Tensor, returns: torch.Tensor, baseline=None) -> torch.Tensor:
@@ -119,7 +120,7 @@ def value_loss(
     target = returns.detach()
     sq = (values - target).pow(2)
     if (old_values is None) != (clip_eps is None):
-        raise ValueError("value clipping needs both old_values and clip_eps (or neither)")
+        raise InputError("value clipping needs both old_values and clip_eps (or neither)")
     if clip_eps is not None:
         _positive("clip_eps", clip_eps)
         old = old_values.detach()
@@ -151,7 +152,7 @@ def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor, estimator: str = "k3")
     """
     _same_shape(logp=logp, old_logp=old_logp)
     if estimator not in _KL_ESTIMATORS:
-        raise ValueError(f"estimator must be one of {sorted(_KL_ESTIMATORS)}, got {estimator!r}")
+        raise InputError(f"estimator must be one of {sorted(_KL_ESTIMATORS)}, got {estimator!r}")
     with torch.no_grad():
         return _KL_ESTIMATORS[estimator](old_logp, logp).mean()
 

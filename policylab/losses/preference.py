@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from policylab.errors import InputError
 from policylab.losses.kl import kl_k3
 
 __all__ = [
@@ -87,7 +88,7 @@ GRPO_NORMALIZATIONS: dict[str, Callable[..., torch.Tensor]] = {
 def _check_same_shape(ref: torch.Tensor, **others) -> None:
     for name, t in others.items():
         if t is not None and tuple(t.shape) != tuple(ref.shape):
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(ref.shape)} like logp")
+            raise InputError(f"{name} has shape {tuple(t.shape)}, expected {tuple(ref.shape)} like logp")
 
 
 def grpo_loss(
@@ -137,18 +138,18 @@ def grpo_loss(
         ``clip_ratio/high``, ``ratio`` (mean ρ).
     """
     if logp.ndim != 2:
-        raise ValueError(f"logp must be (B, T), got shape {tuple(logp.shape)}")
+        raise InputError(f"logp must be (B, T), got shape {tuple(logp.shape)}")
     _check_same_shape(logp, old_logp=old_logp, ref_logp=ref_logp, mask=mask)
     if advantages.ndim == 1:
         if advantages.shape[0] != logp.shape[0]:
-            raise ValueError(f"advantages has {advantages.shape[0]} rows, logp has {logp.shape[0]}")
+            raise InputError(f"advantages has {advantages.shape[0]} rows, logp has {logp.shape[0]}")
         advantages = advantages.unsqueeze(1)  # (B, 1)
     else:
         _check_same_shape(logp, advantages=advantages)
     if normalization not in GRPO_NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {sorted(GRPO_NORMALIZATIONS)}, got {normalization!r}")
+        raise InputError(f"normalization must be one of {sorted(GRPO_NORMALIZATIONS)}, got {normalization!r}")
     if beta != 0.0 and ref_logp is None:
-        raise ValueError("beta != 0 needs ref_logp (log-probs of the reference model)")
+        raise InputError("beta != 0 needs ref_logp (log-probs of the reference model)")
     eps_low, eps_high = clip_eps, (clip_eps if clip_eps_high is None else clip_eps_high)
     mask = mask.to(logp.dtype)
 
@@ -191,12 +192,12 @@ class DPOOutput(NamedTuple):
 
 def _check_pairs(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta) -> None:
     if policy_chosen.ndim != 1:
-        raise ValueError(f"policy_chosen must be (B,), got shape {tuple(policy_chosen.shape)}")
+        raise InputError(f"policy_chosen must be (B,), got shape {tuple(policy_chosen.shape)}")
     _check_same_shape(
         policy_chosen, policy_rejected=policy_rejected, ref_chosen=ref_chosen, ref_rejected=ref_rejected
     )
     if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+        raise InputError(f"beta must be > 0, got {beta}")
 
 
 def dpo_loss(
@@ -222,7 +223,7 @@ def dpo_loss(
     """
     _check_pairs(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
     if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+        raise InputError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
     chosen_logratios = policy_chosen - ref_chosen  # (B,)
     rejected_logratios = policy_rejected - ref_rejected  # (B,)
     h = beta * (chosen_logratios - rejected_logratios)  # (B,)

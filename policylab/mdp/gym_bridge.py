@@ -7,7 +7,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from policylab.errors import InvalidMDPError
+from policylab.errors import InputError, InvalidMDPError
 from policylab.mdp.model import TabularMDP
 
 
@@ -22,7 +22,7 @@ class MDPEnv(gym.Env):
 
     def __init__(self, mdp: TabularMDP, seed: int | None = None, max_episode_steps: int | None = None):
         if max_episode_steps is not None and int(max_episode_steps) <= 0:
-            raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps}")
+            raise InputError(f"max_episode_steps must be positive, got {max_episode_steps}")
         self.mdp = mdp
         self.observation_space = gym.spaces.Discrete(mdp.n_states)
         self.action_space = gym.spaces.Discrete(mdp.n_actions)
@@ -41,7 +41,7 @@ class MDPEnv(gym.Env):
 
     def step(self, action):
         if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in {self.action_space}")
+            raise InputError(f"action {action!r} is not in {self.action_space}")
         row = self._state * self.mdp.n_actions + int(action)
         lo, hi = self._indptr[row], self._indptr[row + 1]
         u = self.np_random.random()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from policylab.errors import InputError
+
 
 def _check_v(mdp, V) -> np.ndarray:
     V = np.asarray(V, dtype=np.float64)
     if V.shape != (mdp.n_states,):
-        raise ValueError(f"V must have shape ({mdp.n_states},), got {V.shape}")
+        raise InputError(f"V must have shape ({mdp.n_states},), got {V.shape}")
     return V
 
 
@@ -24,28 +26,28 @@ def policy_matrix(mdp, policy) -> np.ndarray:
     pi = np.asarray(policy)
     if pi.ndim == 1:
         if pi.shape != (S,):
-            raise ValueError(f"policy of action indices must have shape ({S},), got {pi.shape}")
+            raise InputError(f"policy of action indices must have shape ({S},), got {pi.shape}")
         if not np.issubdtype(pi.dtype, np.integer):
             if not np.all(np.isfinite(pi)) or not np.all(pi == np.round(pi)):
-                raise ValueError("policy of shape (S,) must hold integer action indices")
+                raise InputError("policy of shape (S,) must hold integer action indices")
             pi = pi.astype(np.int64)
         if ((pi < 0) | (pi >= A)).any():
             s = int(np.flatnonzero((pi < 0) | (pi >= A))[0])
-            raise ValueError(f"policy[{s}] = {pi[s]} is not an action index in [0, {A})")
+            raise InputError(f"policy[{s}] = {pi[s]} is not an action index in [0, {A})")
         out = np.zeros((S, A))
         out[np.arange(S), pi] = 1.0
         return out
     if pi.shape != (S, A):
-        raise ValueError(f"policy must have shape ({S},) or ({S}, {A}), got {pi.shape}")
+        raise InputError(f"policy must have shape ({S},) or ({S}, {A}), got {pi.shape}")
     pi = pi.astype(np.float64)
     bad = ~np.isfinite(pi) | (pi < 0)
     if bad.any():
         s, a = map(int, np.argwhere(bad)[0])
-        raise ValueError(f"policy[{s}, {a}] = {pi[s, a]} is not a probability")
+        raise InputError(f"policy[{s}, {a}] = {pi[s, a]} is not a probability")
     sums = pi.sum(axis=1)
     if (np.abs(sums - 1.0) > 1e-8).any():
         s = int(np.flatnonzero(np.abs(sums - 1.0) > 1e-8)[0])
-        raise ValueError(f"policy row {s} sums to {sums[s]:.6g}, not 1")
+        raise InputError(f"policy row {s} sums to {sums[s]:.6g}, not 1")
     return pi
 
 
@@ -91,7 +93,7 @@ def bellman_optimality_backup_q(mdp, Q) -> np.ndarray:
     """
     Q = np.asarray(Q, dtype=np.float64)
     if Q.shape != (mdp.n_states, mdp.n_actions):
-        raise ValueError(f"Q must have shape ({mdp.n_states}, {mdp.n_actions}), got {Q.shape}")
+        raise InputError(f"Q must have shape ({mdp.n_states}, {mdp.n_actions}), got {Q.shape}")
     return q_from_v(mdp, Q.max(axis=1))
 
 
@@ -102,7 +104,7 @@ def greedy_policy(Q, tie_tol: float = 0.0) -> np.ndarray:
     """
     Q = np.asarray(Q, dtype=np.float64)
     if Q.ndim != 2:
-        raise ValueError(f"Q must have shape (S, A), got {Q.shape}")
+        raise InputError(f"Q must have shape (S, A), got {Q.shape}")
     if tie_tol <= 0:
         return Q.argmax(axis=1)
     return (Q >= Q.max(axis=1, keepdims=True) - tie_tol).argmax(axis=1)

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from policylab.errors import InvalidMDPError
+from policylab.errors import InputError, InvalidMDPError
 from policylab.planning.bellman import bellman_expectation_backup, policy_matrix, policy_model
 
 #: Above this many states the exact solve uses a sparse LU factorization instead of a dense one.
@@ -30,10 +30,10 @@ def evaluate_policy(mdp, policy, method: str = "exact", tol: float = 1e-10,
     Returns V^π of shape (S,).
     """
     if method not in ("exact", "iterative"):
-        raise ValueError(f"method must be 'exact' or 'iterative', got {method!r}")
+        raise InputError(f"method must be 'exact' or 'iterative', got {method!r}")
     pi = policy_matrix(mdp, policy)
     if not (tol > 0):
-        raise ValueError(f"tol must be positive, got {tol}")
+        raise InputError(f"tol must be positive, got {tol}")
     r_pi, P_pi = policy_model(mdp, pi)
     if mdp.gamma == 1.0:
         _check_proper(mdp, P_pi)

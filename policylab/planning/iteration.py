@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from policylab.errors import InvalidMDPError
+from policylab.errors import InputError, InvalidMDPError
 from policylab.planning.bellman import greedy_policy, policy_model, q_from_v
 from policylab.planning.evaluation import evaluate_policy
 
@@ -33,9 +33,9 @@ class PlanningResult:
 
 def _check_tol(tol, max_iter):
     if not (isinstance(tol, (int, float)) and tol > 0 and np.isfinite(tol)):
-        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+        raise InputError(f"tol must be a positive finite number, got {tol!r}")
     if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter!r}")
+        raise InputError(f"max_iter must be >= 1, got {max_iter!r}")
 
 
 def value_iteration(mdp, tol: float = 1e-8, max_iter: int = 100_000, V0=None,
@@ -188,7 +188,7 @@ def modified_policy_iteration(mdp, m: int = 20, tol: float = 1e-8,
     """
     _check_tol(tol, max_iter)
     if int(m) < 0:
-        raise ValueError(f"m must be >= 0, got {m}")
+        raise InputError(f"m must be >= 0, got {m}")
     g = mdp.gamma
     c = g / (1.0 - g) if g < 1.0 else 1.0
     if g == 1.0:

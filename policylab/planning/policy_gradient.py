@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from policylab.errors import InputError
 from policylab.planning.bellman import policy_model, q_from_v
 from policylab.planning.evaluation import evaluate_policy
 
@@ -51,9 +52,9 @@ def exact_policy_gradient(mdp, logits: np.ndarray) -> np.ndarray:
     logits = np.asarray(logits, dtype=np.float64)
     S, A = mdp.n_states, mdp.n_actions
     if logits.shape != (S, A):
-        raise ValueError(f"logits must have shape (S, A) = ({S}, {A}), got {logits.shape}")
+        raise InputError(f"logits must have shape (S, A) = ({S}, {A}), got {logits.shape}")
     if not np.all(np.isfinite(logits)):
-        raise ValueError("logits must be finite")
+        raise InputError("logits must be finite")
     pi = softmax_policy(logits)  # (S, A)
     V = evaluate_policy(mdp, pi)  # (S,)
     Q = q_from_v(mdp, V)  # (S, A)

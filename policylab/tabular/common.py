@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from policylab.errors import InputError
 from policylab.tabular.rng import fill_uniforms, make_rng_state, sample_cdf, sample_transition
 
 __all__ = ["TRACE_DTYPE", "TabularResult"]
@@ -86,21 +87,21 @@ def assemble_trace(ints: list[np.ndarray], floats: list[np.ndarray]) -> np.ndarr
 def check_positive_int(value, name: str) -> int:
     """``value`` as an int ≥ 1 (floats like 1e6 accepted when integral); error names ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")  # noqa: TRY004
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     if not np.isfinite(value) or value != int(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def check_gamma(gamma, default: float | None) -> float:
     if gamma is None:
         if default is None:
-            raise ValueError("gamma is required when learning from a gymnasium env "
+            raise InputError("gamma is required when learning from a gymnasium env "
                              "(a TabularMDP supplies its own mdp.gamma)")
         return float(default)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) \
             or not 0.0 <= float(gamma) <= 1.0:
-        raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
+        raise InputError(f"gamma must be in [0, 1], got {gamma!r}")
     return float(gamma)
 
 
@@ -127,12 +128,12 @@ def resolve_problem(env_or_mdp, max_episode_steps) -> Problem:
     import gymnasium as gym
 
     if not isinstance(env_or_mdp, gym.Env):
-        raise ValueError(f"env_or_mdp must be a TabularMDP or a gymnasium.Env, got "  # noqa: TRY004
+        raise InputError(f"env_or_mdp must be a TabularMDP or a gymnasium.Env, got "
                          f"{type(env_or_mdp).__name__}")
     for which in ("observation_space", "action_space"):
         space = getattr(env_or_mdp, which)
         if not isinstance(space, gym.spaces.Discrete):
-            raise ValueError(f"env_or_mdp.{which} must be gymnasium.spaces.Discrete for tabular "  # noqa: TRY004
+            raise InputError(f"env_or_mdp.{which} must be gymnasium.spaces.Discrete for tabular "
                              f"learning, got {space}")
     obs, act = env_or_mdp.observation_space, env_or_mdp.action_space
     return Problem(int(obs.n), int(act.n), env=env_or_mdp, obs_start=int(obs.start),
@@ -142,11 +143,11 @@ def resolve_problem(env_or_mdp, max_episode_steps) -> Problem:
 def resolve_backend(backend: str, problem: Problem) -> str:
     """"auto" → "compiled" for a TabularMDP, "python" for a gymnasium env; checks the choice."""
     if backend not in ("auto", "compiled", "python"):
-        raise ValueError(f"backend must be 'auto', 'compiled' or 'python', got {backend!r}")
+        raise InputError(f"backend must be 'auto', 'compiled' or 'python', got {backend!r}")
     if backend == "auto":
         return "compiled" if problem.mdp is not None else "python"
     if backend == "compiled" and problem.mdp is None:
-        raise ValueError("backend='compiled' needs a TabularMDP; a gymnasium env runs in Python")
+        raise InputError("backend='compiled' needs a TabularMDP; a gymnasium env runs in Python")
     return backend
 
 
@@ -171,12 +172,12 @@ def run_in_chunks(run_chunk, total: int, chunk: int, progress: bool, desc: str, 
 def policy_cdf(policy, n_states: int, n_actions: int) -> np.ndarray:
     """(S, A) cumulative action distribution of a policy given as (S,) ints or (S, A) probs."""
     if policy is None:
-        raise ValueError("policy is required: (S,) action indices or (S, A) probabilities")
+        raise InputError("policy is required: (S,) action indices or (S, A) probabilities")
     pi = np.asarray(policy)
     if pi.shape == (n_states,) and np.issubdtype(pi.dtype, np.integer):
         if ((pi < 0) | (pi >= n_actions)).any():
             s = int(np.flatnonzero((pi < 0) | (pi >= n_actions))[0])
-            raise ValueError(f"policy[{s}] = {pi[s]} is not an action in [0, {n_actions})")
+            raise InputError(f"policy[{s}] = {pi[s]} is not an action in [0, {n_actions})")
         probs = np.eye(n_actions)[pi]
     elif pi.shape == (n_states, n_actions):
         probs = pi.astype(np.float64)
@@ -184,9 +185,9 @@ def policy_cdf(policy, n_states: int, n_actions: int) -> np.ndarray:
             | (np.abs(probs.sum(axis=1) - 1.0) > 1e-8)
         if bad.any():
             s = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"policy[{s}] = {probs[s].tolist()} is not a probability distribution")
+            raise InputError(f"policy[{s}] = {probs[s].tolist()} is not a probability distribution")
     else:
-        raise ValueError(f"policy must have shape ({n_states},) of int actions or "
+        raise InputError(f"policy must have shape ({n_states},) of int actions or "
                          f"({n_states}, {n_actions}) of probabilities, got {pi.shape} {pi.dtype}")
     cdf = np.cumsum(probs, axis=1)
     cdf[:, -1] = np.maximum(cdf[:, -1], 1.0)  # never fall off the end through rounding
@@ -199,9 +200,9 @@ def initial_table(value, shape: tuple[int, ...], name: str = "initial_value") ->
     if arr.ndim == 0:
         arr = np.full(shape, float(arr))
     elif arr.shape != shape:
-        raise ValueError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
+        raise InputError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite")
+        raise InputError(f"{name} must be finite")
     return arr.copy()
 
 

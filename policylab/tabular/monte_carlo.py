@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 import numba
 import numpy as np
 
+from policylab.errors import InputError
 from policylab.tabular.common import (
     TabularResult,
     Uniforms,
@@ -213,7 +214,7 @@ def _check_episodes_end(mdp, pi_cdf, max_episode_steps) -> None:
         ends |= new
     stuck = sorted(reach - ends)
     if stuck:
-        raise ValueError(
+        raise InputError(
             f"policy never ends an episode from state {mdp.state_names[stuck[0]]!r} (no terminal "
             "state reachable under the policy); Monte Carlo needs episodes that end: change the "
             "policy or pass max_episode_steps")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from policylab.errors import InputError
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -22,7 +24,7 @@ _INV_2_53 = 1.0 / 9007199254740992.0  # 2⁻⁵³
 def make_rng_state(seed: int) -> np.ndarray:
     """A fresh (1,) uint64 SplitMix64 state for ``seed`` (any int ≥ 0)."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise InputError(f"seed must be a non-negative int, got {seed!r}")
     return np.array([int(seed) % (1 << 64)], dtype=np.uint64)
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from policylab.errors import InputError
+
 __all__ = [
     "Schedule",
     "as_schedule",
@@ -104,7 +106,7 @@ class Schedule:
 def _finite(name: str, **values: float) -> None:
     for key, v in values.items():
         if not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
-            raise ValueError(f"{name}: {key} must be a finite number, got {v!r}")
+            raise InputError(f"{name}: {key} must be a finite number, got {v!r}")
 
 
 def constant(value: float) -> Schedule:
@@ -117,7 +119,7 @@ def linear(start: float, end: float, steps: int) -> Schedule:
     """v(t) = start + (end − start) · min(t / steps, 1): linear interpolation, then constant."""
     _finite("linear", start=start, end=end, steps=steps)
     if steps <= 0:
-        raise ValueError(f"linear: steps must be > 0, got {steps!r}")
+        raise InputError(f"linear: steps must be > 0, got {steps!r}")
     return Schedule(LINEAR, float(start), float(end), float(steps))
 
 
@@ -125,7 +127,7 @@ def exponential(start: float, end: float, decay: float) -> Schedule:
     """v(t) = end + (start − end) · decayᵗ: geometric approach from start to end, decay ∈ [0, 1]."""
     _finite("exponential", start=start, end=end, decay=decay)
     if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"exponential: decay must be in [0, 1], got {decay!r}")
+        raise InputError(f"exponential: decay must be in [0, 1], got {decay!r}")
     return Schedule(EXPONENTIAL, float(start), float(end), float(decay))
 
 
@@ -136,7 +138,7 @@ def inverse_count(power: float = 1.0, scale: float = 1.0) -> Schedule:
     """
     _finite("inverse_count", power=power, scale=scale)
     if power <= 0 or scale <= 0:
-        raise ValueError(f"inverse_count: power and scale must be > 0, got {power!r}, {scale!r}")
+        raise InputError(f"inverse_count: power and scale must be > 0, got {power!r}, {scale!r}")
     return Schedule(INVERSE_COUNT, float(power), float(scale))
 
 
@@ -147,10 +149,10 @@ def as_schedule(value, name: str, *, zero_ok: bool) -> Schedule:
         sched = value
     elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         if not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+            raise InputError(f"{name} must be a finite number, got {value!r}")
         sched = constant(float(value))
     else:
-        raise ValueError(  # noqa: TRY004  (ValueError: the CLI maps it to exit code 2)
+        raise InputError(
             f"{name} must be a number or a tabular Schedule, got {type(value).__name__}")
     lo, hi, attained = sched.bounds()
     interval = "[0, 1]" if zero_ok else "(0, 1]"
@@ -162,7 +164,7 @@ def as_schedule(value, name: str, *, zero_ok: bool) -> Schedule:
             shown = f"{value.p0:g}"
         else:
             shown = f"{value!r}, which takes values in [{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} must be in {interval}, got {shown}")
+        raise InputError(f"{name} must be in {interval}, got {shown}")
     return sched
 
 
@@ -197,5 +199,5 @@ def parse_schedule(text: str) -> Schedule:
         return sched.with_floor(float(floor)) if floor else sched
     except ValueError as exc:
         detail = f" ({exc})" if str(exc) else ""
-        raise ValueError(f"cannot parse schedule {raw!r}{detail}; use a number, 1/n, inv:P[,S], "
+        raise InputError(f"cannot parse schedule {raw!r}{detail}; use a number, 1/n, inv:P[,S], "
                          "linear:START,END,STEPS or exp:START,END,DECAY, optionally @FLOOR") from None
