@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policylab.errors import InputError
 from policylab import planning, returns, tabular
+from policylab.errors import InputError
 from policylab.mdp import TabularMDP, catalog
 from policylab.tabular import schedules as sch
 from policylab.tabular.rng import epsilon_greedy_action, make_rng_state, next_uniform
