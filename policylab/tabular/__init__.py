@@ -9,9 +9,10 @@ SARSA, expected SARSA and Q-learning, with schedules and a compiled (numba) fast
     res = tabular.q_learning_from_transitions(mdp, data)
 """
 
-from policylab.tabular.common import TRACE_DTYPE, TabularResult
+from policylab.tabular.inputs import MAX_STEPS
 from policylab.tabular.monte_carlo import MCConfig, mc_prediction
 from policylab.tabular.offline import q_learning_from_transitions
+from policylab.tabular.result import TRACE_DTYPE, TabularResult, write_trace
 from policylab.tabular.schedules import (
                                          Schedule,
                                          as_schedule,
@@ -35,6 +36,7 @@ from policylab.tabular.updates import (
 )
 
 __all__ = [
+                                         "MAX_STEPS",
                                          "TRACE_DTYPE",
                                          "MCConfig",
                                          "Schedule",
@@ -61,4 +63,5 @@ __all__ = [
                                          "td0_prediction",
                                          "td_error",
                                          "td_target",
+                                         "write_trace",
 ]

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from policylab.errors import DataError, InputError
-from policylab.tabular.common import TabularResult
+from policylab.tabular.result import TabularResult
 from policylab.tabular.updates import (
     bootstrap_discount,
     incremental_update,
