@@ -118,7 +118,7 @@ def run(args) -> int:
                         "policy": res.policy.tolist(), "optimal_policy": plan.policy.tolist()}
         else:
             summary |= {"V": res.V.tolist(), "V_pi": reference.tolist()}
-        summary |= {"state_names": names, "action_names": actions}
+        summary |= {"state_names": list(names), "action_names": actions}
         print(json.dumps(summary))
         return 0
 

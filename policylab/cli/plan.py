@@ -59,7 +59,7 @@ def run(args) -> int:
         out = {
             "mdp": args.mdp, "gamma": mdp.gamma, "method": res.method,
             "iterations": res.iterations, "residual": res.residual, "converged": res.converged,
-            "states": mdp.state_names, "actions": mdp.action_names,
+            "states": list(mdp.state_names), "actions": mdp.action_names,
             "V": res.V.tolist(), "Q": res.Q.tolist(),
             "policy": [mdp.action_names[a] for a in res.policy],
         }
