@@ -114,7 +114,7 @@ def run(args) -> int:
 
     if args.trace:
         try:
-            _write_trace(args.trace, res.trace)
+            tabular.write_trace(args.trace, res.trace)
         except OSError as exc:
             raise UsageError(f"--trace {args.trace}: cannot write ({exc.strerror or exc})") from None
     names, actions = mdp.state_names, mdp.action_names
@@ -164,23 +164,3 @@ def run(args) -> int:
         print(f"trace: {len(res.trace)} updates -> {args.trace}", file=out)
     return 0
 
-
-def _write_trace(path: str, trace) -> None:
-    """Write the structured trace atomically (temp file + os.replace; no temp file left on failure)."""
-    import os
-
-    import numpy as np
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        if path.endswith(".npy"):
-            with open(tmp, "wb") as f:
-                np.save(f, trace, allow_pickle=False)
-        else:
-            header = ",".join(trace.dtype.names)
-            fmt = ["%d" if trace.dtype[n].kind in "ib" else "%.17g" for n in trace.dtype.names]
-            np.savetxt(tmp, trace, delimiter=",", header=header, comments="", fmt=fmt)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
