@@ -32,6 +32,7 @@ SUMMARY = {
     "train": "train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
     "eval": "evaluate a trained agent (a run directory)",
     "llm": "SFT / DPO / GRPO on causal language models (offline)",
+    "sweep": "seeds × hyperparameters on Ray Tune (local or a cluster)",
     "figures": "render the lecture's six figures (PNG + SVG)",
     "plot": "learning curves across seeds with bootstrap CIs + final table",
     "tour": "walk through the whole arc and write tour/index.html",
