@@ -163,7 +163,7 @@ def test_config_and_tokenizer_errors(tmp_path, tok, model):
         GRPOConfig(batch_size=12, num_generations=8)
     with pytest.raises(ValueError, match="loss_type"):
         GRPOConfig(loss_type="nope")
-    with pytest.raises(ValueError, match=r"beta must be in \(0, inf\), got 0.0"):
+    with pytest.raises(ValueError, match=r"beta=0.0 must be in \(0, inf\)"):
         DPOConfig(beta=0.0)
     tok.pad_token = None
     with pytest.raises(ValueError, match="no pad token"):

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from policylab.errors import ConfigError, InputError
+from policylab.errors import InputError
 from policylab.llm.batching import join_right_padded
 from policylab.llm.data import (
     DPO_FIELDS,
@@ -50,13 +50,8 @@ class DPOConfig(TrainConfig):
     max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
     precompute_ref_logps: bool = False  #: compute reference log-probs once before training, drop π_ref
 
-    RANGES: ClassVar[dict[str, str]] = {**TrainConfig.RANGES, "beta": "(0, inf)", "label_smoothing": "[0, 0.5)",
-                                        "max_length": "[2, inf)"}
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.loss_type not in LOSSES:
-            raise ConfigError(f"loss_type must be one of {sorted(LOSSES)}, got {self.loss_type!r}")
+    RANGES: ClassVar[dict] = {"beta": "(0, inf)", "loss_type": tuple(LOSSES), "label_smoothing": "[0, 0.5)",
+                              "max_length": "[2, 1048576]"}
 
 
 class DPOTrainer(Trainer):

@@ -33,7 +33,7 @@ class SFTConfig(TrainConfig):
     learning_rate: float = 2e-5  #: AdamW learning rate (TRL SFTConfig default)
     max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
 
-    RANGES: ClassVar[dict[str, str]] = {**TrainConfig.RANGES, "max_length": "[2, inf)"}
+    RANGES: ClassVar[dict] = {"max_length": "[2, 1048576]"}
 
 
 class SFTTrainer(Trainer):

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import shutil
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -30,7 +29,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from policylab.errors import CheckpointError, ConfigError, DivergenceError, InputError
+from policylab.errors import CheckpointError, DivergenceError, InputError
 from policylab.io.checkpoint import atomic_write_bytes
 from policylab.io.lock import RunLock
 from policylab.llm.checkpoint import (
@@ -47,33 +46,16 @@ __all__ = ["RESUMABLE_FIELDS", "TrainConfig", "Trainer", "check_config"]
 RESUMABLE_FIELDS = frozenset({"max_steps", "output_dir", "logging_steps", "save_steps", "save_total_limit", "progress"})
 
 
-def _in_interval(value: float, interval: str) -> bool:
-    """``value`` in an interval written "[lo, hi)", "(0, inf)", ... (bounds are floats or ±inf)."""
-    lo, hi = (float(x) for x in interval[1:-1].split(","))
-    return (lo <= value if interval[0] == "[" else lo < value) and (value <= hi if interval[-1] == "]" else value < hi)
-
-
 def check_config(cfg) -> None:
-    """Check every field of a config dataclass against its annotation (int, float, bool, str, lists
-    of those) and every number for finiteness and against ``cfg.RANGES``; ConfigError names the field."""
-    hints = typing.get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value, hint = getattr(cfg, f.name), hints[f.name]
-        items = value if isinstance(value, (list, tuple)) else [value]
-        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-        inner = typing.get_args(base[0]) if typing.get_origin(base[0]) in (list, tuple) else base
-        for v in items:
-            if v is None:
-                continue
-            if int in inner and float not in inner and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ConfigError(f"{f.name} must be an integer, got {v!r}")
-            if float in inner and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ConfigError(f"{f.name} must be a number, got {v!r}")
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{f.name} must be finite, got {v}")
-            interval = cfg.RANGES.get(f.name)
-            if interval and isinstance(v, (int, float)) and not _in_interval(v, interval):
-                raise ConfigError(f"{f.name} must be in {interval}, got {v}")
+    """Coerce and check every field of a config dataclass with :mod:`policylab.config` (type, finite,
+    the ``RANGES`` merged along its bases; an int without a range is in [0, 2³¹−1]); ConfigError names
+    the field. Runs when the config is built, so a bad value fails before any model loads."""
+    from policylab.config import check_value, coerce, field_specs
+
+    for spec in field_specs(type(cfg)):
+        value = coerce(spec.name, getattr(cfg, spec.name), spec.hint)
+        check_value(spec.name, value, spec)
+        setattr(cfg, spec.name, value)
 
 
 @dataclass
@@ -98,22 +80,14 @@ class TrainConfig:
     save_total_limit: int = 2  #: keep at most this many checkpoints (0: keep all)
     progress: bool = True  #: tqdm progress bar
 
-    #: Allowed interval of each numeric field ("[" closed, "(" open); checked by :func:`check_config`.
-    RANGES: ClassVar[dict[str, str]] = {
-        "seed": "[0, inf)", "max_steps": "[1, 1e12]", "batch_size": "[1, 1e9]", "learning_rate": "(0, inf)",
-        "weight_decay": "[0, inf)", "adam_betas": "[0, 1)", "max_grad_norm": "[0, inf)", "warmup_steps": "[0, inf)",
-        "max_prompt_length": "[1, inf)", "logging_steps": "[1, inf)", "save_steps": "[0, inf)",
-        "save_total_limit": "[0, inf)",
-    }
+    #: Ranges of the fields (policylab.config; shown in --help, checked by :func:`check_config`).
+    RANGES: ClassVar[dict] = {"max_steps": "[1, 2147483647]", "batch_size": "[1, 65536]",
+                              "learning_rate": "(0, 10]", "weight_decay": "[0, inf)", "adam_betas": "[0, 1)",
+                              "max_grad_norm": "[0, inf)", "lr_scheduler": ("constant", "linear"),
+                              "max_prompt_length": "[1, 1048576]", "logging_steps": "[1, 2147483647]"}
 
     def __post_init__(self):
-        if isinstance(self.adam_betas, (list, tuple)):
-            self.adam_betas = tuple(self.adam_betas)
         check_config(self)
-        if len(self.adam_betas) != 2:
-            raise ConfigError(f"adam_betas must be two numbers, got {self.adam_betas!r}")
-        if self.lr_scheduler not in ("constant", "linear"):
-            raise ConfigError(f"lr_scheduler must be 'constant' or 'linear', got {self.lr_scheduler!r}")
 
 
 def _finite(value: float, step: int, what: str) -> None:
