@@ -271,7 +271,7 @@ def stage_llm(out, cfg, args, summary):
 
     from policylab.llm.dpo import DPOConfig, DPOTrainer
     from policylab.llm.grpo import GRPOConfig, GRPOTrainer
-    from policylab.llm.sft import sft
+    from policylab.llm import sft
     from policylab.llm.task import accuracy, dpo_records, make_addition_problems, sft_records
     from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
 
