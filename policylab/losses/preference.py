@@ -34,6 +34,7 @@ __all__ = [
     "normalize_constant",
     "normalize_per_sequence",
     "normalize_per_token",
+    "normalize_sum_per_completion",
 ]
 
 
@@ -73,8 +74,22 @@ def normalize_constant(per_token: torch.Tensor, mask: torch.Tensor, max_len: int
     return (per_token * mask).sum() / denom
 
 
-#: Named reductions of the per-token GRPO loss; keys include TRL's ``loss_type`` names.
+def normalize_sum_per_completion(per_token: torch.Tensor, mask: torch.Tensor, max_len: int | None = None):
+    """Sum over each completion's tokens, mean over completions — GRPO exactly as lecture §7.2 writes it:
+
+        L = Ê_groups[ (1/G) Σ_{i=1}^{G} Σ_t ℓ_{i,t} ] = (1/B) Σ_{i,t} ℓ_{i,t}      (B = groups × G rows)
+
+    No length normalization: a long completion contributes every one of its tokens. With
+    ``scale_rewards="none"`` (Â_i = r_i − mean_group r) this is the lecture's L^GRPO (+ β·KL summed
+    over the completion's tokens, the sequence-level KL estimate). Not one of TRL's loss types.
+    """
+    return (per_token * mask).sum() / per_token.shape[0]
+
+
+#: Named reductions of the per-token GRPO loss; keys include TRL's ``loss_type`` names and
+#: "lecture" (:func:`normalize_sum_per_completion`).
 GRPO_NORMALIZATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "lecture": normalize_sum_per_completion,
     "sequence": normalize_per_sequence,
     "grpo": normalize_per_sequence,
     "token": normalize_per_token,
@@ -126,7 +141,7 @@ def grpo_loss(
         beta: KL coefficient β (TRL ``beta``, default 0.0: no reference model).
         normalization: key of :data:`GRPO_NORMALIZATIONS`: "sequence"/"grpo" (per-sequence mean
             then batch mean), "token"/"bnpo"/"dapo" (sum / number of tokens), "constant"/"dr_grpo"
-            (sum / (B · max_len)).
+            (sum / (B · max_len)), "lecture" (sum over each completion's tokens / B, lecture §7.2).
         clip_eps_high: ε_high (TRL ``epsilon_high``; DAPO's clip-higher uses 0.28); None → clip_eps.
         max_len: L_max for the "constant" normalization (TRL ``max_completion_length``).
 
