@@ -30,7 +30,10 @@ __all__ = [
     "DPOOutput",
     "dpo_loss",
     "grpo_loss",
+    "implicit_reward",
     "ipo_loss",
+    "kl_regularized_objective",
+    "kl_regularized_optimum",
     "normalize_constant",
     "normalize_per_sequence",
     "normalize_per_token",
@@ -277,3 +280,45 @@ def ipo_loss(
     return DPOOutput(
         losses.mean(), losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The derivation behind DPO (lecture §7.3), on problems small enough to enumerate y
+# ---------------------------------------------------------------------------------------------
+
+
+def kl_regularized_objective(policy: torch.Tensor, ref: torch.Tensor, reward: torch.Tensor, beta: float):
+    """The KL-regularized RLHF objective per prompt (lecture §7.3), for enumerable completions:
+
+        J(π; x) = Σ_y π(y|x) r(x,y) − β KL(π(·|x) ‖ π_ref(·|x)),   KL = Σ_y π log(π/π_ref)
+
+    ``policy``, ``ref`` (X, Y) probabilities (rows sum to 1), ``reward`` (X, Y) → (X,) to MAXIMIZE.
+    Terms with π(y|x) = 0 contribute 0 (0·log 0 = 0).
+    """
+    _check_same_shape(policy, ref_policy=ref, reward=reward)
+    log_ratio = torch.where(policy > 0, torch.log(policy) - torch.log(ref), torch.zeros_like(policy))
+    return (policy * reward).sum(-1) - beta * (policy * log_ratio).sum(-1)
+
+
+def kl_regularized_optimum(ref: torch.Tensor, reward: torch.Tensor, beta: float) -> torch.Tensor:
+    """The maximizer of :func:`kl_regularized_objective` (lecture §7.3):
+
+        π*(y|x) = π_ref(y|x) · exp(r(x,y)/β) / Z(x),   Z(x) = Σ_y π_ref(y|x) exp(r(x,y)/β)
+
+    computed as softmax(log π_ref + r/β) over y (no overflow for small β). (X, Y) → (X, Y).
+    The maximum is J(π*; x) = β log Z(x).
+    """
+    _check_same_shape(ref, reward=reward)
+    if not beta > 0:
+        raise InputError(f"beta must be > 0, got {beta}")
+    return torch.softmax(torch.log(ref) + reward / beta, dim=-1)
+
+
+def implicit_reward(policy_logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
+    """DPO's implicit reward (lecture §7.3): r̂(x,y) = β log π(y|x)/π_ref(y|x).
+
+    At π = π* it equals r(x,y) − β log Z(x): the true reward up to a per-prompt constant, which cancels
+    in every Bradley–Terry comparison σ(r̂(x,y_w) − r̂(x,y_l)). Elementwise; same shape as the inputs.
+    """
+    _check_same_shape(policy_logp, ref_logp=ref_logp)
+    return beta * (policy_logp - ref_logp)
