@@ -9,7 +9,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policylab.losses import dpo_loss, implicit_reward, kl_regularized_objective, kl_regularized_optimum
+from policylab.losses import (
+    dpo_loss,
+    implicit_reward,
+    kl_regularized_objective,
+    kl_regularized_optimum,
+)
 
 torch.set_num_threads(1)
 X, Y = 3, 5  # prompts, one-token completions
