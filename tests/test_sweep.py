@@ -102,7 +102,7 @@ def test_llm_sweep_equals_plain_llm_run(local_ray, tmp_path, monkeypatch):
                  "--max_prompt_length", "16", "--max_length", "24", "--save_steps", "2", "--seed", "1",
                  "--max_steps", "3", "--learning_rate", str(params["learning_rate"]),
                  "--output_dir", "plain", "--progress", "false"]) == 0
-    losses = lambda d: [json.loads(x)["loss"] for x in Path(d, "log.jsonl").read_text().splitlines()]  # noqa: E731
+    losses = lambda d: [json.loads(x)["loss"] for x in Path(d, "log.jsonl").read_text().splitlines()]
     assert losses(f"sw/trials/{cid}-s1") == losses("plain")
     assert report["best"]["config"] == cid and (Path("sw") / "best.yaml").is_file()
     with pytest.raises(ConfigError, match="set by the sweep"):
