@@ -35,6 +35,23 @@ def _autograd(fn, x: np.ndarray, *rest) -> np.ndarray:
 
 # ---------------------------------------------------------------- loss derivatives
 
+def _assert_grad_or_one_sided_at_kinks(ours, ref, ratio, adv, eps, rtol, atol, ulps=4):
+    """ours ≈ ref away from the clip boundaries; within ``ulps`` ulp of ρ = 1±ε (where the rounding
+    of ``exp`` decides the branch and differs between CPUs and libms) each of ours and ref may be any
+    value between the two one-sided derivatives there: 0 (clip binds) and −ρÂ/B (clip free)."""
+    ulp = np.spacing(np.asarray(1.0 + eps, dtype=np.asarray(ratio).dtype)).astype(np.float64)  # ρ's own precision
+    ratio = np.asarray(ratio, dtype=np.float64)
+    near = np.zeros(ratio.shape, dtype=bool)
+    for edge in (1.0 + eps, 1.0 - eps):
+        near |= np.abs(ratio - edge) <= ulps * ulp
+    np.testing.assert_allclose(ours[~near], ref[~near], rtol=rtol, atol=atol)
+    free = -ratio[near] * adv[near] / ratio.size  # the one-sided derivative where the clip is free
+    lo, hi = np.minimum(free, 0.0), np.maximum(free, 0.0)
+    slack = rtol * np.abs(free) + atol
+    for g in (ours[near], ref[near]):
+        assert np.all((g >= lo - slack) & (g <= hi + slack)), (g, lo, hi)
+
+
 @settings(max_examples=60)
 @given(n=st.integers(1, 40), eps=st.floats(0.05, 0.5), seed=st.integers(0, 2**31 - 1))
 def test_ppo_clip_loss_grad_equals_autograd(n, eps, seed):
@@ -42,11 +59,23 @@ def test_ppo_clip_loss_grad_equals_autograd(n, eps, seed):
     logp, old_logp = rng.normal(size=n) * 0.3, rng.normal(size=n) * 0.3
     adv = rng.normal(size=n)
     adv[rng.random(n) < 0.1] = 0.0
-    edge = rng.random(n) < 0.2  # ratios exactly on the clip boundaries: the tie rule matters there
+    edge = rng.random(n) < 0.2  # ratios on the clip boundaries (up to exp's rounding on this CPU)
     logp[edge] = old_logp[edge] + np.log(np.where(rng.random(edge.sum()) < 0.5, 1 + eps, 1 - eps))
     ours = ppo_clip_loss_grad(logp, old_logp, adv, eps)
     ref = _autograd(ppo_clip_loss, logp, old_logp, adv, eps)
-    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    _assert_grad_or_one_sided_at_kinks(ours, ref, np.exp(logp - old_logp), adv, eps, rtol=1e-10, atol=1e-12)
+
+
+def test_kink_check_rejects_a_wrong_gradient():
+    """The tolerance at the kinks is not a blank cheque: a wrong derivative away from them, or a value
+    outside [0, −ρÂ/B] on them, still fails."""
+    ratio, adv = np.array([1.0, 1.2, 0.8]), np.array([1.0, 1.0, -1.0])
+    right = -ratio * adv / 3
+    _assert_grad_or_one_sided_at_kinks(right, right * [1, 0, 0], ratio, adv, 0.2, 1e-10, 1e-12)
+    with pytest.raises(AssertionError):
+        _assert_grad_or_one_sided_at_kinks(right * [2, 1, 1], right, ratio, adv, 0.2, 1e-10, 1e-12)
+    with pytest.raises(AssertionError):
+        _assert_grad_or_one_sided_at_kinks(right * [1, -1, 1], right, ratio, adv, 0.2, 1e-10, 1e-12)
 
 
 def test_ppo_clip_loss_grad_zero_exactly_where_clip_binds():
@@ -288,22 +317,30 @@ def test_numpy_backend_numbers_do_not_depend_on_blas_threads():
 
 
 def test_ppo_clip_loss_grad_float32_rounding_ties_as_torch():
-    """Ratios one float32 step around 1±ε: the rounded products may tie; torch then splits the gradient."""
+    """Ratios one float32 step around 1±ε: the rounded products may tie; torch's ``minimum`` then splits
+    the gradient and ``clamp`` passes it on its closed interval. The reference is autograd of the
+    surrogate on the SAME rounded ratios ρ (so neither libm's ``exp`` nor the CPU decides a tie), times
+    ∂ρ/∂logp = ρ."""
     rng = np.random.default_rng(5)
     n, eps = 4000, 0.2
     old = rng.normal(size=n).astype(np.float32)
     edge = np.float32(1 + eps) * (1 + rng.integers(-3, 4, size=n).astype(np.float32) * np.finfo(np.float32).eps)
     logp = (old + np.log(edge.astype(np.float64))).astype(np.float32)
     adv = rng.normal(size=n).astype(np.float32)
+    ours = ppo_clip_loss_grad(logp, old, adv, eps)
+    ratio = np.exp(logp - old)  # the same float32 ratios the function computes on this machine
+    r = torch.tensor(ratio, requires_grad=True)
+    a = torch.tensor(adv)
+    (-torch.minimum(r * a, torch.clamp(r, 1.0 - eps, 1.0 + eps) * a).mean()).backward()
+    ref = r.grad.numpy() * ratio
+    ties = ratio * adv == np.clip(ratio, 1 - eps, 1 + eps) * adv
+    assert (ties & (ratio != np.float32(1 + eps))).any()  # rounding ties off the boundary are exercised
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-12)
+    # and against the torch loss itself, up to the one-sided choice where exp's rounding decides it
     t = torch.tensor(logp, requires_grad=True)
     ppo_clip_loss(t, torch.tensor(old), torch.tensor(adv), eps).backward()
-    ours = ppo_clip_loss_grad(logp, old, adv, eps)
-    ratio = np.exp(logp - old)
-    same_ratio = ratio == torch.exp(torch.tensor(logp) - torch.tensor(old)).numpy()
-    assert same_ratio.mean() > 0.5  # where numpy's and torch's exp agree, the rule must agree exactly
-    ties = ratio * adv == np.clip(ratio, 1 - eps, 1 + eps) * adv
-    assert (ties & same_ratio & (ratio != np.float32(1 + eps))).any()  # rounding ties off the boundary
-    np.testing.assert_allclose(ours[same_ratio], t.grad.numpy()[same_ratio], rtol=1e-6, atol=1e-12)
+    _assert_grad_or_one_sided_at_kinks(ours.astype(np.float64), t.grad.numpy().astype(np.float64), ratio,
+                                       adv.astype(np.float64), eps, rtol=1e-6, atol=1e-12, ulps=8)
 
 
 def test_replaced_buffers_detected_and_old_checkpoints_keep_their_backend(tmp_path):
