@@ -14,11 +14,11 @@ import torch
 
 from policylab.deep import A2C, PPO, Agent, load_agent
 from policylab.deep.a2c import A2CConfig
-from policylab.deep.vec_env import make_vec_env
 from policylab.deep.config import PRESET_DIR, load_preset, make_config
 from policylab.deep.distributions import CategoricalHead, GaussianHead, head_for
 from policylab.deep.ppo import PPOConfig
-from policylab.deep.storage import RolloutStorage
+from policylab.deep.storage import ReplayBuffer, RolloutStorage
+from policylab.deep.vec_env import make_vec_env
 from policylab.io import STANDARD_KEYS, CheckpointError, load_checkpoint, save_checkpoint
 
 SMALL_PPO = {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "hidden_sizes": (16, 16)}
@@ -399,3 +399,114 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown env id" in err and "learning_rate must be finite" in err and "invalid JSON" in err
     assert not (tmp_path / "x").exists()  # nothing written before the error
+
+
+# ---------------------------------------------------------------- hooks for off-policy methods
+
+@dataclass
+class _ToyQConfig:
+    n_envs: int = 2
+    buffer_size: int = 400
+    train_freq: int = 4            # env steps per env between updates
+    gradient_steps: int = 3        # minibatches per update
+    learning_starts: int = 16
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    gamma: float = 0.9
+    epsilon: float = 0.3
+    hidden_sizes: tuple[int, ...] = (8,)
+
+
+class _ToyQ(Agent):
+    """A DQN without a target net, written only with the off-policy hooks (no on-policy code touched)."""
+
+    algo = "toy-q"
+    config_class = _ToyQConfig
+    discrete_only = True
+    uses_critic = False  # Q(s, ·) is the actor's output
+
+    def setup(self):
+        self.optimizers["main"] = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+        self.updates = 0
+
+    def make_storage(self):
+        return ReplayBuffer.allocate(self.config.buffer_size, self.n_envs, self.obs_dim, (), True)
+
+    def explore(self, obs):  # ε-greedy
+        greedy = self.net.policy_params(torch.from_numpy(obs)).argmax(-1).numpy()
+        random = self.np_rng.integers(0, self.head.n, size=len(obs))
+        return np.where(self.np_rng.random(len(obs)) < self.config.epsilon, random, greedy)
+
+    def collect(self):
+        self.collect_transitions(self.storage, self.config.train_freq)
+
+    def update(self):
+        c = self.config
+        if self.num_steps < c.learning_starts:
+            return {}
+        for _ in range(c.gradient_steps):
+            b = {k: torch.from_numpy(v) for k, v in self.storage.sample(c.batch_size, self.np_rng).items()}
+            q = self.net.policy_params(b["obs"]).gather(1, b["actions"][:, None])[:, 0]
+            with torch.no_grad():
+                target = b["rewards"] + c.gamma * (~b["terminated"]) * self.net.policy_params(b["next_obs"]).amax(-1)
+            loss = 0.5 * (q - target).pow(2).mean()
+            self.optimizers["main"].zero_grad()
+            loss.backward()
+            self.optimizers["main"].step()
+            self.updates += 1
+        return {"losses/value_loss": loss.item()}
+
+
+def test_off_policy_hooks_schedule_replay_contents_and_resume(tmp_path):
+    agent = _ToyQ("CartPole-v1", seed=0)
+    agent.learn(40)  # 5 iterations of 4 steps × 2 envs; updates once ≥ 16 steps were collected: 4 × 3
+    assert (agent.num_steps, agent.iteration, agent.updates) == (40, 5, 12)
+    agent.learn(400)
+    buf = agent.storage
+    assert len(buf) == 400 and buf.full
+    rows = np.roll(np.arange(len(buf.obs)), -buf.pos)  # oldest → newest
+    obs, nxt, term = buf.obs[rows], buf.next_obs[rows], buf.terminated[rows]
+    assert term.any()
+    # a terminal s' is the true final observation (outside CartPole's bounds), not the reset one
+    x, theta = nxt[term][:, 0], nxt[term][:, 2]
+    assert np.all((np.abs(x) > 2.4) | (np.abs(theta) > 12 * 2 * math.pi / 360))
+    # elsewhere s' is the next row's s
+    cont = ~term[:-1]
+    np.testing.assert_array_equal(nxt[:-1][cont], obs[1:][cont])
+    # the replay buffer is in the checkpoint: resume continues with identical numbers
+    full = _ToyQ("CartPole-v1", seed=3).learn(160)
+    half = _ToyQ("CartPole-v1", seed=3).learn(80)
+    half.save(tmp_path / "toy")
+    resumed = _ToyQ.load(tmp_path / "toy")
+    assert len(resumed.storage) == 80
+    resumed.learn(160)
+    assert _params_equal(full.net, resumed.net)
+    np.testing.assert_array_equal(full.storage.obs, resumed.storage.obs)
+
+
+def test_replay_buffer_ring_and_sampling():
+    buf = ReplayBuffer.allocate(5, 2, 1, (), True)  # 3 rows of 2 envs
+    for t in range(4):
+        buf.add(np.full((2, 1), t), np.array([t, t]), np.array([t, -t]), np.full((2, 1), t + 1), np.array([t == 3] * 2))
+    assert len(buf) == 6 and buf.full and buf.pos == 1 and buf.obs[0, 0, 0] == 3  # row 0 overwritten
+    b = buf.sample(1000, np.random.default_rng(0))
+    assert set(np.unique(b["obs"])) == {1, 2, 3}
+    np.testing.assert_array_equal(b["next_obs"], b["obs"] + 1)
+    np.testing.assert_array_equal(b["terminated"], b["obs"][:, 0] == 3)
+    with pytest.raises(RuntimeError, match="empty"):
+        ReplayBuffer.allocate(4, 1, 1, (), True).sample(1, np.random.default_rng(0))
+
+
+def test_cli_and_readme_algorithm_lists_come_from_the_registry(capsys):
+    from pathlib import Path
+
+    from policylab.cli import build_parser
+    from policylab.deep.registry import ALGORITHMS, algorithm_class
+
+    for name in ALGORITHMS:
+        assert algorithm_class(name).algo == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    assert "{" + ",".join(ALGORITHMS) + "}" in capsys.readouterr().out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"policylab train   {'|'.join(ALGORITHMS)} --env" in readme
