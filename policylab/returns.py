@@ -235,6 +235,12 @@ def discounted_returns(r_t, discount_t, bootstrap=None, *, terminated=None, trun
     return _out(_backward_scan(r + live * cut * v_tp1, live * (1.0 - cut)), r_t)
 
 
+def _delta(r_t, discount_t, terminated, v_tp1, v_t):
+    """δ_t = r_{t+1} + γ_t (1 − terminated_t) V(s_{t+1}) − V(s_t), elementwise (numpy or torch):
+    the one place the TD error is written (:func:`td_errors`, :func:`gae`)."""
+    return r_t + discount_t * (1.0 - terminated) * v_tp1 - v_t
+
+
 def td_errors(r_t, discount_t, v_t, v_tp1, *, terminated=None, truncated=None):
     """One-step TD error, the actor-critic advantage estimate (lecture §6.3; Sutton 1988).
 
@@ -257,12 +263,11 @@ def td_errors(r_t, discount_t, v_t, v_tp1, *, terminated=None, truncated=None):
         if tuple(v_tp1.shape) != shape:
             _next_values("v_tp1", _np(v_tp1), _np(v_t), shape, truncated)  # shape checks
             v_tp1 = torch.cat([v_t[1:], v_tp1.reshape(1, *shape[1:])])
-        return r_t + g * (1.0 - term) * v_tp1 - v_t
+        return _delta(r_t, g, term, v_tp1, v_t)
     g = np.broadcast_to(_np(discount_t).astype(np.float64), shape)
     term = _flags(terminated, shape)
     nv = _next_values("v_tp1", v_tp1, v_t, shape, truncated)  # (T, ...)
-    delta = _np(r_t) + g * (1.0 - term) * nv - _np(v_t)
-    return _out(delta, r_t)
+    return _out(_delta(_np(r_t), g, term, nv, _np(v_t)), r_t)
 
 
 def gae(r_t, discount_t, v_t, v_tp1, lambda_=0.95, *, terminated=None, truncated=None):
@@ -293,7 +298,7 @@ def gae(r_t, discount_t, v_t, v_tp1, lambda_=0.95, *, terminated=None, truncated
     g = np.broadcast_to(_np(discount_t).astype(np.float64), shape)
     term, trunc = _flags(terminated, shape), _flags(truncated, shape)
     nv = _next_values("v_tp1", v_tp1, v_t, shape, truncated)  # (T, ...)
-    delta = _np(r_t) + g * (1.0 - term) * nv - _np(v_t)  # (T, ...)
+    delta = _delta(_np(r_t), g, term, nv, _np(v_t))  # (T, ...)
     keep = g * _np(lambda_) * (1.0 - np.maximum(term, trunc))  # (T, ...) γλ(1 − done)
     return _out(_backward_scan(delta, keep), r_t)
 

@@ -13,7 +13,7 @@ from policylab.mdp import TabularMDP, catalog, from_gymnasium
 def two_state(**over):
     P = np.array([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
     R = np.array([[0.0, 1.0], [0.0, 0.0]])
-    kw = {"P": P, "R": R, "gamma": 0.9}
+    kw = {"P": P, "R": R, "gamma": 0.9, "layout": "SAS"}  # A == S: the layout must be said
     kw.update(over)
     return kw
 

@@ -17,7 +17,7 @@ import importlib
 import sys
 
 # Order = order in `policylab --help`.
-SUBCOMMANDS = ["plan", "learn", "train", "eval", "llm", "figures", "plot", "tour", "bench"]
+SUBCOMMANDS = ["plan", "learn", "train", "eval", "llm", "sweep", "figures", "plot", "tour", "bench"]
 
 
 from policylab.errors import PolicylabError, UsageError

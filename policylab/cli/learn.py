@@ -66,8 +66,13 @@ def run(args) -> int:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     if args.rows < 0:
         raise UsageError(f"--rows must be >= 0, got {args.rows}")
-    if args.trace and not args.trace.endswith((".csv", ".npy")):
-        raise UsageError(f"--trace file must end in .csv or .npy, got {args.trace!r}")
+    if args.trace:
+        from policylab.tabular.result import check_trace_path
+
+        try:
+            check_trace_path(args.trace)
+        except ValueError as exc:
+            raise UsageError(f"--trace: {exc}") from None
 
     mdp = catalog.get(args.mdp, gamma=args.gamma)
     plan = planning.value_iteration(mdp, tol=1e-10)
@@ -97,7 +102,7 @@ def run(args) -> int:
     max_err_visited = float(err[visited].max()) if visited.any() else float("nan")
 
     if args.trace:
-        _write_trace(args.trace, res.trace)
+        tabular.write_trace(args.trace, res.trace)
     names, actions = mdp.state_names, mdp.action_names
     last = res.episode_returns[-100:]
     summary = {
@@ -145,19 +150,3 @@ def run(args) -> int:
         print(f"trace: {len(res.trace)} updates -> {args.trace}", file=out)
     return 0
 
-
-def _write_trace(path: str, trace) -> None:
-    """Write the structured trace atomically (temp file + os.replace)."""
-    import os
-
-    import numpy as np
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    if path.endswith(".npy"):
-        with open(tmp, "wb") as f:
-            np.save(f, trace, allow_pickle=False)
-    else:
-        header = ",".join(trace.dtype.names)
-        fmt = ["%d" if trace.dtype[n].kind in "ib" else "%.17g" for n in trace.dtype.names]
-        np.savetxt(tmp, trace, delimiter=",", header=header, comments="", fmt=fmt)
-    os.replace(tmp, path)

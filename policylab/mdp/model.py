@@ -48,6 +48,35 @@ def _as_csr_rows(P, n_actions: int | None):
     return P, n_actions
 
 
+def _dense_layout(P: np.ndarray, R, layout: str | None):
+    """(P as (S, A, S), R with a 3-d R transposed alike) from P given as (S, A, S) or
+    pymdptoolbox's (A, S, S); ``layout`` must be given when the shape fits both (A == S)."""
+    if layout not in (None, "SAS", "ASS"):
+        raise InvalidMDPError(f"layout must be 'SAS' (P[s, a, s']) or 'ASS' (P[a, s, s'], "
+                              f"pymdptoolbox), got {layout!r}")
+    if P.ndim != 3:
+        raise InvalidMDPError(f"P must have shape (S, A, S), got {P.shape}")
+    sas, ass = P.shape[0] == P.shape[2], P.shape[1] == P.shape[2]
+    if layout is None:
+        if not (sas or ass):
+            raise InvalidMDPError(f"P must have shape (S, A, S), got {P.shape} "
+                                  "(pymdptoolbox's (A, S, S) is read too)")
+        if sas and ass and P.shape[0] > 1:
+            raise InvalidMDPError(
+                f"P has shape {P.shape}: with A == S it reads as (S, A, S) or as pymdptoolbox's "
+                "(A, S, S); pass layout='SAS' (P[s, a, s']) or layout='ASS' (P[a, s, s'])")
+        layout = "SAS" if sas else "ASS"
+    if layout == "SAS":
+        if not sas:
+            raise InvalidMDPError(f"P must have shape (S, A, S), got {P.shape} (layout='SAS')")
+        return P, R
+    if not ass:
+        raise InvalidMDPError(f"layout='ASS' needs P of shape (A, S, S), got {P.shape}")
+    if R is not None and R.ndim == 3:
+        R = np.ascontiguousarray(R.transpose(1, 0, 2))
+    return np.ascontiguousarray(P.transpose(1, 0, 2)), R
+
+
 @dataclass(eq=False)
 class TabularMDP:
     """A finite MDP (S, A, P, R, γ) with optional start distribution and terminal states.
@@ -61,6 +90,9 @@ class TabularMDP:
         terminal: (S,) bool mask or list of state indices. Terminal states must be absorbing
             (P(s|s, a) = 1 for every a) with zero reward; an episode ends on entering one.
         state_names, action_names: labels for printing and figures.
+        layout: how a dense 3-d P (and R) is indexed: "SAS" = P[s, a, s'] or "ASS" =
+            P[a, s, s'] (pymdptoolbox's layout). None infers it from the shape; when A == S
+            both readings fit the shape, so it must be given.
 
     Raises:
         InvalidMDPError: before any work, naming the offending state/action and value.
@@ -73,6 +105,7 @@ class TabularMDP:
     terminal: np.ndarray | None = None
     state_names: list[str] | None = None
     action_names: list[str] | None = None
+    layout: str | None = None
     expected_reward: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,14 +129,13 @@ class TabularMDP:
             S = P.shape[1]
             self.is_sparse = True
         else:
-            P = np.asarray(self.P, dtype=np.float64)
-            if P.ndim != 3 or P.shape[0] != P.shape[2]:
-                raise InvalidMDPError(f"P must have shape (S, A, S), got {P.shape}")
+            P, R_arr = _dense_layout(np.asarray(self.P, dtype=np.float64), R_arr, self.layout)
             S, A = P.shape[0], P.shape[1]
             self.is_sparse = False
         if S == 0 or A == 0:
             raise InvalidMDPError(f"an MDP needs at least one state and one action, got S={S}, A={A}")
         self.n_states, self.n_actions = S, A
+        self.layout = "SAS"  # P is now P[s, a, s'] (or CSR rows s·A + a)
 
         # gamma
         try:
@@ -275,7 +307,8 @@ class TabularMDP:
     def with_gamma(self, gamma: float) -> TabularMDP:
         """The same MDP with another discount factor."""
         return TabularMDP(self.P, self.R, gamma, initial=self.initial, terminal=self.terminal,
-                          state_names=self.state_names, action_names=self.action_names)
+                          state_names=self.state_names, action_names=self.action_names,
+                          layout="SAS")
 
     def __repr__(self) -> str:
         kind = "sparse" if self.is_sparse else "dense"

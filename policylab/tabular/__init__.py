@@ -7,8 +7,9 @@ SARSA, expected SARSA and Q-learning, with schedules and a compiled (numba) fast
     res.Q, res.policy, res.episode_returns
 """
 
-from policylab.tabular.common import TRACE_DTYPE, TabularResult
+from policylab.tabular.inputs import MAX_STEPS
 from policylab.tabular.monte_carlo import MCConfig, mc_prediction
+from policylab.tabular.result import TRACE_DTYPE, TabularResult, write_trace
 from policylab.tabular.schedules import (
                                          Schedule,
                                          as_schedule,
@@ -32,6 +33,7 @@ from policylab.tabular.updates import (
 )
 
 __all__ = [
+                                         "MAX_STEPS",
                                          "TRACE_DTYPE",
                                          "MCConfig",
                                          "Schedule",
@@ -57,4 +59,5 @@ __all__ = [
                                          "td0_prediction",
                                          "td_error",
                                          "td_target",
+                                         "write_trace",
 ]
