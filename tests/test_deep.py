@@ -17,7 +17,8 @@ from policylab.deep.a2c import A2CConfig
 from policylab.deep.config import PRESET_DIR, load_preset, make_config
 from policylab.deep.distributions import CategoricalHead, GaussianHead, head_for
 from policylab.deep.ppo import PPOConfig
-from policylab.deep.storage import ReplayBuffer, RolloutStorage
+from policylab.deep.replay import ReplayBuffer
+from policylab.deep.storage import RolloutStorage
 from policylab.deep.vec_env import make_vec_env
 from policylab.io import STANDARD_KEYS, CheckpointError, load_checkpoint, save_checkpoint
 
@@ -430,7 +431,8 @@ class _ToyQ(Agent):
         self.updates = 0
 
     def make_storage(self):
-        return ReplayBuffer.allocate(self.config.buffer_size, self.n_envs, self.obs_dim, (), True)
+        return ReplayBuffer(self.config.buffer_size, self.obs_dim, (), True, n_envs=self.n_envs,
+                            gamma=self.config.gamma, seed=self.seed)
 
     def explore(self, obs):  # ε-greedy
         greedy = self.net.policy_params(torch.from_numpy(obs)).argmax(-1).numpy()
@@ -445,10 +447,10 @@ class _ToyQ(Agent):
         if self.num_steps < c.learning_starts:
             return {}
         for _ in range(c.gradient_steps):
-            b = {k: torch.from_numpy(v) for k, v in self.storage.sample(c.batch_size, self.np_rng).items()}
+            b = {k: torch.from_numpy(v) for k, v in vars(self.storage.sample(c.batch_size)).items()}
             q = self.net.policy_params(b["obs"]).gather(1, b["actions"][:, None])[:, 0]
             with torch.no_grad():
-                target = b["rewards"] + c.gamma * (~b["terminated"]) * self.net.policy_params(b["next_obs"]).amax(-1)
+                target = b["rewards"] + b["discounts"] * self.net.policy_params(b["next_obs"]).amax(-1)
             loss = 0.5 * (q - target).pow(2).mean()
             self.optimizers["main"].zero_grad()
             loss.backward()
@@ -457,44 +459,29 @@ class _ToyQ(Agent):
         return {"losses/value_loss": loss.item()}
 
 
-def test_off_policy_hooks_schedule_replay_contents_and_resume(tmp_path):
-    agent = _ToyQ("CartPole-v1", seed=0)
-    agent.learn(40)  # 5 iterations of 4 steps × 2 envs; updates once ≥ 16 steps were collected: 4 × 3
-    assert (agent.num_steps, agent.iteration, agent.updates) == (40, 5, 12)
+def test_off_policy_hooks_schedule_replay_contents_and_determinism():
+    agent = _ToyQ(gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 25), seed=0, n_envs=1, epsilon=1.0)
+    agent.learn(40)  # 10 iterations of 4 steps; updates once ≥ 16 steps were collected: 7 × 3
+    assert (agent.num_steps, agent.iteration, agent.updates) == (40, 10, 21)
     agent.learn(400)
     buf = agent.storage
     assert len(buf) == 400 and buf.full
-    rows = np.roll(np.arange(len(buf.obs)), -buf.pos)  # oldest → newest
-    obs, nxt, term = buf.obs[rows], buf.next_obs[rows], buf.terminated[rows]
-    assert term.any()
+    rows = np.roll(np.arange(buf.rows), -buf.pos)  # oldest → newest
+    obs, nxt = buf.obs[rows, 0], buf.next_obs[rows, 0]
+    term, trunc = buf.terminated[rows, 0], buf.truncated[rows, 0]
+    only_trunc = trunc & ~term  # (a step may be both: terminal on the time limit's last step)
+    assert term.any() and only_trunc.any()
     # a terminal s' is the true final observation (outside CartPole's bounds), not the reset one
     x, theta = nxt[term][:, 0], nxt[term][:, 2]
     assert np.all((np.abs(x) > 2.4) | (np.abs(theta) > 12 * 2 * math.pi / 360))
+    # a truncated s' is the final observation too (time limit inside the bounds): not the next row's reset s
+    assert not np.allclose(nxt[:-1][only_trunc[:-1]], obs[1:][only_trunc[:-1]])
     # elsewhere s' is the next row's s
-    cont = ~term[:-1]
+    cont = ~(term | trunc)[:-1]
     np.testing.assert_array_equal(nxt[:-1][cont], obs[1:][cont])
-    # the replay buffer is in the checkpoint: resume continues with identical numbers
-    full = _ToyQ("CartPole-v1", seed=3).learn(160)
-    half = _ToyQ("CartPole-v1", seed=3).learn(80)
-    half.save(tmp_path / "toy")
-    resumed = _ToyQ.load(tmp_path / "toy")
-    assert len(resumed.storage) == 80
-    resumed.learn(160)
-    assert _params_equal(full.net, resumed.net)
-    np.testing.assert_array_equal(full.storage.obs, resumed.storage.obs)
-
-
-def test_replay_buffer_ring_and_sampling():
-    buf = ReplayBuffer.allocate(5, 2, 1, (), True)  # 3 rows of 2 envs
-    for t in range(4):
-        buf.add(np.full((2, 1), t), np.array([t, t]), np.array([t, -t]), np.full((2, 1), t + 1), np.array([t == 3] * 2))
-    assert len(buf) == 6 and buf.full and buf.pos == 1 and buf.obs[0, 0, 0] == 3  # row 0 overwritten
-    b = buf.sample(1000, np.random.default_rng(0))
-    assert set(np.unique(b["obs"])) == {1, 2, 3}
-    np.testing.assert_array_equal(b["next_obs"], b["obs"] + 1)
-    np.testing.assert_array_equal(b["terminated"], b["obs"][:, 0] == 3)
-    with pytest.raises(RuntimeError, match="empty"):
-        ReplayBuffer.allocate(4, 1, 1, (), True).sample(1, np.random.default_rng(0))
+    # every draw comes from the agent's seeded streams
+    a, b = _ToyQ("CartPole-v1", seed=3).learn(120), _ToyQ("CartPole-v1", seed=3).learn(120)
+    assert _params_equal(a.net, b.net) and np.array_equal(a.storage.obs, b.storage.obs)
 
 
 def test_cli_and_readme_algorithm_lists_come_from_the_registry(capsys):
@@ -506,7 +493,7 @@ def test_cli_and_readme_algorithm_lists_come_from_the_registry(capsys):
     for name in ALGORITHMS:
         assert algorithm_class(name).algo == name
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "--help"])
+        build_parser(["train"]).parse_args(["train", "--help"])
     assert "{" + ",".join(ALGORITHMS) + "}" in capsys.readouterr().out
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"policylab train   {'|'.join(ALGORITHMS)} --env" in readme
