@@ -342,15 +342,9 @@ def llm_classes(algo: str):
 
 
 def _algorithm_class(algo: str):
-    from policylab.deep import ALGORITHMS
+    from policylab.deep.registry import algorithm_class
 
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"sweep spec: unknown algo {algo!r} for kind train; choose from {', '.join(ALGORITHMS)}")
-    return _import_class(ALGORITHMS[algo])
-
-
-def _import_class(target: str):
-    import importlib
-
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return algorithm_class(algo)
+    except ValueError as exc:
+        raise ConfigError(f"sweep spec: algo for kind train: {exc}") from None
