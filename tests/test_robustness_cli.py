@@ -238,3 +238,25 @@ def test_import_budget_of_plan_learn_train_and_help():
     proc = subprocess.run([sys.executable, "-c", _BUDGET], capture_output=True, text=True, env=env, timeout=300,
                           check=False)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ --help lists every config field
+def test_help_of_every_config_command_lists_every_field():
+    from policylab.cli.learn import LearnConfig
+    from policylab.cli.llm import EvalConfig, MakeDataConfig, _config_class
+    from policylab.config import field_specs
+    from policylab.deep import A2C, PPO, REINFORCE, ActorCritic
+
+    parsers = dict(all_parsers())
+    expected = {("learn",): LearnConfig, ("llm", "make-data"): MakeDataConfig, ("llm", "eval"): EvalConfig}
+    expected |= {("llm", c): _config_class(c) for c in ("sft", "dpo", "grpo")}
+    for words, cls in expected.items():
+        text = " ".join(parsers[words].format_help().split())
+        for spec in field_specs(cls):
+            assert f"--{spec.name.replace('_', '-')}" in text, (words, spec.name)
+            assert " ".join(spec.help.split()) in text, (words, spec.name)
+    text = parsers[("train",)].format_help()  # train: --set NAME=VALUE, fields listed per algorithm
+    for agent in (REINFORCE, ActorCritic, A2C, PPO):
+        assert f"{agent.config_class.__name__} fields" in text
+        for spec in field_specs(agent.config_class):
+            assert f"  {spec.name} — {spec.help}" in text, (agent, spec.name)
