@@ -242,7 +242,8 @@ def test_import_budget_of_plan_learn_train_and_help():
 
 
 # ------------------------------------------------------------------ --help lists every config field
-def test_help_of_every_config_command_lists_every_field():
+def test_help_of_every_config_command_lists_every_field(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100000")  # no wrapping (argparse breaks lines at hyphens)
     from policylab.cli.learn import LearnConfig
     from policylab.cli.llm import EvalConfig, MakeDataConfig, _config_class
     from policylab.config import field_specs
