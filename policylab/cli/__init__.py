@@ -23,13 +23,14 @@ import tempfile
 from pathlib import Path
 
 from policylab.config import FLOAT_RANGE, number
+from policylab.deep.registry import ALGORITHMS  # names only (no torch import)
 from policylab.errors import PolicylabError, UsageError
 
 # Order = order in `policylab --help`; the one-line summary of each command.
 SUMMARY = {
     "plan": "solve a known MDP (value/policy iteration): V*, Q*, pi*",
     "learn": "tabular RL (Q-learning, SARSA, TD(0), MC) on a catalog MDP vs planning",
-    "train": "train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+    "train": f"train {' / '.join(ALGORITHMS)} on a Gymnasium env",
     "eval": "evaluate a trained agent (a run directory)",
     "llm": "SFT / DPO / GRPO on causal language models (offline)",
     "sweep": "seeds × hyperparameters on Ray Tune (local or a cluster)",
