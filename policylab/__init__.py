@@ -6,7 +6,7 @@ Importing the package is cheap (no numpy, torch or scipy): subpackages are impor
 """
 
 from policylab import errors
-from policylab.errors import *  # noqa: F403 (exactly errors.__all__)
+from policylab.errors import *  # exactly errors.__all__
 
 __version__ = "0.1.0"
 __all__ = [*errors.__all__, "__version__"]
