@@ -1,6 +1,8 @@
 """Observation/reward normalization (policylab.deep.normalize) against numpy over the whole
 stream, a hand-computed discounted-return variance, and SB3's VecNormalize on the same data."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -26,7 +28,7 @@ def stream_and_split(draw):
 def test_running_moments_equal_numpy_over_the_stream_for_any_batch_split(data):
     xs, bounds = data
     rms = RunningMeanStd((xs.shape[1],), epsilon=0.0)  # no prior: exactly the stream's moments
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         rms.update(xs[a:b])
     scale = 1.0 + np.abs(xs).max()
     np.testing.assert_allclose(rms.mean, xs.mean(0), rtol=1e-9, atol=1e-9 * scale)
@@ -40,7 +42,7 @@ def test_default_prior_is_a_pseudo_sample_of_mean_0_var_1(data):
     with mean 0 and variance 1."""
     xs, bounds = data
     rms = RunningMeanStd((xs.shape[1],))
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         rms.update(xs[a:b])
     eps, n = 1e-4, xs.shape[0]
     m = xs.sum(0) / (n + eps)
