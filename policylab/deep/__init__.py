@@ -42,8 +42,8 @@ How an algorithm file plugs in (see ``ppo.py`` / ``a2c.py``; ≤ ~300 lines, top
 
         def _train_iteration(self, total_steps) -> dict:
             # rollout:    self.collect_rollout(buf)  (advances self.num_steps, tracks episodes)
-            #             or step self.env yourself from self._obs, then call
-            #             self._track_episodes(rewards, dones) and add to self.num_steps
+            #             or step the envs yourself from self._obs with self.step_env(actions)
+            #             (normalization, episode counting) and add to self.num_steps
             # advantages: policylab.returns.gae / discounted_returns / td_errors over buf arrays
             # update:     policylab.losses.* on self.head.log_prob_entropy(self.net.policy_params(obs), a)
             # logging:    return {"losses/policy_loss": ..., ...}  (STANDARD_KEYS in policylab.io)

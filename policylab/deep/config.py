@@ -15,7 +15,7 @@ from pathlib import Path
 
 from policylab.errors import InputError, MissingFileError
 
-__all__ = ["check", "check_fields", "load_preset", "make_config", "preset_path"]
+__all__ = ["AgentOptions", "check", "check_fields", "load_preset", "make_config", "preset_path"]
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -82,6 +82,8 @@ def make_config(config_class, config=None, **overrides):
         raise InputError(f"unknown hyperparameter(s) {', '.join(unknown)} for "
                          f"{config_class.__name__}; valid: {', '.join(names)}")
     cfg = config_class(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+    if isinstance(cfg, AgentOptions):
+        cfg.validate_options()
     if hasattr(cfg, "validate"):
         cfg.validate()
     return cfg
@@ -136,3 +138,27 @@ def load_preset(path, algo: str | None = None) -> dict:
     if algo is not None and any(isinstance(v, dict) for v in data.values()):
         raise InputError(f"preset {path} has no section for {algo!r} (sections: {', '.join(data)})")
     return data
+
+
+VECTORIZATIONS = ("sync", "async", "fast")
+
+
+@dataclasses.dataclass
+class AgentOptions:
+    """Fields every algorithm's config inherits (one level): how the env is vectorized, SB3
+    VecNormalize-style normalization (``policylab.deep.normalize``), and network options.
+    Defaults reproduce the behaviour of checkpoints written before these fields existed."""
+
+    n_timesteps: int | None = None         # default total env steps of learn() (rl-zoo's n_timesteps)
+    vectorization: str = "sync"            # sync: SyncVectorEnv | async: AsyncVectorEnv (subprocesses) | fast: compiled env
+    normalize_obs: bool = False            # observations ↦ clip((o − μ)/√(σ² + ε), ±clip_obs), running μ, σ²
+    normalize_reward: bool = False         # rewards ↦ clip(r/√(Var[G] + ε), ±clip_reward), G the discounted return
+    clip_obs: float = 10.0                 # bound of normalized observations (SB3: 10)
+    clip_reward: float = 10.0              # bound of scaled rewards (SB3: 10)
+    ortho_init: bool = True                # orthogonal init (gains √2 hidden, 0.01 policy, 1 value); False: torch default
+    shared_trunk: bool = False             # actor and critic heads on one MLP body (PPO/A2C; torch backend)
+
+    def validate_options(self) -> None:
+        check(self.vectorization in VECTORIZATIONS, "vectorization", self.vectorization,
+              " | ".join(VECTORIZATIONS))
+        check_fields(self, positive=("clip_obs", "clip_reward"), positive_or_none=("n_timesteps",))

@@ -132,6 +132,7 @@ class Normalizer:
                 "returns": self.returns.copy()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (scalars may come back as 1-element arrays)."""
         try:
             obs_mean = np.asarray(state["obs_mean"], np.float64)
             returns = np.asarray(state["returns"], np.float64)
@@ -139,10 +140,10 @@ class Normalizer:
                 raise ValueError(f"shapes {obs_mean.shape}, {returns.shape} do not fit "
                                  f"{self.obs_rms.mean.shape}, {self.returns.shape}")
             self.obs_rms.mean, self.obs_rms.var = obs_mean, np.asarray(state["obs_var"], np.float64)
-            self.obs_rms.count = float(state["obs_count"])
-            self.ret_rms.mean, self.ret_rms.var = (np.asarray(state["ret_mean"], np.float64),
-                                                   np.asarray(state["ret_var"], np.float64))
-            self.ret_rms.count = float(state["ret_count"])
+            self.obs_rms.count = float(np.asarray(state["obs_count"]).reshape(()))
+            self.ret_rms.mean = np.asarray(state["ret_mean"], np.float64).reshape(())
+            self.ret_rms.var = np.asarray(state["ret_var"], np.float64).reshape(())
+            self.ret_rms.count = float(np.asarray(state["ret_count"]).reshape(()))
             self.returns = returns.copy()
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"normalization statistics do not fit this agent: {exc}") from None

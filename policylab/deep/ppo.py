@@ -23,6 +23,9 @@ agree to float32 rounding):
   layout either way (weights, Adam moments); the rollout and ``act``/``evaluate`` use the mirror's
   forward (same weights) with this backend.
 
+The numpy backend mirrors two separate MLPs; with ``shared_trunk=True`` the agent runs the torch
+backend instead (``self.backend``), the same loss and the same gradient.
+
 The loss *values* that are logged always come from the torch functions in ``policylab.losses``.
 """
 
@@ -36,7 +39,7 @@ import torch
 
 from policylab.deep.analytic import NumpyPolicyValueNet, adam_step, clip_grad_norm
 from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check, check_fields
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
 from policylab.losses import approx_kl, clip_fraction, entropy_bonus, ppo_clip_loss, value_loss
 from policylab.losses.grads import ppo_clip_loss_grad, value_loss_grad
@@ -46,7 +49,7 @@ __all__ = ["PPO", "PPOConfig"]
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(AgentOptions):
     """PPO hyperparameters; defaults are the paper's MuJoCo settings (Schulman et al. 2017, Table 3)."""
 
     n_envs: int = 1                        # parallel environments N
@@ -86,6 +89,7 @@ class PPO(Agent):
 
     algo = "ppo"
     config_class = PPOConfig
+    supports_shared_trunk = True
     legacy_config: ClassVar[dict] = {"backend": "torch"}  # checkpoints from before the numpy backend resume as trained
 
     def setup(self) -> None:
@@ -94,7 +98,8 @@ class PPO(Agent):
         self.optimizers["main"] = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.adam_eps,
                                                    fused=True)
         self.flat_grad = self.flat_params.grad.numpy()  # numpy view of the flat gradient
-        if c.backend == "numpy":
+        self.backend = "torch" if c.shared_trunk else c.backend  # numpy mirror: separate MLPs only
+        if self.backend == "numpy":
             self.np_net = NumpyPolicyValueNet(self.net, c.activation)  # views of the same weights
         self.buf = self.allocate_rollout(c.n_steps)
 
@@ -126,7 +131,7 @@ class PPO(Agent):
         # ---- update: K epochs of minibatch SGD on the clipped surrogate -------------------------
         n = obs.shape[0]
         full_batch = c.batch_size >= n  # one minibatch per epoch: no shuffle (a mean ignores order)
-        if c.backend == "numpy":
+        if self.backend == "numpy":
             backward, step = self._numpy_backward, lambda: adam_step(opt, self.flat_params)
         else:
             backward, step = self._torch_backward, opt.step
