@@ -7,9 +7,9 @@ Both sides use rl-baselines3-zoo's tuned PPO hyperparameters for Hopper-v4 / Hal
 values from its bundled presets (``policylab/presets/<env>.yaml``; the script checks the
 translation: policylab's vf_coef is 2× SB3's because its value loss carries a ½).
 
-Every run is its own single-threaded process (OMP_NUM_THREADS=1, torch.set_num_threads(1)); up to
---procs run at once (default: one per core), and the job list alternates sides seed by seed, so at
-any time one policylab and one SB3 run share the machine and load hits both alike.
+Every run is its own single-threaded process (OMP_NUM_THREADS=1, torch.set_num_threads(1)); --procs
+run at once (default: one per core), half of them policylab runs and half SB3 runs (each side works
+through its own queue of env × seed), so the two sides share the machine and load hits both alike.
 
 Each run trains in chunks of --eval-every env steps; after each chunk (untimed) it runs 10
 deterministic episodes of a fresh env with the training normalization statistics frozen (policylab:
@@ -44,11 +44,11 @@ _POLICY = {"log_std_init": -2.0, "ortho_init": False, "net_arch": {"pi": [256, 2
 # rl-baselines3-zoo hyperparams/ppo.yml (SB3 names), n_envs 1, normalize: true, n_timesteps 1e6
 ZOO = {
     "Hopper-v5": {"batch_size": 32, "n_steps": 512, "gamma": 0.999, "learning_rate": 9.80828e-05,
-                      "ent_coef": 0.00229519, "clip_range": 0.2, "n_epochs": 5, "gae_lambda": 0.99,
-                      "max_grad_norm": 0.7, "vf_coef": 0.835671},
+                  "ent_coef": 0.00229519, "clip_range": 0.2, "n_epochs": 5, "gae_lambda": 0.99,
+                  "max_grad_norm": 0.7, "vf_coef": 0.835671},
     "HalfCheetah-v5": {"batch_size": 64, "n_steps": 512, "gamma": 0.98, "learning_rate": 2.0633e-05,
-                           "ent_coef": 0.000401762, "clip_range": 0.1, "n_epochs": 20, "gae_lambda": 0.92,
-                           "max_grad_norm": 0.8, "vf_coef": 0.58096},
+                       "ent_coef": 0.000401762, "clip_range": 0.1, "n_epochs": 20, "gae_lambda": 0.92,
+                       "max_grad_norm": 0.8, "vf_coef": 0.58096},
 }
 PUBLISHED = {"Hopper-v5": "2,410 ± 10 (Hopper-v3)", "HalfCheetah-v5": "5,819 ± 664 (HalfCheetah-v3)"}
 EVAL_EPISODES = 10
@@ -164,19 +164,22 @@ def main() -> None:
 
     from policylab.figures.stats import iqm, stratified_bootstrap_ci
 
-    jobs = [(side, env_id, seed) for env_id in args.envs for seed in args.seeds
-            for side in (("policylab", "sb3") if seed % 2 == 0 else ("sb3", "policylab"))]
+    # one queue per side, half of the slots each: a policylab run and an SB3 run share the machine
+    queues = {side: [(side, env_id, seed) for env_id in args.envs for seed in args.seeds]
+              for side in ("policylab", "sb3")}
+    per_side = max(1, args.procs // 2)
     results, running = [], []
     t0 = time.perf_counter()
-    while jobs or running:
-        while jobs and len(running) < args.procs:
-            side, env_id, seed = jobs.pop(0)
-            cmd = [sys.executable, __file__, "--worker", side, env_id, str(seed), "--steps", str(steps),
-                   "--eval-every", str(args.eval_every), "--out", args.out]
-            running.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    while any(queues.values()) or running:
+        for side, queue in queues.items():
+            while queue and sum(s == side for s, _ in running) < per_side:
+                _, env_id, seed = queue.pop(0)
+                cmd = [sys.executable, __file__, "--worker", side, env_id, str(seed), "--steps", str(steps),
+                       "--eval-every", str(args.eval_every), "--out", args.out]
+                running.append((side, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)))
         time.sleep(0.5)
-        for p in [p for p in running if p.poll() is not None]:
-            running.remove(p)
+        for side, p in [(s, p) for s, p in running if p.poll() is not None]:
+            running.remove((side, p))
             out = p.stdout.read().strip().splitlines()
             if p.returncode != 0 or not out:
                 raise SystemExit(f"a worker failed (exit {p.returncode}): {p.args}")
