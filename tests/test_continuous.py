@@ -144,7 +144,8 @@ def test_network_options():
     bound = 1 / np.sqrt(16)  # PyTorch's default nn.Linear init: U(−1/√fan_in, 1/√fan_in)
     assert w_p.abs().max() <= bound and plain.net.actor[2].bias.abs().max() > 0
     shared = PPO("Pendulum-v1", seed=0, shared_trunk=True, **SMALL)
-    assert shared.backend == "torch" and shared.np_net is None  # numpy mirror: separate nets only
+    assert shared.backend.name == "torch" and "share a trunk" in shared.notes[0]  # auto: numpy needs two MLPs
+    assert ortho.backend.name == "numpy"
     n_sep = sum(p.numel() for p in ortho.net.parameters())
     n_shared = sum(p.numel() for p in shared.net.parameters())
     assert n_sep - n_shared == 3 * 16 + 16 + 16 * 16 + 16  # one trunk fewer

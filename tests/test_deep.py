@@ -14,7 +14,7 @@ import torch
 
 from policylab.deep import A2C, PPO, Agent, load_agent
 from policylab.deep.a2c import A2CConfig
-from policylab.deep.common import make_vec_env
+from policylab.deep.vec_env import make_vec_env
 from policylab.deep.config import PRESET_DIR, load_preset, make_config
 from policylab.deep.distributions import CategoricalHead, GaussianHead, head_for
 from policylab.deep.ppo import PPOConfig
@@ -232,7 +232,7 @@ def test_resume_equals_uninterrupted(tmp_path, cls, env, hp, total):
 
 
 def test_resume_with_fast_vector_cartpole(tmp_path):
-    from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
 
     hp = {**SMALL_PPO, "n_envs": 4}
     full = PPO(VectorCartPole(4), seed=2, **hp).learn(512)
@@ -334,7 +334,7 @@ def test_make_vec_env_accepts_env_instance_and_vector_env():
     single = gym.make("CartPole-v1")
     venv = make_vec_env(single, 3)
     assert venv.num_envs == 3 and venv.envs[0] is single
-    from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
 
     fast = VectorCartPole(4)
     assert make_vec_env(fast, 99) is fast

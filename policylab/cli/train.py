@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ALGOS = ["reinforce", "actor-critic", "a2c", "ppo"]
+from policylab.deep.registry import ALGORITHMS as ALGOS  # the registry's names (no torch import)
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+    p = subparsers.add_parser("train", help=f"train {' / '.join(ALGOS)} on a Gymnasium env",
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("algo", choices=ALGOS, help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
@@ -82,7 +82,7 @@ def run(args) -> int:
     if args.eval_episodes < 1:
         raise UsageError("--eval-episodes must be ≥ 1")
 
-    from policylab.deep.common import algorithm_class  # imports torch
+    from policylab.deep.registry import algorithm_class  # imports torch on first use
 
     try:
         cls = algorithm_class(args.algo)

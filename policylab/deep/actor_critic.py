@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from policylab.deep.common import Agent, explained_variance
+from policylab.deep.agent import Agent
 from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.losses import actor_critic_loss, entropy_bonus
+from policylab.losses import actor_critic_loss, entropy_bonus, explained_variance
 from policylab.returns import td_errors
 
 __all__ = ["ActorCritic", "ActorCriticConfig"]

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from policylab.deep.common import Agent, explained_variance
+from policylab.deep.agent import Agent
 from policylab.deep.config import AgentOptions, check_fields
-from policylab.losses import approx_kl, reinforce_loss, value_loss
+from policylab.losses import approx_kl, explained_variance, reinforce_loss, value_loss
 from policylab.planning.policy_gradient import exact_policy_gradient
 from policylab.planning.policy_gradient import softmax_policy as softmax
 from policylab.returns import discounted_returns
