@@ -22,6 +22,8 @@ bootstrap interval (``policylab.figures.stats``), and policylab's time / SB3's t
     python benchmarks/ppo_mujoco.py                                  # 1M steps, seeds 0 1 2 (hours)
     python benchmarks/ppo_mujoco.py --steps 100000 --seeds 0 1       # a shortened run
     python benchmarks/ppo_mujoco.py --envs Hopper-v5 --steps 20000 --seeds 0 --eval-every 10240
+
+Runs already finished in --out (``result.json``) are reused, so an interrupted benchmark continues.
 """
 
 from __future__ import annotations
@@ -174,6 +176,10 @@ def main() -> None:
         for side, queue in queues.items():
             while queue and sum(s == side for s, _ in running) < per_side:
                 _, env_id, seed = queue.pop(0)
+                done = Path(args.out) / env_id / f"{side}-s{seed}" / "result.json"
+                if done.is_file():  # a finished run of an interrupted benchmark is kept
+                    results.append(json.loads(done.read_text()))
+                    continue
                 cmd = [sys.executable, __file__, "--worker", side, env_id, str(seed), "--steps", str(steps),
                        "--eval-every", str(args.eval_every), "--out", args.out]
                 running.append((side, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)))

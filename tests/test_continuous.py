@@ -37,10 +37,10 @@ def test_normalization_statistics_follow_the_training_stream():
     assert norm.obs_rms.count == pytest.approx(2 + 256 + 1e-4)
     assert norm.ret_rms.count == pytest.approx(256 + 1e-4)
     # rollout observations are normalized: roughly standardized, bounded by clip_obs
-    obs = agent.buf.flat("obs")
+    obs = agent.storage.flat("obs")
     assert np.abs(obs).max() <= 10.0 and np.abs(obs.mean(0)).max() < 1.5
     # rewards stored are the scaled ones: Pendulum's raw rewards are in [−16.3, 0]
-    assert np.abs(agent.buf.rewards).max() < 16.0 and agent.buf.rewards.std() < 5.0
+    assert np.abs(agent.storage.rewards).max() < 16.0 and agent.storage.rewards.std() < 5.0
 
 
 @pytest.mark.parametrize("cls", [PPO, A2C, REINFORCE, ActorCritic])
@@ -86,7 +86,7 @@ def test_sync_and_async_vectorization_give_identical_rollouts():
         sync.learn(128)
         asyn.learn(128)
         for name in ("obs", "actions", "rewards", "values", "next_values", "terminated", "truncated"):
-            np.testing.assert_array_equal(getattr(sync.buf, name), getattr(asyn.buf, name), err_msg=name)
+            np.testing.assert_array_equal(getattr(sync.storage, name), getattr(asyn.storage, name), err_msg=name)
         _assert_same_agent(sync, asyn)
     finally:
         asyn.env.close()
@@ -98,7 +98,7 @@ def test_fast_vectorization_reaches_the_compiled_cartpole():
     assert type(fast.env).__name__ == "VectorCartPole"
     fast.learn(256)
     sync.learn(256)
-    np.testing.assert_array_equal(fast.buf.obs, sync.buf.obs)  # same trajectories, bit for bit
+    np.testing.assert_array_equal(fast.storage.obs, sync.storage.obs)  # same trajectories, bit for bit
     for k, v in _weights(fast).items():
         torch.testing.assert_close(v, _weights(sync)[k], rtol=0, atol=0)
 
