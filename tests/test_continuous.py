@@ -78,6 +78,15 @@ def test_kill_and_resume_gives_identical_statistics_and_weights(cls, tmp_path):
     _assert_same_agent(straight, resumed)
 
 
+def test_kill_and_resume_on_mujoco_restores_the_physics(tmp_path):
+    pytest.importorskip("mujoco")
+    straight = PPO("Hopper-v5", seed=3, **SMALL, **NORM).learn(512)
+    PPO("Hopper-v5", seed=3, **SMALL, **NORM).learn(256, checkpoint_dir=tmp_path / "run")
+    resumed = PPO.load(tmp_path / "run").learn(512)
+    np.testing.assert_array_equal(straight.storage.obs, resumed.storage.obs)  # same trajectories
+    _assert_same_agent(straight, resumed)
+
+
 def test_sync_and_async_vectorization_give_identical_rollouts():
     sync = PPO("Pendulum-v1", seed=5, vectorization="sync", **SMALL, **NORM)
     asyn = PPO("Pendulum-v1", seed=5, vectorization="async", **SMALL, **NORM)
