@@ -195,3 +195,22 @@ def test_bad_input_is_rejected_before_any_work(monkeypatch):
     for vec in ("sync", "async"):
         with pytest.raises(InputError, match=r'pip install "policylab\[mujoco\]"'):
             PPO("Hopper-v5", vectorization=vec)
+
+
+def test_cli_eval_every_stop_at_return_and_preset_steps(tmp_path, capsys):
+    from policylab.cli import main
+
+    out = tmp_path / "run"
+    (tmp_path / "p.yaml").write_text("n_timesteps: 2048\nn_envs: 2\nn_steps: 64\nbatch_size: 64\nn_epochs: 2\n"
+                                     "hidden_sizes: [16]\nnormalize_obs: true\nnormalize_reward: true\n")
+    args = ["train", "ppo", "--env", "Pendulum-v1", "--config", str(tmp_path / "p.yaml"), "--out", str(out),
+            "--no-progress", "--no-tensorboard", "--eval-every", "512", "--eval-episodes", "2"]
+    assert main(args + ["--stop-at-return=-1e9"]) == 0  # no --steps: the preset's n_timesteps
+    text = capsys.readouterr().out
+    assert "for 2,048 steps" in text and "stopped: --stop-at-return reached" in text
+    agent = PPO.load(out)
+    assert agent.num_steps == 512 and (out / "best" / "best.json").is_file()
+    assert main(["eval", str(out / "best"), "--episodes", "2"]) == 0
+    assert main(args[:-4] + ["--out", str(tmp_path / "y"), "--stop-at-return", "0"]) == 2  # needs --eval-every
+    assert main(args + ["--out", str(tmp_path / "z"), "--eval-every=-3"]) == 2
+    assert "--eval-every must be a positive" in capsys.readouterr().err
