@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from policylab.deep import PPO
@@ -206,6 +206,8 @@ def _both_backends_on_one_minibatch(agent, seed=0, clip_eps=0.2):
     from policylab.deep.backend import TorchBackend
 
     buf = agent.storage
+    if agent._obs is None:
+        agent._obs = agent._reset_env()
     agent.collect_rollout(buf)
     rng = np.random.default_rng(seed)
     for v in agent.net.state_dict().values():  # perturb so ratios ≠ 1 and clipping binds somewhere
@@ -245,6 +247,105 @@ def test_numpy_backend_gradient_equals_autograd(env, hp):
     ratio = np.exp(ref[1][0] - consts["old_logp"])
     assert (np.abs(ratio - 1) > 0.2).any() and (np.abs(ratio - 1) < 0.2).any()  # both regions exercised
     _assert_same_gradient(mine, ref)
+
+
+# ---------------------------------------------------------------- backend="auto" over every PPO option
+
+def _ppo_field_strategies():
+    """A strategy per PPOConfig field: named ones for sizes, generic ones by type for the rest — so a
+    new option that enters the loss is exercised here without anyone listing it."""
+    import dataclasses
+    import typing
+
+    from policylab.deep.networks import ACTIVATIONS
+    from policylab.deep.ppo import PPOConfig
+
+    named = {"n_envs": st.integers(1, 2), "n_steps": st.integers(8, 24), "batch_size": st.integers(2, 8),
+             "n_epochs": st.integers(1, 2), "hidden_sizes": st.lists(st.integers(1, 12), min_size=1, max_size=3),
+             "activation": st.sampled_from(sorted(ACTIVATIONS)), "backend": st.just("auto"),
+             "gamma": st.floats(0.0, 1.0), "gae_lambda": st.floats(0.0, 1.0)}
+    by_type = {bool: st.booleans(), int: st.integers(1, 4), float: st.floats(1e-3, 2.0),
+               float | None: st.none() | st.floats(1e-3, 1.0), int | None: st.none() | st.integers(1, 4)}
+    hints = typing.get_type_hints(PPOConfig)
+    out = {}
+    for f in dataclasses.fields(PPOConfig):
+        strategy = named.get(f.name, by_type.get(hints[f.name]))
+        assert strategy is not None, (f"PPOConfig.{f.name} ({hints[f.name]}): give it a strategy here, so the "
+                                      "auto backend and the fast path's gradient are tested with it")
+        out[f.name] = strategy
+    return st.fixed_dictionaries(out)
+
+
+@settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: slow
+@given(cfg=_ppo_field_strategies(), env=st.sampled_from(["CartPole-v1", "Pendulum-v1"]), seed=st.integers(0, 99))
+def test_auto_backend_over_every_ppo_option_takes_numpy_only_with_the_same_gradient(cfg, env, seed):
+    """For any valid PPOConfig: auto picks numpy exactly when ``fast.unsupported`` finds nothing, and
+    then its loss and gradient equal autograd's on the torch loss. A new loss term or option without a
+    derivative on the fast path fails here (a gradient mismatch) until it gets one or auto skips it."""
+    from hypothesis import reject
+
+    from policylab.deep import fast
+    from policylab.errors import InputError
+
+    try:
+        agent = PPO(env, seed=seed, **cfg)
+    except InputError:  # a value out of its range: not a config PPO runs
+        reject()
+    why_not = fast.unsupported(agent.net, agent.head, agent.config.activation, agent.loss)
+    assert (agent.backend.name == "numpy") == (why_not is None), why_not
+    assert agent.notes == [f"PPO backend: {agent.backend.name} (auto: "
+                           + (why_not or "MLP on CPU, a supported head and loss") + ")"]
+    if agent.backend.name == "numpy":
+        (mine, ref), _ = _both_backends_on_one_minibatch(agent, seed=seed, clip_eps=agent.config.clip_range)
+        _assert_same_gradient(mine, ref)
+
+
+def test_auto_backend_choices_and_reasons():
+    from functools import partial
+
+    from policylab.deep.backend import make_backend
+    from policylab.errors import ConfigError
+    from policylab.losses import reinforce_loss
+
+    agent = PPO("CartPole-v1", seed=0, **SMALL)  # the default: auto → numpy on a plain MLP
+    assert agent.config.backend == "auto" and agent.backend.name == "numpy"
+    assert PPO("CartPole-v1", seed=0, backend="torch", **SMALL).backend.name == "torch"
+
+    class LayerNormPPO(PPO):  # another architecture: autograd only
+        def build_net(self):
+            net = super().build_net()
+            net.actor.insert(1, torch.nn.LayerNorm(net.actor[0].out_features))
+            return net
+
+    auto = LayerNormPPO("CartPole-v1", seed=0, **SMALL)
+    assert auto.backend.name == "torch" and "layers other than Linear" in auto.notes[0]
+    auto.learn(64)
+    with pytest.raises(ConfigError, match="backend='numpy' cannot run"):
+        LayerNormPPO("CartPole-v1", seed=0, backend="numpy", **SMALL)
+    # a loss with no derivative in losses.grads, or an option its derivative does not take
+    args = (agent.net, agent.head, "tanh", agent.torch_rng, agent.np_rng, agent.flat_params, agent.optimizers["main"])
+    backend, why = make_backend("auto", *args, partial(reinforce_loss))
+    assert backend.name == "torch" and "reinforce_loss has no derivative" in why
+    backend, why = make_backend("auto", *args, partial(ppo_loss, kl_coef=0.1))
+    assert backend.name == "torch" and "does not take the loss's options" in why
+
+
+def test_ppo_loss_grad_equals_autograd_of_ppo_loss():
+    rng = np.random.default_rng(7)
+    B = 50
+    logp, ent, v, old, adv, ret, old_v = (rng.normal(size=B) for _ in range(7))
+    kw = {"clip_eps": 0.2, "vf_coef": 0.7, "ent_coef": 0.05, "old_values": old_v, "clip_eps_vf": 0.3}
+    g_logp, g_ent, g_v = ppo_loss_grad(logp, ent, v, old, adv, ret, **kw)
+    ts = [torch.tensor(x, requires_grad=True) for x in (logp, ent, v)]
+    kw_t = {**kw, "old_values": torch.tensor(old_v)}
+    terms = ppo_loss(*ts, *(torch.tensor(x) for x in (old, adv, ret)), **kw_t)
+    terms.total.backward()
+    for ours, t in zip((g_logp, g_ent, g_v), ts):
+        np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-10, atol=1e-14)
+    np_terms = ppo_loss(logp, ent, v, old, adv, ret, **kw)  # the numpy evaluation = the torch one
+    np.testing.assert_allclose([float(t) for t in np_terms], [t.item() for t in terms], rtol=1e-12)
+    assert float(np_terms.total) == pytest.approx(
+        float(np_terms.policy) + 0.7 * float(np_terms.value) + 0.05 * float(np_terms.entropy), rel=1e-12)
 
 
 def test_numpy_backend_logged_losses_are_sane():

@@ -16,7 +16,7 @@ Modules, one job each:
                              choices and the README's lists come from here.
 - ``networks``               ``PolicyValueNet`` (MLP actor + MLP critic, orthogonal init), ``flatten_parameters``.
 - ``distributions``          ``CategoricalHead`` / ``GaussianHead``: ``sample``, ``mode``, ``log_prob``, ``entropy``.
-- ``storage``                ``RolloutStorage`` (T, N) for on-policy methods, ``ReplayBuffer`` for off-policy ones.
+- ``storage``, ``replay``     ``RolloutStorage`` (T, N) for on-policy methods, ``ReplayBuffer`` for off-policy ones.
 - ``backend``                how the net computes (sample, value, loss_and_grad, step): ``TorchBackend``
                              (autograd) and ``make_backend("auto" | "numpy" | "torch")``.
 - ``fast/``                  the numpy backend: numpy MLP mirror with numba kernels, numpy heads, Adam.
@@ -59,9 +59,9 @@ preset section, a test. Override the storage, the collection step and the update
 
     class MyOffPolicy(Agent):
         def build_net(self): ...         # e.g. Q-networks + target copies, all inside one nn.Module
-        def make_storage(self):          # replay buffer instead of a rollout (saved in checkpoints)
-            return ReplayBuffer.allocate(c.buffer_size, self.n_envs, self.obs_dim,
-                                         self.head.action_shape, self.head.discrete)
+        def make_storage(self):          # replay.ReplayBuffer instead of a rollout
+            return ReplayBuffer(c.buffer_size, self.obs_dim, self.head.action_shape, self.head.discrete,
+                                n_envs=self.n_envs, gamma=c.gamma, seed=self.seed)
         def explore(self, obs):          # behaviour policy: ε-greedy, or a ~ π(·|s) (the default)
             ...
         def collect(self):               # train_freq env steps per env per iteration
@@ -69,7 +69,7 @@ preset section, a test. Override the storage, the collection step and the update
         def update(self) -> dict:        # gradient_steps minibatches per iteration, after learning_starts
             if self.num_steps < self.config.learning_starts: return {}
             for _ in range(self.config.gradient_steps):
-                batch = self.storage.sample(self.config.batch_size, self.np_rng)   # (B, ...) arrays
+                batch = self.storage.sample(self.config.batch_size)   # ReplaySample of (B, ...) arrays
                 ...
 
 Anything random must draw from ``self.torch_rng`` (torch) or ``self.np_rng`` (numpy) so that

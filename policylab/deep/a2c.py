@@ -21,7 +21,14 @@ import torch
 from policylab.deep.agent import Agent
 from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.losses import approx_kl, clip_fraction, entropy_bonus, explained_variance, reinforce_loss, value_loss
+from policylab.losses import (
+    approx_kl,
+    clip_fraction,
+    entropy_bonus,
+    explained_variance,
+    reinforce_loss,
+    value_loss,
+)
 from policylab.returns import gae
 
 __all__ = ["A2C", "A2CConfig"]

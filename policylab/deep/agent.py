@@ -8,7 +8,7 @@ inheritance; see the package docstring for both recipes):
     build_net()       the network (default: PolicyValueNet, separate MLP actor and critic)
     setup()           optimizers (``self.optimizers[name]``, saved by name), the backend
     make_storage()    where experience goes: a (T, N) RolloutStorage of ``config.n_steps`` (default)
-                      or a ReplayBuffer (off-policy)
+                      or a ``replay.ReplayBuffer`` (off-policy)
     collect()         the collection step: ``collect_rollout(self.storage)`` (default) or
                       ``collect_transitions(self.storage, train_freq)`` with ``explore(obs)``
     update()          the gradient step(s) on the storage; returns metrics to log
@@ -137,8 +137,7 @@ class Agent:
 
     def make_storage(self):
         """Where collected experience goes: a (T, N) rollout of ``config.n_steps`` if the config has
-        that field (on-policy), else None. Off-policy methods return a ``storage.ReplayBuffer``;
-        a storage with ``state_dict``/``load_state_dict`` is saved in checkpoints."""
+        that field (on-policy), else None. Off-policy methods return a ``replay.ReplayBuffer``."""
         n_steps = getattr(self.config, "n_steps", None)
         return None if n_steps is None else self.allocate_rollout(n_steps)
 
@@ -308,14 +307,14 @@ class Agent:
     @torch.inference_mode()
     def collect_transitions(self, buf, n_steps: int) -> None:
         """Step every env ``n_steps`` times with ``explore(obs)`` and add each transition
-        (s, a, r, s', terminated) to ``buf`` (a ReplayBuffer). s' is the true next state (the final
-        observation where an episode ended), so a truncated step bootstraps from V(s') and only
-        ``terminated`` cuts the target."""
+        (s, a, r, s', terminated, truncated) to ``buf`` (a ``replay.ReplayBuffer``). s' is the true
+        next state (the final observation where an episode ended), so a truncated step bootstraps
+        from V(s') and only ``terminated`` cuts the target."""
         obs = self._obs
         for _ in range(n_steps):
             a = self.explore(obs)  # (N,) or (N, d)
-            next_obs, reward, term, _, s_next = self.step_env(a)
-            buf.add(obs, a, reward, s_next, term)
+            next_obs, reward, term, trunc, s_next = self.step_env(a)
+            buf.add(obs, a, reward, s_next, term, trunc)
             obs = next_obs
         self._obs = obs
         self.num_steps += n_steps * self.n_envs
@@ -385,8 +384,6 @@ class Agent:
         if self.normalizer is not None:
             tensors.update({f"normalize/{k}": torch.from_numpy(np.atleast_1d(v))
                             for k, v in self.normalizer.state_dict().items()})
-        if hasattr(self.storage, "state_dict"):  # e.g. a replay buffer (a rollout is refilled each iteration)
-            tensors.update({f"storage/{k}": torch.from_numpy(np.asarray(v)) for k, v in self.storage.state_dict().items()})
         meta = {
             "algo": self.algo, "env_id": self.env_id, "seed": self.seed,
             "config": dataclasses.asdict(self.config),
@@ -433,8 +430,6 @@ class Agent:
         if agent.normalizer is not None:
             agent.normalizer.load_state_dict({k[10:]: v.numpy() for k, v in tensors.items()
                                               if k.startswith("normalize/")})
-        if hasattr(agent.storage, "load_state_dict"):
-            agent.storage.load_state_dict({k[8:]: v.numpy() for k, v in tensors.items() if k.startswith("storage/")})
         if "state/obs" in tensors:
             agent._obs = tensors["state/obs"].numpy().copy()
             agent._ep_return = tensors["state/ep_return"].numpy().copy()

@@ -1,16 +1,11 @@
-"""Experience storage: plain containers of arrays the Agent fills and the algorithm reads.
-
-``RolloutStorage`` (on-policy): (T, N) arrays filled step by step, then read whole and discarded.
-No methods beyond allocation and flattening: advantages are computed by the pure functions in
-``policylab.returns`` over these arrays. Row t holds the transition (s_t, a_t, r_{t+1}, s_{t+1}):
+"""Rollout storage (on-policy): a plain container of (T, N) arrays filled step by step, then read
+whole and discarded (off-policy methods use ``replay.ReplayBuffer``). No methods beyond allocation
+and flattening: advantages are computed by the pure functions in ``policylab.returns`` over these
+arrays. Row t holds the transition (s_t, a_t, r_{t+1}, s_{t+1}):
 
     next_values[t] = V(s_{t+1}) where s_{t+1} is the *true* next state — for a truncated episode
     the final observation (so truncation bootstraps), for a terminated one anything (it is
     masked by ``terminated``; termination does not bootstrap).
-
-``ReplayBuffer`` (off-policy): a ring of the last ``capacity`` steps of every env holding
-(s, a, r, s', terminated) with s' the true next state, sampled uniformly in minibatches; saved in
-checkpoints (``state_dict``), so a resumed run samples the same minibatches.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-__all__ = ["ReplayBuffer", "RolloutStorage"]
+__all__ = ["RolloutStorage"]
 
 
 @dataclass
@@ -57,56 +52,3 @@ class RolloutStorage:
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
 
-
-@dataclass
-class ReplayBuffer:
-    obs: np.ndarray          # (C, N, obs_dim) float32   s
-    actions: np.ndarray      # (C, N) int64 or (C, N, act_dim) float32   a
-    rewards: np.ndarray      # (C, N) float32   r
-    next_obs: np.ndarray     # (C, N, obs_dim) float32   s' (the final observation where an episode ended)
-    terminated: np.ndarray   # (C, N) bool      s' is terminal (no bootstrap); truncation is not
-    pos: int = 0             # next row to write
-    full: bool = False       # every row holds a transition
-
-    @classmethod
-    def allocate(cls, buffer_size: int, n_envs: int, obs_dim: int, action_shape: tuple[int, ...],
-                 discrete: bool) -> ReplayBuffer:
-        """Room for ``buffer_size`` transitions in all (C = ⌈buffer_size / n_envs⌉ rows of N envs)."""
-        C, N = max(-(-int(buffer_size) // n_envs), 1), n_envs
-        return cls(obs=np.zeros((C, N, obs_dim), np.float32),
-                   actions=np.zeros((C, N, *action_shape), np.int64 if discrete else np.float32),
-                   rewards=np.zeros((C, N), np.float32), next_obs=np.zeros((C, N, obs_dim), np.float32),
-                   terminated=np.zeros((C, N), bool))
-
-    def __len__(self) -> int:
-        """Transitions stored (all envs)."""
-        return (self.obs.shape[0] if self.full else self.pos) * self.obs.shape[1]
-
-    def add(self, obs, actions, rewards, next_obs, terminated) -> None:
-        """Store one step of every env (arrays with leading dimension N), overwriting the oldest."""
-        t = self.pos
-        self.obs[t], self.actions[t], self.rewards[t] = obs, actions, rewards
-        self.next_obs[t], self.terminated[t] = next_obs, terminated
-        self.pos = (t + 1) % self.obs.shape[0]
-        self.full = self.full or self.pos == 0
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``batch_size`` transitions drawn uniformly with replacement: {field: (B, ...)}."""
-        rows = self.obs.shape[0] if self.full else self.pos
-        if rows == 0:
-            raise RuntimeError("sample from an empty ReplayBuffer (collect before updating)")
-        t = rng.integers(0, rows, size=batch_size)
-        i = rng.integers(0, self.obs.shape[1], size=batch_size)
-        return {name: getattr(self, name)[t, i] for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """The stored rows and the write position (for checkpoints)."""
-        rows = self.obs.shape[0] if self.full else self.pos
-        out = {name: getattr(self, name)[:rows] for name in ("obs", "actions", "rewards", "next_obs", "terminated")}
-        return {**out, "pos": np.array([self.pos]), "full": np.array([self.full])}
-
-    def load_state_dict(self, state: dict) -> None:
-        rows = len(state["obs"])
-        for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
-            getattr(self, name)[:rows] = state[name]
-        self.pos, self.full = int(state["pos"][0]), bool(state["full"][0])
