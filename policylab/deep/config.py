@@ -3,6 +3,7 @@ system shared by ``train``, ``learn``, ``llm`` and ``sweep`` (see its docstring)
 :class:`AgentOptions`, the fields every deep algorithm's config inherits."""
 
 import dataclasses
+from typing import ClassVar
 
 from policylab.config import (
     PRESET_DIR,
@@ -22,8 +23,8 @@ class AgentOptions:
     vectorized, SB3 VecNormalize-style normalization (``policylab.deep.normalize``) and network
     options. Defaults reproduce the behaviour of checkpoints written before these fields existed."""
 
-    RANGES = {"n_timesteps": "[1, 1e12]", "vectorization": ("sync", "async", "fast"),
-              "clip_obs": "(0, inf)", "clip_reward": "(0, inf)"}
+    RANGES: ClassVar[dict] = {"n_timesteps": "[1, 1e12]", "vectorization": ("sync", "async", "fast"),
+                              "clip_obs": "(0, inf)", "clip_reward": "(0, inf)"}
 
     n_timesteps: int | None = None         # default total env steps of learn() (rl-zoo's n_timesteps)
     vectorization: str = "sync"            # sync: SyncVectorEnv | async: AsyncVectorEnv (subprocesses) | fast: compiled env
