@@ -23,7 +23,7 @@ def test_every_source_gives_the_same_records(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps(ROWS))
     sources = [jsonl, ds, datasets.DatasetDict({"train": ds, "test": ds}), tmp_path / "d.parquet", tmp_path / "d.json"]
     for src in sources:
-        records, labels = load_jsonl(src, DPO_FIELDS)
+        records, _ = load_jsonl(src, DPO_FIELDS)
         assert records == ROWS, src
     assert load_jsonl(tmp_path / "d.parquet", DPO_FIELDS)[1] == ["d.parquet row 0", "d.parquet row 1"]
 
