@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from policylab.deep.networks import flat_buffers_intact
+from policylab.deep.networks import clip_grad_norm, flat_buffers_intact
 from policylab.errors import ConfigError
 
 __all__ = ["BACKENDS", "TorchBackend", "make_backend"]
@@ -70,7 +70,7 @@ class TorchBackend:
         return type(out)(*(t.detach() for t in out)), logp.detach().numpy(), entropy.detach().numpy(), values.detach().numpy()
 
     def step(self, max_grad_norm: float) -> None:
-        torch.nn.utils.clip_grad_norm_([self.flat_params], max_grad_norm)
+        clip_grad_norm(self._grad_view, max_grad_norm)
         self.optimizer.step()
 
     def verify(self) -> None:

@@ -18,8 +18,8 @@ from torch import nn
 from policylab.deep.backend import REPLACED
 from policylab.deep.fast.heads import numpy_head
 from policylab.deep.fast.mlp import ACTIVATION_CODES, NumpyPolicyValueNet
-from policylab.deep.fast.optim import adam_step, clip_grad_norm
-from policylab.deep.networks import ACTIVATIONS, PolicyValueNet, flat_buffers_intact
+from policylab.deep.fast.optim import adam_step
+from policylab.deep.networks import ACTIVATIONS, PolicyValueNet, clip_grad_norm, flat_buffers_intact
 from policylab.losses.grads import DERIVATIVES
 
 __all__ = ["NumpyBackend", "unsupported"]
