@@ -174,36 +174,48 @@ class DQN(Agent):
         return {"losses/value_loss": float(losses.mean()), "losses/q_values": float(qs.mean())}
 
     # -- learning from logged experience ------------------------------------------------------------
-    def learn_offline(self, dataset, gradient_steps: int, log_dir=None, tensorboard: bool = True,
-                      log_every: int = 1000, callback=None):
-        """Fit Q_θ on a fixed dataset, no env interaction: ``gradient_steps`` minibatch steps,
-        the target net updated every ``target_update_interval`` steps (counted in gradient steps).
+    def learn_offline(self, dataset, gradient_steps: int, *, target_update_every: int | None = None,
+                      log_dir=None, tensorboard: bool = True, log_every: int = 1000, callback=None):
+        """Fit Q_θ on a fixed dataset, no env interaction: ``gradient_steps`` minibatch steps.
 
         ``dataset``: a replay-buffer file (``ReplayBuffer.save`` or a checkpoint's
         ``replay_buffer.safetensors``), a ``ReplayBuffer``, or a mapping of arrays obs (B, obs_dim),
         actions (B,), rewards (B,), next_obs (B, obs_dim), terminated (B,), optional truncated (B,)
-        — checked (lengths, finite values, actions in range) before any work. Returns self.
+        — checked (lengths, finite values, actions in range) before any work. The target net is
+        updated every ``target_update_every`` gradient steps; by default at the online schedule's
+        ratio, ⌈target_update_interval / (train_freq·n_envs)⌉ · gradient_steps per update (online,
+        the target moves between rounds of gradient steps, never inside one). ``callback(agent,
+        metrics)`` every ``log_every`` steps; returning False stops. Returns self.
         """
-        if isinstance(gradient_steps, bool) or not isinstance(gradient_steps, (int, np.integer)) or gradient_steps < 1:
-            raise InputError(f"gradient_steps must be an int ≥ 1, got {gradient_steps!r}")
+        for name, v in (("gradient_steps", gradient_steps), ("log_every", log_every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"{name} must be an int ≥ 1, got {v!r}")
+        c = self.config
+        per_round = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
+        every = target_update_every or -(-c.target_update_interval // (c.train_freq * self.n_envs)) * per_round
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise InputError(f"target_update_every must be an int ≥ 1, got {target_update_every!r}")
         buf = self._dataset(dataset)
         logger = None
         if log_dir is not None:
             from policylab.io.logger import RunLogger
 
             logger = RunLogger(log_dir, tensorboard=tensorboard)
-        c, done = self.config, 0
+        done, rows = 0, []
         try:
             while done < gradient_steps:
-                n = min(log_every, gradient_steps - done, c.target_update_interval - done % c.target_update_interval)
-                metrics = self.gradient_steps(buf, n)
+                n = min(gradient_steps - done, every - done % every, log_every - done % log_every)
+                rows.append(self.gradient_steps(buf, n))
                 done += n
-                if done % c.target_update_interval == 0:
+                if done % every == 0:
                     polyak_update(self.net.q_target.parameters(), self.net.q.parameters(), c.tau)
-                if logger is not None:
-                    logger.log(done, metrics)
-                if callback is not None and callback(self, metrics) is False:
-                    break
+                if done % log_every == 0 or done == gradient_steps:
+                    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                    rows.clear()
+                    if logger is not None:
+                        logger.log(done, metrics)
+                    if callback is not None and callback(self, metrics) is False:
+                        break
         finally:
             if logger is not None:
                 logger.close()
