@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ALGOS = ["reinforce", "actor-critic", "a2c", "ppo"]
+from policylab.deep.registry import ALGORITHMS as ALGOS  # the registry's names (no torch import)
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+    from policylab.cli import SUMMARY
+
+    p = subparsers.add_parser("train", help=SUMMARY["train"],
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("algo", choices=ALGOS, help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
@@ -32,15 +34,20 @@ def add_parser(subparsers) -> None:
                    help="checkpoint every ITERS training iterations (default 10)")
     p.add_argument("--no-tensorboard", action="store_true", help="CSV log only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.on_help.append(_list_hyperparameters)
     p.set_defaults(func=run)
+
+
+def _list_hyperparameters(parser) -> None:
+    from policylab.cli import list_fields
+    from policylab.deep.registry import algorithm_class  # imports torch: only for --help
+
+    list_fields(parser, {algo: algorithm_class(algo).config_class for algo in ALGOS})
 
 
 def _hyperparameters(args) -> tuple[dict, str | None]:
     """Preset (bundled or --config) + --set overrides → (dict, description of the source)."""
-    import yaml
-
-    from policylab.cli import UsageError
-    from policylab.deep.config import load_preset, preset_path
+    from policylab.config import load_preset, parse_assignments, preset_path
 
     params, source = {}, None
     if args.config is not None:
@@ -50,11 +57,7 @@ def _hyperparameters(args) -> tuple[dict, str | None]:
             params, source = load_preset(args.env, args.algo), str(preset_path(args.env))
         except ValueError:  # bundled preset has no section for this algorithm
             params = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        params[key.strip()] = yaml.safe_load(value)
+    params.update(parse_assignments(args.overrides))  # text values: coerced like YAML by make_config
     return params, source
 
 
@@ -71,7 +74,7 @@ def run(args) -> int:
     if args.checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be ≥ 0")
 
-    from policylab.deep.common import algorithm_class  # imports torch
+    from policylab.deep.registry import algorithm_class  # imports torch on first use
 
     try:
         cls = algorithm_class(args.algo)

@@ -130,6 +130,19 @@ def _make_sweep(mdp):
     live = ~mdp.terminal
 
     R_flat = np.ascontiguousarray(R).reshape(-1)  # (S·A,)
+    if mdp.is_sparse:  # one compiled pass over the nonzeros, no (S·A,) temporaries
+        from policylab.planning.kernels import csr_optimality_sweep
+
+        P = sp.csr_array(PT)
+        indptr, indices, data = P.indptr, P.indices, P.data
+        live_c = np.ascontiguousarray(live)
+
+        def sweep_csr(V):
+            V_new = np.empty(S)
+            lo, hi = csr_optimality_sweep(indptr, indices, data, R_flat, g, live_c, V, V_new)
+            return V_new, lo, hi
+
+        return sweep_csr
 
     def sweep(V):
         Q = PT @ V  # (S·A,) = Σ_s' P(s'|s,a) V(s'), then in place: R + γ·PV
