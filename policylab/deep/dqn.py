@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 from policylab.deep.agent import Agent
 from policylab.deep.config import check, check_fields
 from policylab.deep.networks import mlp
-from policylab.deep.replay import ReplayBuffer, replay_for, restore_replay, save_replay
+from policylab.deep.replay import ReplayBuffer, replay_for
 from policylab.errors import DataError, InputError
 from policylab.losses.value_based import (
     double_q_learning_target,
@@ -46,6 +47,8 @@ __all__ = ["DQN", "DQNConfig", "QNetworks"]
 
 @dataclass
 class DQNConfig:
+    RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]"}  # −1: as many as env steps collected
+
     learning_rate: float = 1e-4            # Adam step size
     buffer_size: int = 1_000_000           # replay capacity, transitions over all envs
     learning_starts: int = 100             # env steps of uniform-random actions before the first update
@@ -246,15 +249,3 @@ class DQN(Agent):
         if buf.obs_dim != self.obs_dim:
             raise DataError(f"dataset obs have {buf.obs_dim} features, the env has {self.obs_dim}")
         return buf
-
-    # -- checkpoints --------------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Agent checkpoint (+ the replay buffer when ``save_replay_buffer``)."""
-        save_replay(self, path)
-        return super().save(path)
-
-    @classmethod
-    def load(cls, path, env=None):
-        agent = super().load(path, env=env)
-        restore_replay(agent, path)
-        return agent

@@ -244,7 +244,7 @@ def replay_for(agent, n_step: int = 1) -> ReplayBuffer:
 def save_replay(agent, path) -> None:
     """Write ``agent.storage`` into checkpoint directory ``path`` when ``config.save_replay_buffer``,
     tagged with the step count so a buffer from another save is never paired with this one."""
-    if agent.config.save_replay_buffer:
+    if getattr(agent.config, "save_replay_buffer", False):
         Path(path).mkdir(parents=True, exist_ok=True)
         agent.storage.save(Path(path) / REPLAY_FILE, num_steps=agent.num_steps)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from torch import nn
 from policylab.deep.agent import Agent
 from policylab.deep.config import check, check_fields
 from policylab.deep.networks import mlp
-from policylab.deep.replay import ReplayBuffer, replay_for, restore_replay, save_replay
+from policylab.deep.replay import ReplayBuffer, replay_for
 from policylab.errors import ConfigError, InputError
 from policylab.losses.value_based import (
     polyak_update,
@@ -52,6 +52,8 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 @dataclass
 class SACConfig:
+    RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]"}  # −1: as many as env steps collected
+
     learning_rate: float = 3e-4            # Adam step size (actor, critics, temperature)
     buffer_size: int = 1_000_000           # replay capacity, transitions over all envs
     learning_starts: int = 100             # env steps of uniform-random actions before the first update
@@ -236,15 +238,3 @@ class SAC(Agent):
         if i % c.target_update_interval == 0:
             polyak_update(net.critics_target.parameters(), net.critics.parameters(), c.tau)
         return actor_loss.item(), critic_loss.item(), -logp.detach().mean().item(), float(alpha), alpha_loss
-
-    # -- checkpoints --------------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Agent checkpoint (+ the replay buffer when ``save_replay_buffer``)."""
-        save_replay(self, path)
-        return super().save(path)
-
-    @classmethod
-    def load(cls, path, env=None):
-        agent = super().load(path, env=env)
-        restore_replay(agent, path)
-        return agent
