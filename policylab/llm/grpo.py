@@ -9,6 +9,13 @@ Per step, top to bottom:
   4. reference — log π_ref from a frozen in-memory copy, only when β ≠ 0.
   5. update    — μ = num_iterations AdamW steps on :func:`policylab.losses.grpo_loss`; with μ = 1
                  π_old is the detached current policy (TRL's shortcut), else stored at sampling time.
+Loss types (``loss_type``; ℓ_{i,t} the clipped per-token term + β·k3, B completions, |y_i| tokens):
+  lecture          Σ_{i,t} ℓ_{i,t} / B              — lecture §7.2's (1/G) Σ_i Σ_t, averaged over groups
+  grpo (sequence)  (1/B) Σ_i (1/|y_i|) Σ_t ℓ_{i,t}  — DeepSeekMath
+  bnpo, dapo       Σ_{i,t} ℓ_{i,t} / Σ_i |y_i|      — TRL 1.16's default (dapo), one process
+  dr_grpo          Σ_{i,t} ℓ_{i,t} / (B · L_max)    — Dr. GRPO, L_max = max_completion_length
+The defaults stay TRL's (dapo, scale_rewards "std"); the lecture's objective exactly is
+``loss_type="lecture", scale_rewards="none"`` (Â_i = r_i − mean of the group).
 Logs: loss, rewards/mean, rewards/std, rewards/<func>, kl, clip_ratio (+ /low, /high), ratio,
 entropy, completion_length, frac_reward_zero_std, grad_norm, learning_rate.
 """
@@ -61,7 +68,7 @@ class GRPOConfig(TrainConfig):
     beta: float = 0.0  #: β of the k3 KL to π_ref (TRL 0: no reference model; DeepSeekMath 0.04)
     clip_eps: float = 0.2  #: ε (ε_low) of the clipped ratio (TRL epsilon)
     clip_eps_high: float | None = None  #: ε_high (DAPO clip-higher 0.28); None → clip_eps
-    loss_type: str = "dapo"  #: normalization: grpo|sequence, bnpo|dapo|token, dr_grpo|constant (TRL default dapo)
+    loss_type: str = "dapo"  #: reduction of ℓ_{i,t} (TRL default dapo); lecture §7.2 = "lecture" + scale_rewards none
     scale_rewards: str = "std"  #: "std" divides Â by the group std (TRL "group"), "none" (Dr. GRPO)
     num_iterations: int = 1  #: μ, updates per sampled batch (TRL 1)
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness"])  #: names in policylab.llm.task.REWARDS (CLI)
