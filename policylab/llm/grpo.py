@@ -73,6 +73,7 @@ class GRPOConfig(TrainConfig):
     num_iterations: int = 1  #: μ, updates per sampled batch (TRL 1)
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness"])  #: names in policylab.llm.task.REWARDS (CLI)
     reward_weights: list[float] | None = None  #: one weight per reward function (default all 1)
+    reward_model: str | None = None  #: reward-model folder (llm reward's output) scored as one more reward, weighted last
     use_hf_generate: bool = False  #: sample with model.generate instead of policylab's KV-cache decoder
 
     RANGES: ClassVar[dict] = {"num_generations": "[1, 65536]", "max_completion_length": "[1, 1048576]",
@@ -136,6 +137,10 @@ class GRPOTrainer(Trainer):
                 raise InputError(f"unknown reward function {unknown[0]!r}; known: {sorted(REWARDS)}")
             reward_funcs = [REWARDS[n] for n in config.reward_funcs]
         self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        if config.reward_model is not None:
+            from policylab.llm.reward import RewardModelReward
+
+            self.reward_funcs.append(RewardModelReward(config.reward_model))
         weights = config.reward_weights or [1.0] * len(self.reward_funcs)
         if not self.reward_funcs or len(weights) != len(self.reward_funcs):
             raise InputError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
@@ -151,7 +156,7 @@ class GRPOTrainer(Trainer):
                              max_positions(self.model), labels[longest], "prompt + max_completion_length",
                              "lower max_completion_length or shorten the prompt")
         for f in self.reward_funcs:  # each reward's named columns must exist in every row
-            for name, p in inspect.signature(f).parameters.items():
+            for name, p in inspect.signature(f).parameters.items():  # (for an object: its __call__)
                 if name in ("prompts", "completions") or p.kind is not p.POSITIONAL_OR_KEYWORD or p.default is not p.empty:
                     continue
                 for rec, where in zip(self.records, labels):

@@ -28,6 +28,7 @@ from policylab.losses.kl import kl_k3
 __all__ = [
     "GRPO_NORMALIZATIONS",
     "DPOOutput",
+    "bradley_terry_loss",
     "dpo_loss",
     "grpo_loss",
     "implicit_reward",
@@ -280,6 +281,31 @@ def ipo_loss(
     return DPOOutput(
         losses.mean(), losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward models (the step DPO removes, lecture §7.3)
+# ---------------------------------------------------------------------------------------------
+
+
+def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
+                       margin: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Negative log-likelihood of preferences under Bradley–Terry (lecture §7.3), for a reward model:
+
+        P(y_w ≻ y_l | x) = σ(r(x,y_w) − r(x,y_l))
+        L = −mean log σ(r(x,y_w) − r(x,y_l) − m)        (m = margin, 0 by default)
+
+    ``chosen_rewards``, ``rejected_rewards``: (B,) scalar rewards; ``margin``: (B,) or a number, the
+    required gap (Llama 2's margin loss). TRL 1.16: ``RewardTrainer.compute_loss`` without
+    ``center_rewards_coefficient``.
+    """
+    if chosen_rewards.ndim != 1:
+        raise InputError(f"chosen_rewards must be (B,), got shape {tuple(chosen_rewards.shape)}")
+    _check_same_shape(chosen_rewards, rejected_rewards=rejected_rewards)
+    diff = chosen_rewards - rejected_rewards  # (B,)
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff).mean()
 
 
 # ---------------------------------------------------------------------------------------------
