@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from policylab.deep.agent import Agent
-from policylab.deep.config import check, check_fields
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import mlp
 from policylab.deep.replay import ReplayBuffer, replay_for
 from policylab.errors import DataError, InputError
@@ -46,7 +46,7 @@ __all__ = ["DQN", "DQNConfig", "QNetworks"]
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(AgentOptions):
     RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]"}  # −1: as many as env steps collected
 
     learning_rate: float = 1e-4            # Adam step size
@@ -88,9 +88,9 @@ class QNetworks(nn.Module):
     ``policy_params`` returns Q(s, ·) as the categorical head's logits, so the Agent's greedy ``act``
     (the head's mode) is argmax_a Q(s, a)."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden, activation: str):
+    def __init__(self, obs_dim: int, n_actions: int, hidden, activation: str, ortho_init: bool = True):
         super().__init__()
-        self.q = mlp(obs_dim, hidden, n_actions, activation)
+        self.q = mlp(obs_dim, hidden, n_actions, activation, ortho_init=ortho_init)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
 
     def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
@@ -118,7 +118,7 @@ class DQN(Agent):
     # -- hooks ------------------------------------------------------------------------------------
     def build_net(self) -> QNetworks:
         c = self.config
-        return QNetworks(self.obs_dim, self.head.n, c.hidden_sizes, c.activation)
+        return QNetworks(self.obs_dim, self.head.n, c.hidden_sizes, c.activation, c.ortho_init)
 
     def make_storage(self) -> ReplayBuffer:
         return replay_for(self, self.config.n_steps)

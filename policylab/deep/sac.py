@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from policylab.deep.agent import Agent
-from policylab.deep.config import check, check_fields
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import mlp
 from policylab.deep.replay import ReplayBuffer, replay_for
 from policylab.errors import ConfigError, InputError
@@ -51,7 +51,7 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
 
 @dataclass
-class SACConfig:
+class SACConfig(AgentOptions):
     RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]"}  # −1: as many as env steps collected
 
     learning_rate: float = 3e-4            # Adam step size (actor, critics, temperature)
@@ -140,10 +140,12 @@ class TanhGaussianHead:
 class SACNetworks(nn.Module):
     """Actor μ_θ, log σ_θ; critics Q_φᵢ(s, a) on [obs, a ∈ [−1, 1]]; target critics; log α."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden, activation: str, n_critics: int, alpha0: float):
+    def __init__(self, obs_dim: int, act_dim: int, hidden, activation: str, n_critics: int, alpha0: float,
+                 ortho_init: bool = True):
         super().__init__()
-        self.actor = mlp(obs_dim, hidden, 2 * act_dim, activation)
-        self.critics = nn.ModuleList(mlp(obs_dim + act_dim, hidden, 1, activation) for _ in range(n_critics))
+        self.actor = mlp(obs_dim, hidden, 2 * act_dim, activation, ortho_init=ortho_init)
+        self.critics = nn.ModuleList(mlp(obs_dim + act_dim, hidden, 1, activation, ortho_init=ortho_init)
+                                     for _ in range(n_critics))
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.log_ent_coef = nn.Parameter(torch.tensor(math.log(alpha0)))
 
@@ -173,7 +175,8 @@ class SAC(Agent):
         self.head = TanhGaussianHead(self._low, self._high)
         alpha0, self.learn_alpha = c.initial_alpha()
         self.target_entropy = -float(self.head.dim) if c.target_entropy == "auto" else float(c.target_entropy)
-        return SACNetworks(self.obs_dim, self.head.dim, c.hidden_sizes, c.activation, c.n_critics, alpha0)
+        return SACNetworks(self.obs_dim, self.head.dim, c.hidden_sizes, c.activation, c.n_critics, alpha0,
+                           c.ortho_init)
 
     def make_storage(self) -> ReplayBuffer:
         return replay_for(self)
