@@ -35,6 +35,7 @@ from policylab.deep.env_state import env_state, set_env_state
 from policylab.deep.networks import PolicyValueNet
 from policylab.deep.normalize import Normalizer
 from policylab.deep.registry import algorithm_class
+from policylab.deep.replay import ReplayBuffer, restore_replay, save_replay
 from policylab.deep.storage import RolloutStorage
 from policylab.deep.threads import single_threaded_math
 from policylab.deep.vec_env import env_id_of, gym_env_type, make_vec_env
@@ -393,6 +394,8 @@ class Agent:
             "recent_returns": list(self.recent_returns),
             "env_state": env_state(self.env) if self._obs is not None else None,
         }
+        if isinstance(self.storage, ReplayBuffer):  # written first, tagged with num_steps (config.save_replay_buffer)
+            save_replay(self, path)
         return save_checkpoint(path, tensors, meta)
 
     @classmethod
@@ -436,6 +439,8 @@ class Agent:
             agent._ep_length = tensors["state/ep_length"].numpy().copy()
             agent.env.reset(seed=agent.seed)  # create sub-env state, then overwrite it
             set_env_state(agent.env, meta["env_state"])
+        if isinstance(agent.storage, ReplayBuffer):
+            restore_replay(agent, path)
         return agent
 
 
