@@ -18,10 +18,11 @@ import torch
 
 from policylab.deep.config import make_config
 from policylab.deep.distributions import head_for
+from policylab.deep.guards import check_finite, deferred_interrupt, run_locks
 from policylab.deep.networks import PolicyValueNet
 from policylab.deep.storage import RolloutStorage
 from policylab.errors import InputError
-from policylab.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from policylab.io.checkpoint import CheckpointError, check_meta, load_checkpoint, save_checkpoint
 
 __all__ = [
     "ALGORITHMS",
@@ -33,6 +34,8 @@ __all__ = [
     "make_vec_env",
     "set_env_state",
 ]
+
+MAX_STEPS = 10**12  # largest total_steps accepted by learn (int64-safe)
 
 # CLI / checkpoint name → "module:Class" (imported lazily).
 ALGORITHMS = {
@@ -147,21 +150,68 @@ def env_state(venv) -> list[dict]:
     return out
 
 
-def set_env_state(venv, state: list[dict]) -> None:
-    """Restore :func:`env_state` in place (Generators keep their identity)."""
+_NP_SCALARS = {t.__name__: t for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                        np.uint32, np.uint64, np.float16, np.float32, np.float64)}
+_NUMBER = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _decode_env_value(v, current):
+    """One saved attribute → its value (or None after restoring a Generator in place). The JSON is
+    data with a fixed schema: each kind must replace an attribute of the same kind (or None)."""
+    if not isinstance(v, dict):
+        raise TypeError(f"expected an object, got {type(v).__name__}")
+    if set(v) == {"rng"}:
+        if not isinstance(current, np.random.Generator) or not isinstance(v["rng"], dict):
+            raise ValueError("not a numpy Generator")
+        current.bit_generator.state = v["rng"]
+        return None
+    if set(v) == {"array", "dtype", "shape"}:
+        dtype, shape = np.dtype(str(v["dtype"])), v["shape"]
+        if current is not None and not isinstance(current, np.ndarray):
+            raise ValueError(f"is a {type(current).__name__}, not an array")
+        if dtype.kind not in "biuf" or not isinstance(shape, list) or len(shape) > 8 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError(f"bad dtype {v['dtype']!r} or shape {shape!r}")
+        values = np.asarray(v["array"])
+        if values.dtype.kind not in "biuf" or values.size != int(np.prod(shape)) or values.size > 100_000:
+            raise ValueError(f"array values do not fit shape {shape} (numbers only, ≤ 100000)")
+        return values.astype(dtype).reshape(shape)
+    if set(v) == {"scalar", "np"}:
+        scalar, name = v["scalar"], v["np"]
+        if current is not None and not isinstance(current, _NUMBER):
+            raise ValueError(f"is a {type(current).__name__}, not a number")
+        if scalar is not None and not isinstance(scalar, (bool, int, float)):
+            raise ValueError(f"{scalar!r:.40} is not a number")
+        if name is None:
+            return scalar
+        if name not in _NP_SCALARS or scalar is None:
+            raise ValueError(f"numpy type {name!r:.40} is not one of {', '.join(_NP_SCALARS)}")
+        return _NP_SCALARS[name](scalar)
+    raise ValueError(f"unknown entry with keys {sorted(v)!r:.80}")
+
+
+def set_env_state(venv, state: list[dict], where="checkpoint") -> None:
+    """Restore :func:`env_state` in place (Generators keep their identity). Only attributes that
+    the env already has are set, each with a value of its kind (Generator state, numeric array,
+    number); no name in the JSON is ever looked up as code. CheckpointError naming ``where``."""
     objs = _env_objects(venv)
-    if [type(o).__name__ for o in objs] != [d["__class__"] for d in state]:
-        raise CheckpointError("saved env state does not match this env's wrapper structure")
+    if not isinstance(state, list) or not all(isinstance(d, dict) for d in state) or (
+            [type(o).__name__ for o in objs] != [d.get("__class__") for d in state]):
+        raise CheckpointError(f"{where}: saved env state does not match this env's wrapper structure")
     for obj, d in zip(objs, state):
+        current = vars(obj)
         for k, v in d.items():
             if k == "__class__":
                 continue
-            if "rng" in v:
-                getattr(obj, k).bit_generator.state = v["rng"]
-            elif "array" in v:
-                setattr(obj, k, np.array(v["array"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]))
-            else:
-                setattr(obj, k, getattr(np, v["np"])(v["scalar"]) if v["np"] else v["scalar"])
+            if k not in current:
+                raise CheckpointError(f"{where}: env_state names {type(obj).__name__}.{k!s:.40}, "
+                                      "which this env does not have")
+            try:
+                value = _decode_env_value(v, current[k])
+            except (TypeError, ValueError, KeyError, OverflowError) as exc:
+                raise CheckpointError(f"{where}: env_state {type(obj).__name__}.{k}: {exc}") from None
+            if not (isinstance(v, dict) and "rng" in v):
+                setattr(obj, k, value)
 
 
 # ---------------------------------------------------------------- agent base
@@ -185,8 +235,8 @@ class Agent:
 
     def __init__(self, env, seed: int = 0, *, config=None, **hyperparameters):
         self.config = make_config(self.config_class, config, **hyperparameters)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise InputError(f"seed must be an int, got {seed!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise InputError(f"seed must be an int ≥ 0, got {seed!r}")
         self.seed = int(seed)
         single_threaded_math()
         n_envs = getattr(self.config, "n_envs", 1)
@@ -238,18 +288,31 @@ class Agent:
         the agent was created — a loaded checkpoint continues towards the same target, and the
         learning-rate/clip schedules run over ``total_steps``). ``log_dir`` → CSV (+TensorBoard);
         ``checkpoint_dir`` → a checkpoint every ``checkpoint_every`` iterations and at the end;
-        ``callback(agent, metrics)`` after each iteration, returning False stops. Returns self."""
+        ``callback(agent, metrics)`` after each iteration, returning False stops. Returns self.
+
+        Guards (``policylab.deep.guards``): ``log_dir`` and ``checkpoint_dir`` are locked for the
+        call (RunLockedError if another process writes them); a NaN/inf reward, loss, gradient or
+        parameter raises DivergenceError before that iteration is logged or saved; Ctrl-C ends the
+        current iteration, saves a checkpoint (if ``checkpoint_dir``) and raises KeyboardInterrupt;
+        a log continued at ``num_steps > 0`` drops rows after ``num_steps`` (from a killed run)."""
+        with run_locks(log_dir, checkpoint_dir), deferred_interrupt() as interrupted:
+            return self._learn(total_steps, progress_bar, log_dir, tensorboard, checkpoint_dir, checkpoint_every,
+                               callback, interrupted)
+
+    def _learn(self, total_steps, progress_bar, log_dir, tensorboard, checkpoint_dir, checkpoint_every, callback,
+               interrupted):
         from tqdm.auto import tqdm
 
-        if not isinstance(total_steps, (int, float, np.integer)) or not np.isfinite(total_steps) or total_steps < 1:
-            raise InputError(f"total_steps must be a positive number, got {total_steps!r}")
+        if (not isinstance(total_steps, (int, float, np.integer)) or isinstance(total_steps, bool)
+                or not 1 <= total_steps <= MAX_STEPS):
+            raise InputError(f"total_steps must be a number in [1, 1e12], got {total_steps!r}")
         total_steps = int(total_steps)
         single_threaded_math()
         logger = None
         if log_dir is not None:
             from policylab.io.logger import RunLogger
 
-            logger = RunLogger(log_dir, tensorboard=tensorboard)
+            logger = RunLogger(log_dir, tensorboard=tensorboard, resume_step=self.num_steps or None)
         if self._obs is None:
             self._obs = self._reset_env()
         bar = tqdm(total=total_steps, initial=min(self.num_steps, total_steps), disable=not progress_bar,
@@ -258,7 +321,11 @@ class Agent:
         try:
             while self.num_steps < total_steps:
                 before = self.num_steps
-                metrics = self._train_iteration(total_steps)
+                try:
+                    metrics = self._train_iteration(total_steps)
+                except Exception:
+                    check_finite(self, {})  # a NaN/inf made the iteration fail: report the divergence
+                    raise
                 self.iteration += 1
                 bar.update(min(self.num_steps, total_steps) - min(before, total_steps))
                 if self._finished:
@@ -269,10 +336,15 @@ class Agent:
                     if progress_bar:
                         bar.set_postfix(ret=f"{np.mean(self.recent_returns):.1f}", refresh=False)
                 metrics["charts/SPS"] = (self.num_steps - s0) / max(time.perf_counter() - t0, 1e-9)
+                check_finite(self, metrics)
                 if logger is not None:
                     logger.log(self.num_steps, metrics)
                 if checkpoint_dir is not None and checkpoint_every and self.iteration % checkpoint_every == 0:
                     self.save(checkpoint_dir)
+                if interrupted[0]:  # Ctrl-C: checkpoint this consistent state, then stop
+                    if checkpoint_dir is not None:
+                        self.save(checkpoint_dir)
+                    raise KeyboardInterrupt
                 if callback is not None and callback(self, metrics) is False:
                     break
         finally:
@@ -433,17 +505,34 @@ class Agent:
         state, so ``learn`` continues exactly as an uninterrupted run would. ``env`` is needed
         only when the agent was trained on an env without a registered id."""
         tensors, meta = load_checkpoint(path)
-        algo = meta.get("algo")
+        where = Path(path) / "checkpoint.json" if Path(path).is_dir() else Path(path)
+        check_meta(meta, CHECKPOINT_FIELDS, where)
+        algo = meta["algo"]
+        if algo not in ALGORITHMS:
+            raise CheckpointError(f"{where}: unknown algorithm {algo!r:.40}")
         target = algorithm_class(algo) if cls is Agent else cls
         if algo != target.algo:
             raise CheckpointError(f"{path} holds a {algo!r} checkpoint, not {cls.algo!r}")
         source = env if env is not None else meta.get("env_id")
         if source is None:
             raise InputError(f"{path} was trained on an unregistered env: pass env= to load it")
+        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in meta.get("recent_returns", [])):
+            raise CheckpointError(f"{where}: field 'recent_returns' must hold numbers")
         # fields added to a config after a checkpoint was written keep the behaviour it was trained with
-        agent = target(source, seed=meta["seed"], config={**target.legacy_config, **meta["config"]})
+        try:
+            config = make_config(target.config_class, {**target.legacy_config, **meta["config"]})
+        except InputError as exc:
+            raise CheckpointError(f"{where}: saved config: {exc}") from None
+        agent = target(source, seed=meta["seed"], config=config)
         if str(agent.env.single_action_space) != meta["action_space"] or agent.obs_dim != meta["obs_dim"]:
             raise CheckpointError(f"env spaces do not match checkpoint {path}")
+        try:
+            agent.np_rng.bit_generator.state = meta["np_rng"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{where}: field 'np_rng' is not a numpy Generator state ({exc})") from None
+        for name, opt in agent.optimizers.items():
+            _check_param_groups(meta["optimizer_param_groups"].get(name), opt.state_dict()["param_groups"],
+                                f"{where}: optimizer_param_groups.{name}")
         try:
             agent.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
             agent.torch_rng.set_state(tensors["rng/torch"])
@@ -456,16 +545,48 @@ class Agent:
                 opt.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"][name]})
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit {target.__name__}: {exc}") from None
-        agent.np_rng.bit_generator.state = meta["np_rng"]
-        agent.num_steps, agent.iteration = int(meta["num_steps"]), int(meta["iteration"])
+        agent.num_steps, agent.iteration = meta["num_steps"], meta["iteration"]
         agent.recent_returns.extend(meta.get("recent_returns", []))
         if "state/obs" in tensors:
-            agent._obs = tensors["state/obs"].numpy().copy()
-            agent._ep_return = tensors["state/ep_return"].numpy().copy()
-            agent._ep_length = tensors["state/ep_length"].numpy().copy()
+            state = {k: tensors.get(f"state/{k}") for k in ("obs", "ep_return", "ep_length")}
+            shapes = {"obs": ((agent.n_envs, agent.obs_dim), torch.float32), "ep_return": ((agent.n_envs,), torch.float64),
+                      "ep_length": ((agent.n_envs,), torch.int64)}
+            for k, t in state.items():
+                if t is None or (tuple(t.shape), t.dtype) != shapes[k]:
+                    raise CheckpointError(f"checkpoint {path}: tensor state/{k} is missing or has the wrong shape/dtype")
+            agent._obs, agent._ep_return, agent._ep_length = (state[k].numpy().copy() for k in shapes)
             agent.env.reset(seed=agent.seed)  # create sub-env state, then overwrite it
-            set_env_state(agent.env, meta["env_state"])
+            set_env_state(agent.env, meta["env_state"], where)
         return agent
+
+
+# checkpoint.json of an agent: field → type (int fields ≥ 0; "?" = optional); nothing else is accepted
+CHECKPOINT_FIELDS = {
+    "algo": str, "env_id": (str, type(None)), "seed": int, "config": dict, "num_steps": int, "iteration": int,
+    "obs_dim": int, "action_space": str, "optimizer_param_groups": dict, "np_rng": dict,
+    "recent_returns?": list, "env_state": (list, type(None)),
+}
+
+
+def _check_param_groups(saved, fresh: list, where: str) -> None:
+    """Saved optimizer param groups must have the fresh optimizer's layout: same groups, known keys,
+    each value of the same kind (finite number, bool, None, list of numbers) and the same params."""
+    def same_kind(a, b) -> bool:
+        if isinstance(b, bool) or b is None:
+            return a is None or isinstance(a, bool)
+        if isinstance(b, (int, float)):
+            return isinstance(a, (int, float)) and not isinstance(a, bool) and np.isfinite(a)
+        if isinstance(b, (list, tuple)):
+            return isinstance(a, list) and len(a) == len(b) and all(same_kind(x, y) for x, y in zip(a, b))
+        return isinstance(a, type(b))
+
+    if not isinstance(saved, list) or len(saved) != len(fresh):
+        raise CheckpointError(f"{where}: expected {len(fresh)} parameter group(s)")
+    for g_saved, g_fresh in zip(saved, fresh):
+        bad = [k for k in g_saved if k not in g_fresh or not same_kind(g_saved[k], g_fresh[k])] if isinstance(
+            g_saved, dict) else ["(not an object)"]
+        if bad or g_saved.get("params") != g_fresh["params"]:
+            raise CheckpointError(f"{where}: bad entries {bad or ['params']!r:.80}")
 
 
 def algorithm_class(name: str) -> type:
