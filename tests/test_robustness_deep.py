@@ -453,7 +453,9 @@ def test_killed_and_failed_saves_leave_nothing_behind(tmp_path, monkeypatch):
 
 def test_readme_resume_example_keeps_steps():
     lines = [ln for ln in (ROOT / "README.md").read_text().splitlines() if ln.startswith("policylab train")]
-    for line in (ln for ln in lines if "--resume" in ln):
+    resumes = [ln for ln in lines if re.search(r"--resume($|\s)", ln)]  # examples, not the synopsis
+    assert resumes
+    for line in resumes:
         out = re.search(r"--out (\S+)", line).group(1)
         first = next(ln for ln in lines if f"--out {out}" in ln and "--resume" not in ln)
         assert re.search(r"--steps (\S+)", line).group(1) == re.search(r"--steps (\S+)", first).group(1)
