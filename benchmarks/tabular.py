@@ -2,21 +2,25 @@
 
     python benchmarks/tabular.py [--steps 10_000_000] [--python-steps 200_000] [--repeats 3]
 
-Measured in one run on FrozenLake 4×4 (slippery, γ = 0.99), α = 0.1, ε = 0.1:
-  1. policylab compiled path (numba kernel on the TabularMDP's CSR arrays)
-  2. policylab Python path on the same MDP (same random stream, identical numbers)
-  3. a straightforward Python Q-learning loop over gymnasium's FrozenLake-v1
-  4. policylab's Python path over the same gymnasium env
-  5. pymdptoolbox ``mdptoolbox.mdp.QLearning`` (its own loop; n_iter ≥ 10 000 is forced)
-Each row is the best of --repeats runs (wall clock, one thread). Prints a Markdown table.
-Targets: compiled ≥ 10M updates/s and ≥ 50× the plain gymnasium loop.
+Measured in one run, interleaved round by round, on FrozenLake 4×4 and 8×8 (slippery,
+γ = 0.99), α = 0.1, ε = 0.1:
+  1. policylab compiled path, one stream (numba kernel on the TabularMDP's CSR arrays)
+  2. policylab compiled path, ``seeds=[0..31]``: 32 independent runs in one call, parallel
+     over the cores (each seed = a separate call with that seed, bit for bit)
+  3. policylab Python path on the same MDP (same random stream, identical numbers)
+  4. a straightforward Python Q-learning loop over gymnasium's FrozenLake-v1
+  5. policylab's Python path over the same gymnasium env
+  6. pymdptoolbox ``mdptoolbox.mdp.QLearning`` (its own loop; 4×4 only)
+Each row: minimum wall and CPU seconds over --repeats runs. Targets (issue 18): one stream
+≥ 25M updates/s on 4×4 and 8×8; 32 seeds on 2 cores ≥ 1.8× the one-stream rate; ≥ 200× the
+plain gymnasium loop. The machine may be shared: the load average is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -58,63 +62,88 @@ def plain_gym_q_learning(env, steps: int, seed: int = 0) -> np.ndarray:
     return Q
 
 
+def measure(name: str, env_kw: dict, args, steps: int, seed_steps: int, py_steps: int,
+            seeds: list[int]) -> tuple[list, tuple]:
+    """Rows (method, updates, best wall s, best CPU s) for one FrozenLake map, interleaved."""
+    from _common import best_of_interleaved
+
+    mdp = catalog.get(name, gamma=GAMMA)
+    tabular.q_learning(mdp, 10, ALPHA, EPSILON)  # load the cached numba kernels
+    tabular.q_learning(mdp, 10, ALPHA, EPSILON, seeds=[0, 1])
+    env = gym.make("FrozenLake-v1", **env_kw)
+    fns = {
+        "policylab compiled, one stream": (steps, lambda: tabular.q_learning(
+            mdp, steps, ALPHA, EPSILON)),
+        f"policylab compiled, seeds=[0..{len(seeds) - 1}] in one call": (
+            seed_steps * len(seeds), lambda: tabular.q_learning(
+                mdp, seed_steps, ALPHA, EPSILON, seeds=seeds)),
+        "policylab Python path, same TabularMDP": (py_steps, lambda: tabular.q_learning(
+            mdp, py_steps, ALPHA, EPSILON, backend="python")),
+        "plain Python Q-learning loop, gymnasium": (
+            py_steps, lambda: plain_gym_q_learning(env, py_steps)),
+        "policylab Python path, gymnasium env": (py_steps, lambda: tabular.q_learning(
+            env, py_steps, ALPHA, EPSILON, gamma=GAMMA)),
+    }
+    if name == "frozen-lake":
+        try:
+            import mdptoolbox.mdp
+
+            P = np.ascontiguousarray(mdp.P.transpose(1, 0, 2))  # (A, S, S), pymdptoolbox layout
+            R = mdp.expected_reward  # (S, A)
+
+            def toolbox():
+                np.random.seed(0)
+                mdptoolbox.mdp.QLearning(P, R, GAMMA, n_iter=args.mdptoolbox_iter).run()
+
+            fns["pymdptoolbox mdp.QLearning (own loop)"] = (args.mdptoolbox_iter, toolbox)
+        except ImportError:
+            print("(pymdptoolbox not installed: pip install pymdptoolbox)")
+    load0 = os.getloadavg()[0]
+    timed = best_of_interleaved({k: f for k, (_, f) in fns.items()}, args.repeats)
+    return [(k, n, timed[k].wall, timed[k].cpu) for k, (n, _) in fns.items()], \
+        (load0, os.getloadavg()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=float, default=10_000_000, help="compiled-path updates")
+    parser.add_argument("--seed-steps", type=float, default=2_000_000,
+                        help="updates per seed in the 32-seed run")
+    parser.add_argument("--seeds", type=int, default=32)
     parser.add_argument("--python-steps", type=float, default=200_000, help="Python-loop updates")
     parser.add_argument("--mdptoolbox-iter", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    steps, py_steps, reps = int(args.steps), int(args.python_steps), args.repeats
+    steps, seed_steps, py_steps = int(args.steps), int(args.seed_steps), int(args.python_steps)
+    seeds = list(range(args.seeds))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import numba
+    from _common import machine_info, markdown_table
 
-    mdp = catalog.get("frozen-lake", gamma=GAMMA)
-    t0 = time.perf_counter()
-    tabular.q_learning(mdp, 10, ALPHA, EPSILON)  # load (or compile) the cached numba kernel
-    warmup = time.perf_counter() - t0
+    results = {}
+    for name, env_kw in (("frozen-lake", {}), ("frozen-lake-8x8", {"map_name": "8x8"})):
+        results[name], results[name + " load"] = measure(name, env_kw, args, steps, seed_steps,
+                                                         py_steps, seeds)
 
-    rows = []  # (method, updates, seconds)
-    rows.append(("policylab compiled (numba), TabularMDP", steps,
-                 best_time(lambda: tabular.q_learning(mdp, steps, ALPHA, EPSILON), reps)))
-    rows.append(("policylab Python path, same TabularMDP", py_steps,
-                 best_time(lambda: tabular.q_learning(mdp, py_steps, ALPHA, EPSILON,
-                                                      backend="python"), reps)))
-    env = gym.make("FrozenLake-v1")
-    rows.append(("plain Python Q-learning loop, gymnasium FrozenLake-v1", py_steps,
-                 best_time(lambda: plain_gym_q_learning(env, py_steps), reps)))
-    rows.append(("policylab Python path, gymnasium FrozenLake-v1", py_steps,
-                 best_time(lambda: tabular.q_learning(env, py_steps, ALPHA, EPSILON, gamma=GAMMA),
-                           reps)))
-    try:
-        import mdptoolbox.mdp
-
-        P = np.ascontiguousarray(mdp.P.transpose(1, 0, 2))  # (A, S, S), pymdptoolbox layout
-        R = mdp.expected_reward  # (S, A)
-
-        def toolbox():
-            np.random.seed(0)
-            mdptoolbox.mdp.QLearning(P, R, GAMMA, n_iter=args.mdptoolbox_iter).run()
-
-        rows.append(("pymdptoolbox mdp.QLearning (own loop)", args.mdptoolbox_iter,
-                     best_time(toolbox, reps)))
-    except ImportError:
-        print("(pymdptoolbox not installed: pip install pymdptoolbox)")
-
-    compiled_rate = rows[0][1] / rows[0][2][0]
-    compiled_cpu_rate = rows[0][1] / rows[0][2][1]
-    print(f"\nTabular Q-learning on FrozenLake 4x4 (S=16, A=4), alpha={ALPHA}, epsilon={EPSILON}, "
-          f"gamma={GAMMA}; best of {reps}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, load avg {os.getloadavg()[0]:.1f}; numba kernel load "
-          f"{warmup:.2f} s (first ever call compiles, then cached)\n")
-    print("| method | updates | seconds | updates/s | ratio vs compiled | CPU s | updates/CPU-s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, n, (sec, cpu) in rows:
-        rate = n / sec
-        print(f"| {name} | {n:,} | {sec:.3f} | {rate:,.0f} | {rate / compiled_rate:.4f}x "
-              f"| {cpu:.3f} | {n / cpu:,.0f} |")
-    plain, plain_cpu = rows[2][1] / rows[2][2][0], rows[2][1] / rows[2][2][1]
-    print(f"\ncompiled: {compiled_rate / 1e6:.1f}M updates/s wall, {compiled_cpu_rate / 1e6:.1f}M per "
-          f"CPU-second (target >= 10M); {compiled_rate / plain:.0f}x the plain gymnasium loop wall, "
-          f"{compiled_cpu_rate / plain_cpu:.0f}x in CPU time (target >= 50x)")
+    for name in ("frozen-lake", "frozen-lake-8x8"):
+        rows = results[name]
+        one, many, plain = rows[0], rows[1], rows[3]
+        rate = {k: n / w for k, n, w, _ in rows}
+        cpu_rate = {k: n / c for k, n, _, c in rows}
+        print(f"\n## Q-learning on {name} (α={ALPHA}, ε={EPSILON}, γ={GAMMA}), min of "
+              f"{args.repeats} interleaved runs; load avg {results[name + ' load'][0]:.1f} → "
+              f"{results[name + ' load'][1]:.1f}; numba threads {numba.get_num_threads()}\n")
+        body = [[k, f"{n:,}", f"{w:.3f}", f"{n / w / 1e6:.2f}M", f"{c:.3f}", f"{n / c / 1e6:.2f}M",
+                 f"{rate[k] / rate[plain[0]]:.1f}×"] for k, n, w, c in rows]
+        print(markdown_table(["method", "updates", "wall s", "updates/s", "CPU s", "updates/CPU-s",
+                              "vs plain gym loop"], body))
+        r1, rm = rate[one[0]], rate[many[0]]
+        print(f"\n- one stream: {r1 / 1e6:.1f}M updates/s wall, {cpu_rate[one[0]] / 1e6:.1f}M per "
+              f"CPU-second (target ≥ 25M); {r1 / rate[plain[0]]:.0f}× the plain gymnasium loop "
+              f"(target ≥ 200×); {len(seeds)} seeds: {rm / 1e6:.1f}M updates/s wall = "
+              f"{rm / r1:.2f}× one stream (target ≥ 1.8× on 2 cores)")
+    print()
+    print(machine_info({"gymnasium": gym.__version__, "numba": numba.__version__}))
 
 
 if __name__ == "__main__":

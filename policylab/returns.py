@@ -235,6 +235,12 @@ def discounted_returns(r_t, discount_t, bootstrap=None, *, terminated=None, trun
     return _out(_backward_scan(r + live * cut * v_tp1, live * (1.0 - cut)), r_t)
 
 
+def _delta(r_t, discount_t, terminated, v_tp1, v_t):
+    """δ_t = r_{t+1} + γ_t (1 − terminated_t) V(s_{t+1}) − V(s_t), elementwise (numpy or torch):
+    the one place the TD error is written (:func:`td_errors`, :func:`gae`)."""
+    return r_t + discount_t * (1.0 - terminated) * v_tp1 - v_t
+
+
 def td_errors(r_t, discount_t, v_t, v_tp1, *, terminated=None, truncated=None):
     """One-step TD error, the actor-critic advantage estimate (lecture §6.3; Sutton 1988).
 
@@ -257,12 +263,11 @@ def td_errors(r_t, discount_t, v_t, v_tp1, *, terminated=None, truncated=None):
         if tuple(v_tp1.shape) != shape:
             _next_values("v_tp1", _np(v_tp1), _np(v_t), shape, truncated)  # shape checks
             v_tp1 = torch.cat([v_t[1:], v_tp1.reshape(1, *shape[1:])])
-        return r_t + g * (1.0 - term) * v_tp1 - v_t
+        return _delta(r_t, g, term, v_tp1, v_t)
     g = np.broadcast_to(_np(discount_t).astype(np.float64), shape)
     term = _flags(terminated, shape)
     nv = _next_values("v_tp1", v_tp1, v_t, shape, truncated)  # (T, ...)
-    delta = _np(r_t) + g * (1.0 - term) * nv - _np(v_t)
-    return _out(delta, r_t)
+    return _out(_delta(_np(r_t), g, term, nv, _np(v_t)), r_t)
 
 
 def gae(r_t, discount_t, v_t, v_tp1, lambda_=0.95, *, terminated=None, truncated=None):
@@ -293,7 +298,49 @@ def gae(r_t, discount_t, v_t, v_tp1, lambda_=0.95, *, terminated=None, truncated
     g = np.broadcast_to(_np(discount_t).astype(np.float64), shape)
     term, trunc = _flags(terminated, shape), _flags(truncated, shape)
     nv = _next_values("v_tp1", v_tp1, v_t, shape, truncated)  # (T, ...)
-    delta = _np(r_t) + g * (1.0 - term) * nv - _np(v_t)  # (T, ...)
+    delta = _delta(_np(r_t), g, term, nv, _np(v_t))  # (T, ...)
     keep = g * _np(lambda_) * (1.0 - np.maximum(term, trunc))  # (T, ...) γλ(1 − done)
     return _out(_backward_scan(delta, keep), r_t)
 
+
+
+def n_step_returns(r_t, discount_t, v_tp1, n: int, *, terminated=None, truncated=None):
+    """n-step bootstrapped return, the target of n-step Q-learning / DQN (Sutton & Barto eq. 7.1):
+
+        G_t^(n) = Σ_{k=0}^{m−1} (Π_{j<k} γ_{t+j}) r_{t+k+1}  +  (Π_{j<m} γ_{t+j}) (1 − terminated_{t+m−1}) V(s_{t+m})
+
+    where m ≤ n stops early at the end of the episode or of the array: m − 1 is the first k < n
+    with terminated_{t+k}, truncated_{t+k} or t+k = T−1. As in :func:`gae`, termination does not
+    bootstrap (V(terminal) = 0) and truncation does, from ``v_tp1`` of the true final observation.
+    n = 1 is the one-step target r + γ_t(1 − term)V(s_{t+1}); n ≥ T on whole episodes with
+    v_tp1 = 0 gives :func:`discounted_returns`. Args (T,) or (T, N) time-major: r_t, discount_t
+    (γ or γ_t), v_tp1 FULL shape (T, ...) with v_tp1[t] = V(s_{t+1}) of row t's true next
+    observation (for DQN: max_a Q⁻(s_{t+1}, a)), n ≥ 1, terminated/truncated bool arrays.
+    Returns G^(n) of the shape of r_t (numpy in → numpy out, torch in → torch out; no autograd).
+    """
+    shape = _shape_of(r_t)
+    _check_rows("v_tp1", v_tp1, shape)
+    _check_rows("terminated", terminated, shape)
+    _check_rows("truncated", truncated, shape)
+    _check_unit("discount_t", discount_t)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n must be an int ≥ 1, got {n!r}")
+    T = shape[0]
+    r = _np(r_t).astype(np.float64)
+    g = np.broadcast_to(_np(discount_t).astype(np.float64), shape)
+    v = _np(v_tp1).astype(np.float64)
+    term, trunc = _flags(terminated, shape), _flags(truncated, shape)
+    stop_here = np.maximum(term, trunc)  # (T, ...) the episode ends after row j
+    stop_here[-1] = 1.0  # the array ends after row T−1
+    out = np.zeros(shape)
+    scale = np.ones(shape)  # Π_{j<k} γ_{t+j}, row t
+    active = np.ones(shape)  # 1 while the n-step window of row t has not stopped
+    rows = np.arange(T)
+    for k in range(min(n, T)):
+        j = np.minimum(rows + k, T - 1)  # (T,) row read at offset k (clamped where inactive)
+        out += active * scale * r[j]
+        scale = scale * g[j]
+        stop = np.maximum(stop_here[j], float(k == n - 1))  # (T, ...) window ends after row j
+        out += active * stop * scale * (1.0 - term[j]) * v[j]
+        active = active * (1.0 - stop)
+    return _out(out, r_t)

@@ -103,3 +103,13 @@ def test_profile_variants_agree_with_policylab(bench):
     assert k == ref.iterations and np.abs(V - ref.V).max() < 1e-10
     table = bench.profile(300, 4, 4, repeat=1)
     assert table.count("\n| ") == 6 and "numba fused sweep" in table
+
+
+def test_dense_compare_small(bench):
+    pytest.importorskip("mdptoolbox")
+    rows, notes = bench.dense_compare(60, 3, 4, tol=1e-6, repeat=1, log=lambda m: None)
+    by = {r["method"]: r for r in rows}
+    assert by["policylab"]["err"] <= 1e-6 and by["policylab"]["policy_diff"] == 0
+    assert by["pymdptoolbox PolicyIteration"]["err"] < 1e-8
+    assert all(r["policy_diff"] == 0 for r in rows) and not notes["csr"]  # 43k entries: dense
+    assert "ratio CPU" in bench.format_dense(rows)

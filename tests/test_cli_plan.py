@@ -33,9 +33,9 @@ def test_plan_json_matches_library(tmp_path, method):
 
 @pytest.mark.parametrize("argv,needle", [
     (["plan", "--mdp", "nope"], "invalid choice: 'nope'"),
-    (["plan", "--gamma", "1.5"], "gamma must be in [0, 1], got '1.5'"),
-    (["plan", "--gamma", "abc"], "gamma must be a number in [0, 1], got 'abc'"),
-    (["plan", "--tol", "-1"], "expected a positive finite number, got '-1'"),
+    (["plan", "--gamma", "1.5"], "--gamma: must be in [0, 1], got '1.5'"),
+    (["plan", "--gamma", "abc"], "--gamma: must be a number in [0, 1], got 'abc'"),
+    (["plan", "--tol", "-1"], "--tol: must be in (0, inf), got '-1'"),
     (["plan", "--method", "magic"], "invalid choice: 'magic'"),
     (["plan", "--mdp", "gridworld", "--gamma", "1"], "gamma = 1 needs terminal states"),
 ])

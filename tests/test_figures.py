@@ -62,6 +62,37 @@ def test_fig2_edges_are_the_nonzero_transitions(mdp):
     np.testing.assert_allclose(R[live], mdp.expected_reward[live], atol=1e-12)
 
 
+def test_fig2_reward_is_written_once_when_it_does_not_depend_on_the_next_state():
+    from policylab.figures.lecture import node_rewards
+
+    data = figures.fig2_data()  # forest(S=3): wait in the oldest state pays r1 = 4 whether or not fire strikes
+    at_node = node_rewards(data["edges"])
+    names = data["action_names"]
+    assert at_node[(2, names.index("wait"))] == 4.0 and at_node[(2, names.index("cut"))] == 2.0
+    # a reward that does depend on s' stays on the arrows
+    P = np.full((2, 1, 2), 0.5)
+    R = np.array([[[0.0, 1.0]], [[2.0, 2.0]]])
+    from policylab.mdp import TabularMDP
+
+    edges = figures.fig2_data(TabularMDP(P, R, 0.9))["edges"]
+    assert node_rewards(edges) == {(1, 0): 2.0}
+
+
+@pytest.mark.parametrize("mdp", [catalog.forest(S=3), catalog.forest(S=5), catalog.garnet(4, 3, 2, seed=1)])
+def test_fig2_arrows_meet_each_state_at_distinct_points(mdp):
+    from policylab.figures.lecture import _attach_angles
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        k = int(rng.integers(1, 9))
+        srcs = [(float(rng.normal() * 4), bool(rng.random() < 0.5)) for _ in range(k)]
+        ang = np.array(_attach_angles(srcs))
+        assert len(set(np.round(ang, 6))) == k                      # no two arrowheads on one point
+        assert np.all(np.abs(np.abs(ang) - 90) >= 20)               # clear of the action stems at ±90°
+        assert np.all((ang > 0) == np.array([u for _, u in srcs]))  # from above → upper half
+    figures.fig2(None, mdp=mdp)                                      # draws without error
+
+
 def test_fig2_rejects_large_mdps():
     with pytest.raises(ValueError, match="small MDPs"):
         figures.fig2_data(catalog.gridworld_5x5())
@@ -139,6 +170,15 @@ def test_fig6_is_q_learnings_trace():
         delta = row["r"] + 0.9 * boot - before[row["s"], row["a"]]
         assert row["td_error"] == pytest.approx(delta, abs=1e-12)
         assert row["q_after"] == pytest.approx(row["q_before"] + 0.5 * delta, abs=1e-12)
+
+
+def test_fig6_draws_the_updates_that_move_q():
+    data = figures.fig6_data(steps=24, panels=12)
+    tr = data["trace"]
+    moved = [i for i in range(len(tr)) if tr[i]["td_error"] != 0]
+    assert data["shown"] == moved[:12] and len(data["shown"]) == 12
+    assert data["unchanged"] == [i for i in range(len(tr)) if tr[i]["td_error"] == 0]
+    assert all(tr[i]["q_after"] != tr[i]["q_before"] for i in data["shown"])
 
 
 # ------------------------------------------------------------------ images

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from gymnasium.utils.env_checker import check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policylab import InvalidMDPError
 from policylab.mdp import TabularMDP, catalog, from_gymnasium
@@ -13,7 +15,7 @@ from policylab.mdp import TabularMDP, catalog, from_gymnasium
 def two_state(**over):
     P = np.array([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
     R = np.array([[0.0, 1.0], [0.0, 0.0]])
-    kw = {"P": P, "R": R, "gamma": 0.9}
+    kw = {"P": P, "R": R, "gamma": 0.9, "layout": "SAS"}  # A == S: the layout must be said
     kw.update(over)
     return kw
 
@@ -203,3 +205,78 @@ def test_from_gymnasium_cliff_walking_and_taxi():
 def test_from_gymnasium_rejects_continuous():
     with pytest.raises(InvalidMDPError):
         from_gymnasium(gym.make("CartPole-v1"))
+
+
+# ---------------------------------------------------------------- dense P stored as CSR
+@st.composite
+def dense_mdps(draw):
+    """Random dense (S, A, S) MDPs whose density runs from one successor per row to full,
+    with (S, A) or (S, A, S) rewards, in either dense layout."""
+    S, A = draw(st.integers(2, 12)), draw(st.integers(1, 4))
+    density = draw(st.sampled_from([0.0, 0.1, 0.25, 0.5, 1.0]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    P = rng.random((S, A, S)) * (rng.random((S, A, S)) < density)
+    P[np.arange(S)[:, None], np.arange(A)[None, :], rng.integers(0, S, (S, A))] += 0.5
+    P /= P.sum(axis=2, keepdims=True)
+    R = rng.normal(size=(S, A, S) if draw(st.booleans()) else (S, A))
+    return P, R, float(draw(st.sampled_from([0.0, 0.5, 0.95]))), draw(st.sampled_from(["SAS", "ASS"]))
+
+
+@given(dense_mdps())
+@settings(max_examples=60, deadline=None)
+def test_dense_stored_as_csr_gives_same_v_q_policy(monkeypatch_case):
+    from policylab import planning, tabular
+    from policylab.mdp import model
+
+    P, R, gamma, layout = monkeypatch_case
+    if layout == "ASS":
+        P, R = P.transpose(1, 0, 2).copy(), (R.transpose(1, 0, 2).copy() if R.ndim == 3 else R)
+    dense = TabularMDP(P, R, gamma, layout=layout)
+    saved = model.CSR_MIN_ENTRIES
+    model.CSR_MIN_ENTRIES = 0  # convert every size
+    try:
+        conv = TabularMDP(P, R, gamma, layout=layout)
+    finally:
+        model.CSR_MIN_ENTRIES = saved
+    density = np.count_nonzero(dense.P) / dense.P.size
+    assert not dense.is_sparse and conv.is_sparse == (density <= model.CSR_MAX_DENSITY)
+    np.testing.assert_array_equal(conv.transition_matrix().toarray() if conv.is_sparse
+                                  else conv.transition_matrix(), dense.transition_matrix())
+    np.testing.assert_allclose(conv.expected_reward, dense.expected_reward, rtol=1e-12, atol=1e-12)
+    a, b = planning.value_iteration(dense, tol=1e-10), planning.value_iteration(conv, tol=1e-10)
+    np.testing.assert_allclose(b.V, a.V, atol=1e-9)
+    np.testing.assert_allclose(b.Q, a.Q, atol=1e-9)
+    assert np.all(a.Q[np.arange(len(a.policy)), b.policy] >= a.V - 1e-8)  # b's policy is optimal
+    pi = np.full((dense.n_states, dense.n_actions), 1.0 / dense.n_actions)
+    np.testing.assert_allclose(planning.evaluate_policy(conv, pi), planning.evaluate_policy(dense, pi),
+                               atol=1e-9)
+    for i, j in zip(conv.transitions(), dense.transitions()):
+        np.testing.assert_array_equal(i, j)
+    q1 = tabular.q_learning(dense, 300, 0.5, 0.3, seed=1, max_episode_steps=20)
+    q2 = tabular.q_learning(conv, 300, 0.5, 0.3, seed=1, max_episode_steps=20)
+    np.testing.assert_array_equal(q1.Q, q2.Q)
+
+
+def test_dense_scan_names_a_bad_entry():
+    from policylab.mdp import model
+
+    P = np.zeros((300, 2, 300))
+    P[:, :, 0] = 1.0
+    P[7, 1, 5], P[7, 1, 0] = -0.25, 1.25
+    saved = model.CSR_MIN_ENTRIES
+    model.CSR_MIN_ENTRIES = 0
+    try:
+        with pytest.raises(InvalidMDPError, match=r"negative probability at s=7, a=1, s'=5"):
+            TabularMDP(P, np.zeros((300, 2)), 0.9)
+        P[7, 1, 5] = np.nan
+        with pytest.raises(InvalidMDPError, match=r"NaN probability at s=7, a=1, s'=5"):
+            TabularMDP(P, np.zeros((300, 2)), 0.9)
+    finally:
+        model.CSR_MIN_ENTRIES = saved
+
+
+def test_large_sparse_dense_input_becomes_csr_and_names_are_lazy():
+    mdp = catalog.garnet(600, 3, 4, seed=0, sparse=False)  # 1.08M entries, density 0.7%
+    assert mdp.is_sparse and mdp.P.nnz == 600 * 3 * 4
+    assert len(mdp.state_names) == 600 and mdp.state_names[599] == "599"
+    assert list(mdp.state_names[:3]) == ["0", "1", "2"]

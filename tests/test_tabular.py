@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policylab import planning, returns, tabular
+from policylab.errors import InputError
 from policylab.mdp import TabularMDP, catalog
 from policylab.tabular import schedules as sch
 from policylab.tabular.rng import epsilon_greedy_action, make_rng_state, next_uniform
@@ -43,7 +44,7 @@ def small_mdps(draw, deterministic=False, with_terminal=None):
             gamma = 0.9  # keep values finite when the policy can avoid the terminal state
     initial = np.zeros(S)
     initial[0] = 1.0
-    return TabularMDP(P, R, gamma, initial=initial, terminal=term)
+    return TabularMDP(P, R, gamma, initial=initial, terminal=term, layout="SAS")
 
 
 def _replay_tables(mdp, trace, q0):
@@ -435,3 +436,53 @@ def test_line_world_trace_for_figure_6():
     assert res.episode_lengths.sum() <= 40
     assert res.Q.shape == (4, 2) and res.policy.shape == (4,) and res.V.shape == (4,)
     assert "q-learning" in repr(res)
+
+
+# ---------------------------------------------------------------------------- many seeds at once
+@pytest.mark.parametrize("algo", ["q_learning", "sarsa", "expected_sarsa", "td0"])
+def test_seeds_equal_separate_runs_bit_for_bit(algo):
+    """seeds=[...] (one compiled call, parallel over cores) gives each seed exactly the numbers
+    of a call with seed= that seed: Q/V, visits, episode returns and lengths."""
+    mdp = catalog.get("frozen-lake", gamma=0.95)
+    seeds = [0, 5, 11, 12, 40]
+    alpha, eps = tabular.inverse_count(0.8), tabular.linear(0.5, 0.05, 3000)
+    if algo == "td0":
+        pi = np.full((mdp.n_states, mdp.n_actions), 0.25)
+
+        def call(**kw):
+            return tabular.td0_prediction(mdp, pi, 5000, alpha, max_episode_steps=30, **kw)
+    else:
+        def call(**kw):
+            return getattr(tabular, algo)(mdp, 5000, alpha, eps, max_episode_steps=30, **kw)
+    many = call(seeds=seeds)
+    assert isinstance(many, list) and len(many) == len(seeds)
+    for seed, res in zip(seeds, many):
+        one = call(seed=seed)
+        np.testing.assert_array_equal(res.V, one.V)
+        np.testing.assert_array_equal(res.visits, one.visits)
+        np.testing.assert_array_equal(res.episode_returns, one.episode_returns)
+        np.testing.assert_array_equal(res.episode_lengths, one.episode_lengths)
+        assert res.config["seed"] == seed and len(one.episode_returns) > 50
+    assert not np.array_equal(many[0].V, many[1].V)
+    py = call(seeds=seeds[:2], backend="python")  # the Python path runs the seeds in turn
+    np.testing.assert_array_equal(py[1].V, many[1].V)
+
+
+def test_seeds_grow_episode_buffers_and_chunk_with_progress():
+    mdp = catalog.line_world()
+    many = tabular.q_learning(mdp, 80_000, 0.5, 0.3, seeds=[1, 2, 3], progress=True)
+    one = tabular.q_learning(mdp, 80_000, 0.5, 0.3, seed=3)
+    assert len(one.episode_returns) > 1 << 14  # beyond the first buffer
+    np.testing.assert_array_equal(many[2].episode_lengths, one.episode_lengths)
+    np.testing.assert_array_equal(many[2].Q, one.Q)
+
+
+@pytest.mark.parametrize("bad,match", [([], "seeds"), ("01", "seeds"), ([1, -2], "seed"),
+                                       ([1.5], "seed")])
+def test_bad_seeds_rejected(bad, match):
+    with pytest.raises(InputError, match=match):
+        tabular.q_learning(catalog.line_world(), 10, 0.1, 0.1, seeds=bad)
+    with pytest.raises(InputError, match="seed or seeds"):
+        tabular.q_learning(catalog.line_world(), 10, 0.1, 0.1, seed=3, seeds=[1])
+    with pytest.raises(InputError, match="trace"):
+        tabular.q_learning(catalog.line_world(), 10, 0.1, 0.1, seeds=[1, 2], trace=True)

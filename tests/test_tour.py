@@ -51,21 +51,32 @@ def quick_tour(tmp_path_factory):
     return rc, out
 
 
-def test_quick_tour_runs_every_stage(quick_tour):
+STAGES = ["planning", "q-learning", "reinforce", "actor-critic", "ppo", "llm", "figures"]
+N_IMAGES = 8  # 6 lecture figures + the REINFORCE gradient spread + the PPO learning curve
+
+
+def test_quick_tour_meets_every_criterion(quick_tour):
     rc, out = quick_tour
     summary = json.loads((out / "summary.json").read_text())
     statuses = {k: v["status"] for k, v in summary["stages"].items()}
-    assert rc == 0, statuses
-    assert list(statuses) == ["planning", "q-learning", "ppo", "llm", "figures"]
-    assert all(s == "ok" for k, s in statuses.items() if k != "llm")
-    assert statuses["llm"] in ("ok", "unavailable")
+    assert list(statuses) == STAGES
+    assert rc == 0, summary["stages"]
+    assert all(s == "ok" for s in statuses.values()), summary["stages"]
+    assert all(v["criterion"].startswith("PASS: ") for v in summary["stages"].values())
     assert summary["q_star"]["0.9"][0] == pytest.approx([0.729, 0.81])
     assert summary["q_learning"]["max_abs_error"] < 0.05 and summary["q_learning"]["greedy_matches"]
+    assert summary["reinforce"]["variance_ratio"] <= 0.5 and max(summary["reinforce"]["max_z"].values()) <= 4
+    assert summary["actor_critic"]["eval_after"] >= tour.QUICK.ac_target
+    assert min(summary["ppo"]["eval_mean"]) >= 475
+    llm = summary["llm"]
+    assert llm["grpo_accuracy"] - llm["sft_accuracy"] >= tour.GRPO_MARGIN
+    assert llm["dpo_preference_accuracy"][1] - llm["dpo_preference_accuracy"][0] >= 0.05
     assert len(summary["figures"]) == 12 and all(Path(f).stat().st_size > 0 for f in summary["figures"])
     assert (out / "runs" / "ppo-cartpole-s0" / "progress.csv").exists()
-    html = check_page(out, n_images=7)  # 6 lecture figures + the PPO learning curve
-    for title in ("Planning", "Q-learning", "PPO", "Language models", "The lecture"):
+    html = check_page(out, n_images=N_IMAGES)
+    for title in ("Planning", "Q-learning", "REINFORCE", "Actor-critic", "PPO", "Language models", "The lecture"):
         assert title in html
+    assert html.count('class="criterion"') == len(STAGES) and "FAIL:" not in html
 
 
 @needs_chromium
@@ -73,8 +84,28 @@ def test_quick_tour_page_opens_in_headless_chromium(quick_tour):
     _, out = quick_tour
     check = chromium_page_check(out / "index.html")
     assert check["state"] == "done"
-    assert check["images-total"] == "7" and check["images-loaded"] == "7"
+    assert check["images-total"] == str(N_IMAGES) and check["images-loaded"] == str(N_IMAGES)
     assert check["errors"] == "0" and check["console_errors"] == []
+
+
+def test_bad_seed_is_refused_before_any_stage(tmp_path, capsys):
+    assert main(["tour", "--quick", "--seed", "-1", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr()
+    assert "--seed" in err.err and "[1/" not in err.out and not (tmp_path / "t").exists()
+
+
+def test_a_missed_criterion_is_red_and_exits_1(monkeypatch, tmp_path, capsys):
+    from policylab.figures.report import Section
+
+    def missed(out, cfg, args, summary):
+        status, crit = tour._verdict(False, "return 12 ≥ 475")
+        return Section("9. a stage", status, criterion=crit)
+
+    monkeypatch.setattr(tour, "STAGES", [("planning", tour.stage_planning), ("missed", missed)])
+    assert main(["tour", "--quick", "--out", str(tmp_path)]) == 1
+    html = (tmp_path / "index.html").read_text()
+    assert "FAIL: return 12 ≥ 475" in html and "#b3261e" in html and "1 of 2 stages missed" in html
+    assert "failed stages: missed" in capsys.readouterr().out
 
 
 def test_llm_stage_explains_how_to_install(monkeypatch, tmp_path):
@@ -106,8 +137,8 @@ def test_full_tour(tmp_path):
     assert main(["tour", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["q_learning"]["max_abs_error"] < 0.02
-    assert min(summary["ppo"]["eval_mean"]) > 150   # CartPole after 20k steps (solves at 500)
-    check_page(tmp_path, n_images=7)
+    assert len(summary["ppo"]["eval_mean"]) == 5 and min(summary["ppo"]["eval_mean"]) >= 475
+    check_page(tmp_path, n_images=N_IMAGES)
     if CHROMIUM:
         check = chromium_page_check(tmp_path / "index.html")
-        assert check["images-loaded"] == check["images-total"] == "7" and check["errors"] == "0"
+        assert check["images-loaded"] == check["images-total"] == str(N_IMAGES) and check["errors"] == "0"

@@ -26,7 +26,9 @@ SCRIPTS = {
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="run a benchmark against peer libraries (needs the source checkout)",
+    from policylab.cli import SUMMARY
+
+    p = sub.add_parser("bench", help=SUMMARY["bench"],
                        description="Run benchmarks/<name>.py; extra arguments go to the script.")
     p.add_argument("name", choices=sorted(SCRIPTS), help="which benchmark")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script (e.g. --quick)")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("figures", help="render the lecture's six figures (PNG + SVG)",
-                              description=__doc__)
+    from policylab.cli import SUMMARY
+
+    p = subparsers.add_parser("figures", help=SUMMARY["figures"], description=__doc__)
     p.add_argument("--out", default="figures", help="output folder (default figures/)")
     p.add_argument("--only", default=None, metavar="N,N", help="comma-separated figure numbers (default: all)")
     p.set_defaults(func=run)
@@ -32,9 +33,14 @@ def parse_only(text: str | None) -> list[int] | None:
 
 
 def run(args) -> int:
+    from policylab.cli import writable_dir
+
+    which = parse_only(args.only)
+    writable_dir(args.out, "--out")
+
     from policylab.figures import render_all
 
-    results = render_all(args.out, parse_only(args.only), progress=True)
+    results = render_all(args.out, which, progress=True)
     for r in results:
         print(f"{r.title}: " + ", ".join(str(f) for f in r.files))
     return 0

@@ -13,66 +13,82 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
+from typing import ClassVar
 
 ALGORITHMS = ["q-learning", "sarsa", "expected-sarsa", "td0", "mc"]
-MDPS = ["line-world", "frozen-lake", "frozen-lake-8x8", "cliff-walking", "taxi", "gridworld",
-        "forest", "garnet"]
+MDPS = ("line-world", "frozen-lake", "frozen-lake-8x8", "cliff-walking", "taxi", "gridworld", "forest", "garnet")
+
+
+@dataclass
+class LearnConfig:
+    """Settings of ``policylab learn`` (the algorithm is the positional argument)."""
+
+    mdp: str = "line-world"  # catalog MDP
+    steps: int = 100_000  # environment steps = updates (mc: number of episodes)
+    alpha: str | None = None  # step size: a number in (0, 1], 1/n, inv:P[,S], linear:A,B,T, exp:A,B,D [@FLOOR]; default 0.1 (mc: 1/n, the sample mean)
+    epsilon: str = "0.1"  # exploration ε in [0, 1] (or a schedule, as --alpha)
+    gamma: float | None = None  # discount (default: the MDP's)
+    seed: int = 0  # random seed of the shared SplitMix64 stream
+    max_episode_steps: int | None = None  # truncate episodes there (truncation bootstraps)
+    backend: str = "auto"  # numba kernel (compiled), plain Python loop, or auto (compiled when it applies)
+    rows: int = 20  # states to print
+    json: bool = False  # print one JSON object instead of a table
+    trace: str | None = None  # write every update to this .csv or .npy file
+    progress: bool = True  # show the progress bar
+
+    RANGES: ClassVar[dict] = {"mdp": MDPS, "steps": "[1, 1e12]", "gamma": "[0, 1]",
+                              "max_episode_steps": "[1, 2147483647]", "backend": ("auto", "compiled", "python")}
+
+    def validate(self) -> None:
+        from policylab.errors import ConfigError
+
+        if self.trace is not None and not self.trace.endswith((".csv", ".npy")):
+            raise ConfigError(f"--trace file must end in .csv or .npy, got {self.trace!r}")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "learn", help="tabular RL (Q-learning, SARSA, TD(0), MC) on a catalog MDP vs planning",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from policylab.cli import SUMMARY
+    from policylab.config import add_config_arguments
+
+    p = subparsers.add_parser("learn", help=SUMMARY["learn"], description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("algorithm", choices=ALGORITHMS)
-    p.add_argument("--mdp", default="line-world", choices=MDPS, help="catalog MDP (default line-world)")
-    p.add_argument("--steps", default="1e5",
-                   help="environment steps = updates (mc: number of episodes); default 1e5")
-    p.add_argument("--alpha", default=None,
-                   help="step size: a number in (0, 1], 1/n, inv:P[,S], linear:A,B,T, exp:A,B,D "
-                        "[@FLOOR]; default 0.1 (mc: 1/n, the sample mean)")
-    p.add_argument("--epsilon", default="0.1", help="exploration ε in [0, 1] (or a schedule, as --alpha)")
-    p.add_argument("--gamma", type=float, default=None, help="discount (default: the MDP's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-episode-steps", type=int, default=None, help="truncate episodes (bootstraps)")
-    p.add_argument("--backend", default="auto", choices=["auto", "compiled", "python"])
-    p.add_argument("--rows", type=int, default=20, help="states to print (default 20)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--trace", metavar="FILE", help="write every update to FILE (.csv or .npy)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--config", metavar="YAML", help="YAML file of LearnConfig fields (options below win)")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
+                   help="set one field (repeatable)")
+    add_config_arguments(p, LearnConfig, title="settings (LearnConfig fields)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from policylab.cli import UsageError, writable_file
+    from policylab.config import config_from_args
+
+    # --- every check before any work
+    cfg = config_from_args(LearnConfig, args, args.config, args.assignments)
+    if cfg.trace:
+        writable_file(cfg.trace, "--trace")
+
     import numpy as np
 
     from policylab import planning, tabular
-    from policylab.cli import UsageError, parse_count
     from policylab.mdp import catalog
     from policylab.tabular.schedules import CONSTANT
 
-    # --- every check before any work
-    steps = parse_count(args.steps)
+    steps = cfg.steps
     try:
-        alpha_text = args.alpha or ("1/n" if args.algorithm == "mc" else "0.1")
+        alpha_text = cfg.alpha or ("1/n" if args.algorithm == "mc" else "0.1")
         alpha = tabular.as_schedule(tabular.parse_schedule(alpha_text), "--alpha", zero_ok=False)
-        epsilon = tabular.as_schedule(tabular.parse_schedule(args.epsilon), "--epsilon", zero_ok=True)
+        epsilon = tabular.as_schedule(tabular.parse_schedule(cfg.epsilon), "--epsilon", zero_ok=True)
     except ValueError as exc:
         raise UsageError(str(exc).replace("cannot parse", "--alpha/--epsilon: cannot parse")) from None
-    if args.gamma is not None and not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if args.max_episode_steps is not None and args.max_episode_steps <= 0:
-        raise UsageError(f"--max-episode-steps must be > 0, got {args.max_episode_steps}")
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    if args.rows < 0:
-        raise UsageError(f"--rows must be >= 0, got {args.rows}")
-    if args.trace and not args.trace.endswith((".csv", ".npy")):
-        raise UsageError(f"--trace file must end in .csv or .npy, got {args.trace!r}")
+    args = argparse.Namespace(algorithm=args.algorithm, **vars(cfg))
 
     mdp = catalog.get(args.mdp, gamma=args.gamma)
     plan = planning.value_iteration(mdp, tol=1e-10)
     common = {"seed": args.seed, "max_episode_steps": args.max_episode_steps,
-              "trace": bool(args.trace), "backend": args.backend, "progress": not args.no_progress}
+              "trace": bool(args.trace), "backend": args.backend, "progress": args.progress}
     control = args.algorithm in ("q-learning", "sarsa", "expected-sarsa")
     if control:
         learner = {"q-learning": tabular.q_learning, "sarsa": tabular.sarsa,
@@ -97,7 +113,10 @@ def run(args) -> int:
     max_err_visited = float(err[visited].max()) if visited.any() else float("nan")
 
     if args.trace:
-        _write_trace(args.trace, res.trace)
+        try:
+            tabular.write_trace(args.trace, res.trace)
+        except OSError as exc:
+            raise UsageError(f"--trace {args.trace}: cannot write ({exc.strerror or exc})") from None
     names, actions = mdp.state_names, mdp.action_names
     last = res.episode_returns[-100:]
     summary = {
@@ -113,7 +132,7 @@ def run(args) -> int:
                         "policy": res.policy.tolist(), "optimal_policy": plan.policy.tolist()}
         else:
             summary |= {"V": res.V.tolist(), "V_pi": reference.tolist()}
-        summary |= {"state_names": names, "action_names": actions}
+        summary |= {"state_names": list(names), "action_names": actions}
         print(json.dumps(summary))
         return 0
 
@@ -145,19 +164,3 @@ def run(args) -> int:
         print(f"trace: {len(res.trace)} updates -> {args.trace}", file=out)
     return 0
 
-
-def _write_trace(path: str, trace) -> None:
-    """Write the structured trace atomically (temp file + os.replace)."""
-    import os
-
-    import numpy as np
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    if path.endswith(".npy"):
-        with open(tmp, "wb") as f:
-            np.save(f, trace, allow_pickle=False)
-    else:
-        header = ",".join(trace.dtype.names)
-        fmt = ["%d" if trace.dtype[n].kind in "ib" else "%.17g" for n in trace.dtype.names]
-        np.savetxt(tmp, trace, delimiter=",", header=header, comments="", fmt=fmt)
-    os.replace(tmp, path)

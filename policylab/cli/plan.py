@@ -2,49 +2,41 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import sys
 
+from policylab.config import number
 
-def _gamma(text: str) -> float:
-    try:
-        g = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"gamma must be a number in [0, 1], got {text!r}") from None
-    if not (0.0 <= g <= 1.0) or math.isnan(g):
-        raise argparse.ArgumentTypeError(f"gamma must be in [0, 1], got {text!r}")
-    return g
-
-
-def _positive(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (x > 0) or math.isinf(x):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return x
+# = policylab.mdp.catalog.NAMES (a test keeps them equal); listed here so that parsing and --help do
+# not import the catalog (scipy).
+MDPS = ("line-world", "gridworld", "forest", "frozen-lake", "frozen-lake-8x8", "cliff-walking", "taxi", "garnet")
 
 
 def add_parser(sub) -> None:
-    from policylab.mdp.catalog import NAMES
+    from policylab.cli import SUMMARY
 
-    p = sub.add_parser("plan", help="solve a known MDP (value/policy iteration): V*, Q*, pi*",
+    p = sub.add_parser("plan", help=SUMMARY["plan"],
                        description="Solve a catalog MDP and print V*, Q* and the greedy policy π*.")
-    p.add_argument("--mdp", default="line-world", choices=NAMES, help="catalog MDP (default line-world)")
-    p.add_argument("--gamma", type=_gamma, default=None, help="discount factor in [0, 1] (default: the MDP's)")
+    p.add_argument("--mdp", default="line-world", choices=MDPS, help="catalog MDP (default line-world)")
+    p.add_argument("--gamma", type=number(float, "[0, 1]"), default=None,
+                   help="discount factor (default: the MDP's)")
     p.add_argument("--method", choices=["vi", "pi", "mpi"], default="vi",
                    help="vi = value iteration, pi = policy iteration, mpi = modified PI")
-    p.add_argument("--tol", type=_positive, default=1e-8, help="bound on ||V - V*||_inf for vi (default 1e-8)")
+    p.add_argument("--tol", type=number(float, "(0, inf)"), default=1e-8,
+                   help="bound on ||V - V*||_inf for vi and mpi (default 1e-8)")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                    help="write machine-readable output to FILE (or stdout if no FILE)")
-    p.add_argument("--max-rows", type=int, default=100, help="print at most this many states")
+    p.add_argument("--max-rows", type=number(int, "[0, 2147483647]"), default=100,
+                   help="print at most this many states (default 100)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from policylab.cli import UsageError, writable_file
+
+    if args.json not in (None, "-"):
+        writable_file(args.json, "--json")
+
     from policylab import planning
     from policylab.mdp import catalog
 
@@ -59,7 +51,7 @@ def run(args) -> int:
         out = {
             "mdp": args.mdp, "gamma": mdp.gamma, "method": res.method,
             "iterations": res.iterations, "residual": res.residual, "converged": res.converged,
-            "states": mdp.state_names, "actions": mdp.action_names,
+            "states": list(mdp.state_names), "actions": mdp.action_names,
             "V": res.V.tolist(), "Q": res.Q.tolist(),
             "policy": [mdp.action_names[a] for a in res.policy],
         }
@@ -67,8 +59,11 @@ def run(args) -> int:
         if args.json == "-":
             print(text)
         else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+            try:
+                with open(args.json, "w") as f:
+                    f.write(text + "\n")
+            except OSError as exc:
+                raise UsageError(f"--json {args.json}: cannot write ({exc.strerror or exc})") from None
             print(f"wrote {args.json}", file=sys.stderr)
         if args.json == "-":
             return 0
@@ -85,7 +80,7 @@ def format_solution(mdp, res, name: str, max_rows: int = 100) -> str:
         term = mdp.terminal[s]
         rows.append([mdp.state_names[s], f"{res.V[s]:.4f}"] + [f"{q:.4f}" for q in res.Q[s]]
                     + ["(terminal)" if term else acts[res.policy[s]]])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
 
     def line(cells):
         return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))

@@ -40,15 +40,20 @@ def add_parser(subparsers) -> None:
                    help="checkpoint every ITERS training iterations, range [0, 2147483647]; 0: at the end only (default 10)")
     p.add_argument("--no-tensorboard", action="store_true", help="CSV log only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.on_help.append(_list_hyperparameters)
     p.set_defaults(func=run)
+
+
+def _list_hyperparameters(parser) -> None:
+    from policylab.cli import list_fields
+    from policylab.deep.common import algorithm_class  # imports torch: only for --help
+
+    list_fields(parser, {algo: algorithm_class(algo).config_class for algo in ALGOS})
 
 
 def _hyperparameters(args) -> tuple[dict, str | None]:
     """Preset (bundled or --config) + --set overrides → (dict, description of the source)."""
-    import yaml
-
-    from policylab.cli import UsageError
-    from policylab.deep.config import load_preset, preset_path
+    from policylab.config import load_preset, parse_assignments, preset_path
 
     params, source = {}, None
     if args.config is not None:
@@ -58,11 +63,7 @@ def _hyperparameters(args) -> tuple[dict, str | None]:
             params, source = load_preset(args.env, args.algo), str(preset_path(args.env))
         except ValueError:  # bundled preset has no section for this algorithm
             params = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        params[key.strip()] = yaml.safe_load(value)
+    params.update(parse_assignments(args.overrides))  # text values: coerced like YAML by make_config
     return params, source
 
 

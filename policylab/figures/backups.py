@@ -221,11 +221,11 @@ def fig5(out_dir=None, **kw) -> d.FigureResult:
     for (a, succ), xy in zip(data["tree"], apos):
         d.action(ax3, xy)
         d.link(ax3, (0, 0), xy, d.STATE_R, d.ACTION_R, arrow=False, label=f"{data['action_names'][a]}\n"
-               f"π={d.fmt(data['policy'][s0, a])}", side=1 if xy[0] < 0 else -1, offset=0.1, fontsize=8)
+               f"π={d.fmt(data['policy'][s0, a])}", side=-1 if xy[0] < 0 else 1, offset=0.12, fontsize=8)
         for (s2, p, r), sp in zip(succ, _layout(len(succ), -2.6, x0=xy[0], width=1.0 if len(succ) > 1 else 0)):
             d.state(ax3, sp, names[s2], terminal=data["terminal"][s2])
             d.link(ax3, xy, sp, d.ACTION_R, d.STATE_R, arrow=False, label=f"p={d.fmt(p)}, r={d.fmt(r)}",
-                   side=-1 if sp[0] >= 0 else 1, offset=0.1, fontsize=7.5)
+                   side=1 if sp[0] >= 0 else -1, offset=0.1, fontsize=7.5)
             ax3.text(sp[0], sp[1] - 0.4, f"V={d.fmt(V[s2])}", fontsize=8, ha="center", va="top", color="#1f5fbf")
     rewards = " + ".join(f"{d.fmt(g ** k, 3)}·{d.fmt(r)}" for k, (_, _, r, _) in enumerate(ep))
     if len(ep) > 6:

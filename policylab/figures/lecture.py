@@ -102,53 +102,114 @@ def fig2_data(mdp=None) -> dict:
             "terminal": [bool(t) for t in mdp.terminal], "gamma": float(mdp.gamma)}
 
 
+def node_rewards(edges) -> dict:
+    """{(s, a): r} for every action node whose reward R(s,a,s') is the same r for all successors
+    s' (fig 2 writes it once at the node); pairs whose reward depends on s' are left out."""
+    by_sa = {}
+    for (s, a, _s2, _p, r) in edges:
+        by_sa.setdefault((s, a), []).append(r)
+    return {sa: rs[0] for sa, rs in by_sa.items() if all(r == rs[0] for r in rs)}
+
+
+def _attach_angles(sources) -> list[float]:
+    """Where incoming arrows meet a state: ``sources`` are (dx, up) of each edge's action node
+    relative to the target state. Edges from above attach on the upper half, from below on the
+    lower half, away from the action stems at ±90°; nearer sources meet the state farther from the
+    stem, so arcs into one state neither share an arrowhead point nor cross near it."""
+    angles = [0.0] * len(sources)
+    for up in (True, False):
+        for right in (True, False):
+            idx = [i for i, (dx, u) in enumerate(sources) if u == up and (dx > 1e-9) == right]
+            idx.sort(key=lambda i: abs(sources[i][0]))                 # nearest first
+            lo, hi = (22.0, 68.0) if right else (158.0, 112.0)        # nearest at lo, farthest at hi
+            for k, i in enumerate(idx):
+                a = lo if len(idx) == 1 else lo + (hi - lo) * k / (len(idx) - 1)
+                angles[i] = a if up else -a
+    return angles
+
+
+def _bezier(pts, t):
+    """Point at parameter t of the cubic Bézier with control points ``pts``."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = pts
+    u = 1 - t
+    return (u ** 3 * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t ** 3 * x3,
+            u ** 3 * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t ** 3 * y3)
+
+
 def fig2(out_dir=None, mdp=None) -> d.FigureResult:
-    """Figure 2: states (circles) on a row, action nodes (dots) above and below them, arrows from
-    action nodes to successors labelled with P(s'|s,a) and, in orange, the reward R(s,a,s') ≠ 0."""
+    """Figure 2: states (circles) on a row, action nodes (dots, one colour per action) above and
+    below them, curved arrows from action nodes to successors labelled with P(s'|s,a). Each arrow
+    meets its successor at its own point. A reward that does not depend on s' is written once at
+    the action node (``wait · r=4``); one that does is written on each arrow."""
     from matplotlib.patches import FancyArrowPatch
+    from matplotlib.path import Path as MPath
 
     data = fig2_data(mdp)
-    names, anames, S, A = data["state_names"], data["action_names"], len(data["state_names"]), len(data["action_names"])
-    gap, reach = 4.2, 1.35
+    names, anames = data["state_names"], data["action_names"]
+    S, A = len(names), len(anames)
+    gap, reach, R = 4.2, 1.35, 0.42
+    colors = ["#1f5fbf", "#2e7d32", "#8e24aa", "#b26a00", "#00838f", "#c62828"]
     pos = {s: (s * gap, 0.0) for s in range(S)}
-    angles = [90 + 180 * k for k in range(A)] if A <= 2 else [90 + 360 * k / A for k in range(A)]
-    apos = {}
+    n_up = -(-A // 2)                       # actions 0, 2, 4, … above the state, 1, 3, … below
+    apos, aup = {}, {}
     for s in range(S):
         for a in range(A):
-            th = np.radians(angles[a])
-            apos[s, a] = (pos[s][0] + 0.9 * np.cos(th) + (0.55 if A <= 2 else 0.0), pos[s][1] + reach * np.sin(th))
-    fig = d.new_figure(max(7.0, 2.1 * S + 1.5), 5.6)
-    ax = d.diagram_axes(fig, [0.01, 0.08, 0.98, 0.84], (-1.4, (S - 1) * gap + 1.9), (-3.3, 3.3))
-    patches = {s: d.state(ax, pos[s], names[s], terminal=data["terminal"][s], r=0.42, fontsize=10) for s in range(S)}
-    apatch = {}
+            up, k = a % 2 == 0, a // 2
+            n_side = n_up if up else A - n_up
+            apos[s, a] = (pos[s][0] + (k - (n_side - 1) / 2) * 1.5, reach if up else -reach)
+            aup[s, a] = up
+    fig = d.new_figure(max(7.0, 2.2 * S + 1.5), 4.9)
+    ax = d.diagram_axes(fig, [0.01, 0.09, 0.98, 0.82], (-2.0, (S - 1) * gap + 2.0), (-2.7, 2.7))
+    for s in range(S):
+        d.state(ax, pos[s], names[s], terminal=data["terminal"][s], r=R, fontsize=10)
+    r_at_node = node_rewards(data["edges"])
     for (s, a), xy in apos.items():
         if data["terminal"][s]:
             continue
-        apatch[s, a] = d.action(ax, xy, r=0.11)
-        d.link(ax, pos[s], xy, 0.42, 0.11, arrow=False, label=anames[a], side=-1 if xy[1] > 0 else 1,
-               offset=0.16, fontsize=9, label_at=0.55, color="#333333", box=True)
-    for (s, a, s2, p, r) in data["edges"]:
-        p0, p1 = apos[s, a], pos[s2]
-        up = p0[1] > 0
-        rad = (-0.2 if s2 > s else 0.5) * (1 if up else -1)  # back edges arc wide
-        if s2 == s:
-            rad = 0.6 * (1 if up else -1)
-        arrow = FancyArrowPatch(p0, p1, patchA=apatch[s, a], patchB=patches[s2], arrowstyle="-|>",
-                                mutation_scale=11, connectionstyle=f"arc3,rad={rad}", lw=1.1, color="black",
-                                zorder=2)
-        ax.add_patch(arrow)
-        # label on the arc3 Bézier (control point C = mid + rad·(dy, −dx)), near the action node
-        dx, dy = p1[0] - p0[0], p1[1] - p0[1]
-        c = ((p0[0] + p1[0]) / 2 + rad * dy, (p0[1] + p1[1]) / 2 - rad * dx)
-        t = 0.5 if s2 == s else 0.3
-        lx, ly = ((1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * c[0] + t * t * p1[0],
-                  (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * c[1] + t * t * p1[1])
-        text = d.fmt(p) + (f"\nr={d.fmt(r)}" if r != 0 else "")
-        ax.text(lx, ly, text, fontsize=8.5, ha="center", va="center", zorder=6, linespacing=1.1,
-                color="#a04000" if r != 0 else "black", weight="bold" if r != 0 else "normal",
-                bbox={"boxstyle": "round,pad=0.12", "fc": "#fff3e0" if r != 0 else "white", "ec": "none", "alpha": 0.92})
+        c, up = colors[a % len(colors)], aup[s, a]
+        d.action(ax, xy, r=0.11, color=c)
+        d.link(ax, pos[s], xy, R, 0.11, arrow=False, color=c)
+        r = r_at_node.get((s, a), 0.0)
+        label = anames[a] + (f" · r={d.fmt(r)}" if r != 0 else "")
+        ax.text(xy[0], xy[1] + (0.2 if up else -0.2), label, ha="center", va="bottom" if up else "top", fontsize=9,
+                color="#a04000" if r != 0 else c, weight="bold" if r != 0 else "normal", zorder=7,
+                bbox={"boxstyle": "round,pad=0.1", "fc": "#fff3e0" if r != 0 else "white", "ec": "none", "alpha": 0.95})
+    # incoming arrows: one attachment point per arrow on the successor's circle
+    attach = {}
+    for s2 in range(S):
+        inc = [i for i, e in enumerate(data["edges"]) if e[2] == s2]
+        srcs = [(apos[e[0], e[1]][0] - pos[s2][0], aup[e[0], e[1]]) for e in (data["edges"][i] for i in inc)]
+        for j, i in enumerate(inc):          # a self-loop goes round the side with fewer other arrows
+            if data["edges"][i][0] == s2:
+                others = [dx for k, (dx, u) in enumerate(srcs) if k != j and u == srcs[j][1] and abs(dx) > 1e-9]
+                srcs[j] = (1e-6 if sum(dx < 0 for dx in others) > sum(dx > 0 for dx in others) else -1e-6,
+                           srcs[j][1])
+        attach.update(zip(inc, _attach_angles(srcs)))
+    for i, (s, a, s2, p, r) in enumerate(data["edges"]):
+        p0, up, c = apos[s, a], aup[s, a], colors[a % len(colors)]
+        sg = 1.0 if up else -1.0
+        th = np.radians(attach[i])
+        p3 = (pos[s2][0] + (R + 0.02) * np.cos(th), pos[s2][1] + (R + 0.02) * np.sin(th))
+        dx = p3[0] - p0[0]
+        if s2 == s:                          # self-loop: out sideways, back in radially
+            side = -1.0 if np.cos(th) < 0 else 1.0
+            p1 = (p0[0] + side * 0.95, p0[1] + sg * 0.3)
+            p2 = (p3[0] + 0.85 * np.cos(th), p3[1] + 0.85 * np.sin(th))
+        else:                                # arch away from the state row, come in radially
+            p1 = (p0[0] + np.sign(dx) * (0.4 + 0.3 * abs(dx)), p0[1] + sg * 0.12 * abs(dx))
+            p2 = (p3[0] + (0.45 + 0.22 * abs(dx)) * np.cos(th), p3[1] + (0.45 + 0.22 * abs(dx)) * np.sin(th))
+        pts = [p0, p1, p2, p3]
+        path = MPath(pts, [MPath.MOVETO, MPath.CURVE4, MPath.CURVE4, MPath.CURVE4])
+        ax.add_patch(FancyArrowPatch(path=path, arrowstyle="-|>", mutation_scale=11, lw=1.1, color=c, zorder=2))
+        on_edge = (s, a) not in r_at_node and r != 0
+        lx, ly = _bezier(pts, 0.5 if s2 == s else 0.17)
+        ax.text(lx, ly, d.fmt(p) + (f", r={d.fmt(r)}" if on_edge else ""), fontsize=8.5, ha="center",
+                va="center", zorder=6, color="#a04000" if on_edge else c, weight="bold" if on_edge else "normal",
+                bbox={"boxstyle": "round,pad=0.1", "fc": "#fff3e0" if on_edge else "white", "ec": "none",
+                      "alpha": 0.95})
     fig.suptitle(f"An MDP as a finite-state machine (γ = {d.fmt(data['gamma'])})", fontsize=12, y=0.97)
-    legend = "circles: states   dots: actions   numbers: P(s'|s,a)   orange: P(s'|s,a) and reward R(s,a,s') ≠ 0"
+    legend = ("circles: states   dots: actions   numbers on arrows: P(s'|s,a)   "
+              "orange: reward R (at the dot when it does not depend on s')")
     if any(data["terminal"]):
         legend += "   grey square: terminal"
     fig.text(0.5, 0.03, legend, ha="center", fontsize=9)
@@ -207,11 +268,12 @@ def fig4(out_dir=None, gammas=(0.0, 0.5, 0.9, 0.99), n_states: int = 3) -> d.Fig
 
 
 # ------------------------------------------------------------------ 6. Q-learning, update by update
-def fig6_data(steps: int = 12, alpha: float = 0.5, epsilon: float = 0.5, seed: int = 0, gamma: float = 0.9,
-              n_states: int = 3) -> dict:
+def fig6_data(steps: int = 24, alpha: float = 0.5, epsilon: float = 0.5, seed: int = 0, gamma: float = 0.9,
+              n_states: int = 3, panels: int = 12) -> dict:
     """``tabular.q_learning`` on the line world with ``trace=True``; the Q table after each update
     rebuilt from the trace (Q₀ = 0, then Q[s_t, a_t] ← q_after). {"trace", "tables" (steps+1, S, A),
-    "Q_final", "state_names", "action_names"}."""
+    "Q_final", "shown": the first ``panels`` updates that change Q (δ ≠ 0), "unchanged": the updates
+    with q_after = q_before, …}."""
     from policylab import tabular
     from policylab.mdp import catalog
 
@@ -222,37 +284,62 @@ def fig6_data(steps: int = 12, alpha: float = 0.5, epsilon: float = 0.5, seed: i
     for i, row in enumerate(tr):
         tables[i + 1] = tables[i]
         tables[i + 1, row["s"], row["a"]] = row["q_after"]
+    moved = [i for i, row in enumerate(tr) if row["q_after"] != row["q_before"]]
     return {"trace": tr, "tables": tables, "Q_final": res.Q, "state_names": list(mdp.state_names),
             "action_names": list(mdp.action_names), "alpha": alpha, "epsilon": epsilon, "gamma": gamma,
-            "seed": seed}
+            "seed": seed, "shown": moved[:panels],
+            "unchanged": [i for i, row in enumerate(tr) if row["q_after"] == row["q_before"]]}
+
+
+def _ranges(ts) -> str:
+    """[0, 1, 2, 4, 6, 7] → '0–2, 4, 6–7'."""
+    out, i = [], 0
+    while i < len(ts):
+        j = i
+        while j + 1 < len(ts) and ts[j + 1] == ts[j] + 1:
+            j += 1
+        out.append(f"{ts[i]}" if i == j else f"{ts[i]}–{ts[j]}")
+        i = j + 1
+    return ", ".join(out)
 
 
 def fig6(out_dir=None, **kw) -> d.FigureResult:
-    """Figure 6: one small Q table per update; the updated cell boxed in red, its TD error in the title."""
+    """Figure 6: one small Q table per update that changes Q (the updated cell boxed in red, its TD
+    error in the title); updates with δ = 0 are counted in the next panel's title, not drawn."""
     data = fig6_data(**kw)
     tr, tables, names, an = data["trace"], data["tables"], data["state_names"], data["action_names"]
-    n = len(tr)
+    shown = data["shown"]
+    n = max(len(shown), 1)
     cols = min(4, n)
     rows = -(-n // cols)
-    fig = d.new_figure(3.1 * cols, 1.85 * rows + 0.9)
+    fig = d.new_figure(3.1 * cols, 2.0 * rows + 1.2)
     axes = fig.subplots(rows, cols, squeeze=False)
     nt = len(names) - 1  # drop the terminal G column (always 0)
+    prev = -1
     for i in range(rows * cols):
         ax = axes.flat[i]
-        if i >= n:
+        if i >= len(shown):
             ax.axis("off")
             continue
-        row = tr[i]
-        _q_panel(ax, tables[i + 1][:nt], names[:nt], an, highlight=(row["s"], row["a"]), fontsize=8, cmap="Greens")
-        s2 = names[row["s_next"]]
-        ax.set_title(f"t={row['t']}: {names[row['s']]} —{an[row['a']]}→ {s2}, r={d.fmt(row['r'])}\n"
+        k = shown[i]
+        row = tr[k]
+        _q_panel(ax, tables[k + 1][:nt], names[:nt], an, highlight=(row["s"], row["a"]), fontsize=8, cmap="Greens")
+        skipped = k - prev - 1
+        prev = k
+        ax.set_title((f"(+{skipped} update{'s' if skipped > 1 else ''} with δ=0)\n" if skipped else "\n")
+                     + f"t={row['t']}: {names[row['s']]} —{an[row['a']]}→ {names[row['s_next']]}, r={d.fmt(row['r'])}\n"
                      f"δ={d.fmt(row['td_error'])}:  {d.fmt(row['q_before'])} → {d.fmt(row['q_after'])}",
                      fontsize=8)
+    unchanged = [int(tr[i]["t"]) for i in data["unchanged"] if not shown or i < shown[-1]]
     fig.suptitle(f"Q-learning on the line world, update by update (α={d.fmt(data['alpha'])}, "
                  f"ε={d.fmt(data['epsilon'])}, γ={d.fmt(data['gamma'])}, seed={data['seed']}); red: updated cell",
                  fontsize=10)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.06, top=1 - 0.75 / (1.85 * rows + 0.9), wspace=0.35,
-                        hspace=0.9)
+    if unchanged:
+        fig.text(0.5, 0.015, f"Not drawn: the {len(unchanged)} updates with δ = 0, which leave Q unchanged "
+                 f"(t = {_ranges(unchanged)}): Q = 0 everywhere until the goal's reward arrives.",
+                 ha="center", fontsize=8.5, color="#444444")
+    h = 2.0 * rows + 1.2
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.45 / h, top=1 - 1.0 / h, wspace=0.35, hspace=1.1)
     return d.finish(fig, "fig6_q_learning_updates", "Figure 6: Q-learning updates on the line world",
-                    "Q(s,a) ← Q(s,a) + α[r + γ max_a' Q(s',a') − Q(s,a)], one panel per update, from "
-                    "tabular.q_learning's trace.", data, out_dir)
+                    "Q(s,a) ← Q(s,a) + α[r + γ max_a' Q(s',a') − Q(s,a)], one panel per update that moves Q, "
+                    "from tabular.q_learning's trace.", data, out_dir)

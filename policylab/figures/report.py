@@ -31,6 +31,7 @@ class Section:
     tables: list = field(default_factory=list)
     images: list = field(default_factory=list)
     pre: str | None = None                    # preformatted text (a console log, a traceback)
+    criterion: str | None = None              # "PASS: …" / "FAIL: …", shown green or red under the title
 
 
 _CSS = """
@@ -43,6 +44,7 @@ padding:.2em 0} th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 td:first-child,th:first-child{text-align:left} figure{margin:1em 0} figure img{max-width:100%;
 border:1px solid #eee} figcaption{font-size:.9em;color:#555} pre{background:#f6f8fa;padding:.8em;
 overflow-x:auto;font-size:.85em} nav a{margin-right:1em}
+.criterion{padding:.45em .8em;border-left:5px solid;border-radius:.2em;font-weight:600}
 """
 
 _CHECK = """<div id="page-check" data-state="loading"></div>
@@ -103,6 +105,9 @@ def write_html(path, title: str, sections: list[Section], intro: str = "") -> Pa
         bg, fg = STATUS_STYLE.get(s.status, STATUS_STYLE["failed"])
         parts.append(f'<h2 id="{_slug(i, s.title)}">{html.escape(s.title)}<span class="status" '
                      f'style="background:{bg};color:{fg}">{html.escape(s.status)}</span></h2>')
+        if s.criterion:
+            parts.append(f'<p class="criterion" style="background:{bg};color:{fg};border-color:{fg}">'
+                         f"{html.escape(s.criterion)}</p>")
         parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]
         parts += [_table(*t) for t in s.tables]
         if s.pre:

@@ -14,6 +14,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -54,6 +55,12 @@ class TrainConfig:
     save_steps: int = 0  #: checkpoint every N steps (0: only at the end)
     save_total_limit: int = 2  #: keep at most this many checkpoints (0: keep all)
     progress: bool = True  #: tqdm progress bar
+
+    #: Ranges checked before the config is built (policylab.config; shown in --help).
+    RANGES: ClassVar[dict] = {"max_steps": "[1, 2147483647]", "batch_size": "[1, 65536]",
+                              "learning_rate": "(0, 10]", "weight_decay": "[0, inf)", "adam_betas": "[0, 1)",
+                              "max_grad_norm": "[0, inf)", "lr_scheduler": ("constant", "linear"),
+                              "max_prompt_length": "[1, 1048576]", "logging_steps": "[1, 2147483647]"}
 
     def __post_init__(self):
         self.adam_betas = tuple(self.adam_betas)

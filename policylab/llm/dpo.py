@@ -10,6 +10,7 @@ rewards/margins, logps/chosen, logps/rejected.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -46,6 +47,9 @@ class DPOConfig(TrainConfig):
     label_smoothing: float = 0.0  #: cDPO ε: assumed probability that a preference label is flipped
     max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
     precompute_ref_logps: bool = False  #: compute reference log-probs once before training, drop π_ref
+
+    RANGES: ClassVar[dict] = {"beta": "(0, inf)", "loss_type": tuple(LOSSES), "label_smoothing": "[0, 0.5]",
+                              "max_length": "[2, 1048576]"}
 
     def __post_init__(self):
         super().__post_init__()

@@ -19,6 +19,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -55,6 +56,11 @@ class GRPOConfig(TrainConfig):
     num_iterations: int = 1  #: μ, updates per sampled batch (TRL 1)
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness"])  #: names in policylab.llm.task.REWARDS (CLI)
     reward_weights: list[float] | None = None  #: one weight per reward function (default all 1)
+
+    RANGES: ClassVar[dict] = {"num_generations": "[1, 65536]", "max_completion_length": "[1, 1048576]",
+                              "temperature": "(0, inf)", "top_p": "(0, 1]", "beta": "[0, inf)", "clip_eps": "[0, 1]",
+                              "clip_eps_high": "[0, inf)", "scale_rewards": ("std", "none"),
+                              "num_iterations": "[1, 1000]"}
 
     def __post_init__(self):
         super().__post_init__()

@@ -8,6 +8,7 @@ Only completion tokens (and their EOS) are trained on (TRL SFTTrainer's completi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from policylab.llm.common import TrainConfig, Trainer, join_right_padded
 from policylab.llm.data import (
@@ -29,6 +30,8 @@ class SFTConfig(TrainConfig):
     output_dir: str = "runs/llm/sft"  #: checkpoints and log.jsonl go here
     learning_rate: float = 2e-5  #: AdamW learning rate (TRL SFTConfig default)
     max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
+
+    RANGES: ClassVar[dict] = {"max_length": "[2, 1048576]"}
 
 
 class SFTTrainer(Trainer):

@@ -34,7 +34,7 @@ def line_world(n_states: int = 3, gamma: float = 0.9, reward: float = 1.0) -> Ta
     initial = np.zeros(S)
     initial[0] = 1.0
     return TabularMDP(P, R, gamma, initial=initial, terminal=[n], state_names=names,
-                      action_names=["left", "right"])
+                      action_names=["left", "right"], layout="SAS")
 
 
 def gridworld_5x5(gamma: float = 0.9) -> TabularMDP:
@@ -61,7 +61,7 @@ def gridworld_5x5(gamma: float = 0.9) -> TabularMDP:
                 else:
                     P[s, a, s], R[s, a] = 1.0, -1.0
     names = [f"{r},{c}" for r in range(n) for c in range(n)]
-    return TabularMDP(P, R, gamma, state_names=names, action_names=list(moves))
+    return TabularMDP(P, R, gamma, state_names=names, action_names=list(moves), layout="SAS")
 
 
 def forest(S: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1, gamma: float = 0.9) -> TabularMDP:
@@ -86,7 +86,7 @@ def forest(S: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1, gamma: 
     R[0, 1] = 0.0
     R[S - 1, 1] = r2
     return TabularMDP(P, R, gamma, state_names=[f"age{s}" for s in range(S)],
-                      action_names=["wait", "cut"])
+                      action_names=["wait", "cut"], layout="SAS")
 
 
 def garnet(S: int, A: int, b: int, seed: int = 0, gamma: float = 0.99,
@@ -118,7 +118,7 @@ def garnet(S: int, A: int, b: int, seed: int = 0, gamma: float = 0.99,
     else:
         P = np.zeros((S, A, S))
         P.reshape(rows, S)[np.arange(rows)[:, None], succ] = prob
-    return TabularMDP(P, R, gamma)
+    return TabularMDP(P, R, gamma, layout="SAS")
 
 
 def _distinct_successors(rng, rows: int, S: int, b: int) -> np.ndarray:

@@ -122,7 +122,7 @@ def from_gymnasium(env, gamma: float = 0.99) -> TabularMDP:
     names = _state_names(base, S)
     actions = _action_names(base, A)
     return TabularMDP(P, R, gamma, initial=initial, terminal=done_in, state_names=names,
-                      action_names=actions)
+                      action_names=actions, layout="SAS")
 
 
 def _state_names(base, S):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from policylab.errors import InputError, InvalidMDPError
+from policylab.errors import DivergenceError, InputError, InvalidMDPError
 from policylab.planning.bellman import greedy_policy, policy_model, q_from_v
 from policylab.planning.evaluation import evaluate_policy
 
@@ -38,6 +38,37 @@ def _check_tol(tol, max_iter):
         raise InputError(f"max_iter must be >= 1, got {max_iter!r}")
 
 
+def _check_value_range(mdp) -> None:
+    """Refuse, before any work, rewards whose values overflow float64: |V| ≤ max|R|/(1−γ)."""
+    r_max = float(np.abs(mdp.expected_reward).max())
+    if mdp.gamma < 1.0 and not np.isfinite(r_max / (1.0 - mdp.gamma) * 2.0):
+        raise InvalidMDPError(
+            f"rewards up to |R| = {r_max:.3g} with gamma = {mdp.gamma:g} give values up to "
+            f"|R|/(1 - gamma) = {r_max / (1.0 - mdp.gamma):.3g}, beyond float64: rescale R")
+
+
+def _check_finite(V, k: int, method: str) -> None:
+    """DivergenceError naming the sweep when the values overflowed to inf/NaN."""
+    if not np.isfinite(V).all():
+        s = int(np.flatnonzero(~np.isfinite(V))[0])
+        raise DivergenceError(f"{method}: V[{s}] = {V[s]} at sweep {k}: the values overflow "
+                              "float64 (undiscounted returns too large); rescale R")
+
+
+def _greedy(mdp, Q, tol: float) -> np.ndarray:
+    """π(s) = argmax_a Q(s, a); at γ = 1 among the actions tied within ``tol``, one that
+    terminates (a greedy choice over ties can loop forever: line world's 'left' at s1)."""
+    if mdp.gamma < 1.0:
+        return greedy_policy(Q)
+    tie = tol + 1e-12 * (1.0 + float(np.abs(Q).max()))
+    for widen in (1.0, 1e3, 1e6):
+        try:
+            return proper_policy(mdp, allowed=Q >= Q.max(axis=1, keepdims=True) - widen * tie)
+        except InvalidMDPError:
+            continue
+    return proper_policy(mdp)
+
+
 def value_iteration(mdp, tol: float = 1e-8, max_iter: int = 100_000, V0=None,
                     bounds: bool = True, progress=None) -> PlanningResult:
     """Value iteration: repeat the Bellman optimality backup (lecture §4)
@@ -59,6 +90,7 @@ def value_iteration(mdp, tol: float = 1e-8, max_iter: int = 100_000, V0=None,
     c = g / (1.0 - g) if g < 1.0 else None
     if g == 1.0:
         proper_policy(mdp)  # raises, naming a state that can never terminate
+    _check_value_range(mdp)
     V = np.zeros(S) if V0 is None else np.array(V0, dtype=np.float64)
     live = ~mdp.terminal
     sweep = _make_sweep(mdp)
@@ -67,6 +99,8 @@ def value_iteration(mdp, tol: float = 1e-8, max_iter: int = 100_000, V0=None,
     k = 0
     for k in range(1, int(max_iter) + 1):
         V_new, lo, hi = sweep(V)  # V_new = T* V; lo, hi = min, max of V_new − V
+        if not np.isfinite(hi - lo):
+            _check_finite(V_new, k, "value_iteration")
         if c is None:
             res = max(abs(lo), abs(hi))
         elif bounds:
@@ -84,7 +118,7 @@ def value_iteration(mdp, tol: float = 1e-8, max_iter: int = 100_000, V0=None,
                 V[~live] = 0.0
             break
     Q = q_from_v(mdp, V)
-    return PlanningResult(V, Q, greedy_policy(Q), k, history[-1], np.asarray(history),
+    return PlanningResult(V, Q, _greedy(mdp, Q, tol), k, history[-1], np.asarray(history),
                           "value_iteration", converged)
 
 
@@ -96,6 +130,19 @@ def _make_sweep(mdp):
     live = ~mdp.terminal
 
     R_flat = np.ascontiguousarray(R).reshape(-1)  # (S·A,)
+    if mdp.is_sparse:  # one compiled pass over the nonzeros, no (S·A,) temporaries
+        from policylab.planning.kernels import csr_optimality_sweep
+
+        P = sp.csr_array(PT)
+        indptr, indices, data = P.indptr, P.indices, P.data
+        live_c = np.ascontiguousarray(live)
+
+        def sweep_csr(V):
+            V_new = np.empty(S)
+            lo, hi = csr_optimality_sweep(indptr, indices, data, R_flat, g, live_c, V, V_new)
+            return V_new, lo, hi
+
+        return sweep_csr
 
     def sweep(V):
         Q = PT @ V  # (S·A,) = Σ_s' P(s'|s,a) V(s'), then in place: R + γ·PV
@@ -125,6 +172,7 @@ def policy_iteration(mdp, max_iter: int = 10_000, policy0=None,
     ``residual`` is ‖T* V − V‖∞ at the end; history holds the number of changed actions.
     """
     _check_tol(tol, max_iter)
+    _check_value_range(mdp)
     S = mdp.n_states
     if policy0 is not None:
         pi = np.asarray(policy0, dtype=np.int64).copy()
@@ -149,12 +197,14 @@ def policy_iteration(mdp, max_iter: int = 10_000, policy0=None,
     return PlanningResult(V, Q, pi, k, res, np.asarray(history, dtype=float), "policy_iteration", False)
 
 
-def proper_policy(mdp) -> np.ndarray:
+def proper_policy(mdp, allowed=None) -> np.ndarray:
     """A policy that reaches a terminal state from every state with probability 1.
 
     Backward breadth-first search from the terminal states: each state takes an action with
-    positive probability of moving one layer closer. Raises InvalidMDPError naming a state
-    from which no action sequence reaches a terminal state.
+    positive probability of moving one layer closer, so from every state a terminal state is
+    reached within S steps with positive probability. ``allowed`` (S, A) bool restricts the
+    choice (e.g. to the actions tied for the maximum of Q*). Raises InvalidMDPError naming a
+    state from which no (allowed) action sequence reaches a terminal state.
     """
     S, A = mdp.n_states, mdp.n_actions
     PT = sp.csr_array(mdp.transition_matrix())
@@ -164,6 +214,8 @@ def proper_policy(mdp) -> np.ndarray:
         raise InvalidMDPError("gamma = 1 needs terminal states: this MDP has none")
     while not reached.all():
         hits = (PT @ reached.astype(np.float64)).reshape(S, A) > 0  # (S, A)
+        if allowed is not None:
+            hits &= allowed
         new = hits.any(axis=1) & ~reached
         if not new.any():
             s = int(np.flatnonzero(~reached)[0])
@@ -193,6 +245,7 @@ def modified_policy_iteration(mdp, m: int = 20, tol: float = 1e-8,
     c = g / (1.0 - g) if g < 1.0 else 1.0
     if g == 1.0:
         proper_policy(mdp)  # raises, naming a state that can never terminate
+    _check_value_range(mdp)
     V = np.zeros(mdp.n_states)
     live = ~mdp.terminal
     history = []
@@ -201,17 +254,18 @@ def modified_policy_iteration(mdp, m: int = 20, tol: float = 1e-8,
         pi = Q.argmax(axis=1)
         TV = Q.max(axis=1)
         TV[~live] = 0.0
+        _check_finite(TV, k, "modified_policy_iteration")
         res = c * float(np.max(np.abs(TV - V)))
         history.append(res)
         V = TV
         if res <= tol:
             Q = q_from_v(mdp, V)
-            return PlanningResult(V, Q, greedy_policy(Q), k, res, np.asarray(history),
+            return PlanningResult(V, Q, _greedy(mdp, Q, tol), k, res, np.asarray(history),
                                   "modified_policy_iteration", True)
         r_pi, P_pi = policy_model(mdp, pi)
         for _ in range(int(m)):
             V = r_pi + g * (P_pi @ V)
             V[~live] = 0.0
     Q = q_from_v(mdp, V)
-    return PlanningResult(V, Q, greedy_policy(Q), k, history[-1], np.asarray(history),
+    return PlanningResult(V, Q, _greedy(mdp, Q, tol), k, history[-1], np.asarray(history),
                           "modified_policy_iteration", False)

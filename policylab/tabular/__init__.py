@@ -5,10 +5,14 @@ SARSA, expected SARSA and Q-learning, with schedules and a compiled (numba) fast
     from policylab.mdp import catalog
     res = tabular.q_learning(catalog.line_world(), steps=10_000, alpha=0.1, epsilon=0.2)
     res.Q, res.policy, res.episode_returns
+    # from logged transitions (s, a, r, s_next, terminated), no env interaction:
+    res = tabular.q_learning_from_transitions(mdp, data)
 """
 
-from policylab.tabular.common import TRACE_DTYPE, TabularResult
+from policylab.tabular.inputs import MAX_STEPS
 from policylab.tabular.monte_carlo import MCConfig, mc_prediction
+from policylab.tabular.offline import q_learning_from_transitions
+from policylab.tabular.result import TRACE_DTYPE, TabularResult, write_trace
 from policylab.tabular.schedules import (
                                          Schedule,
                                          as_schedule,
@@ -32,6 +36,7 @@ from policylab.tabular.updates import (
 )
 
 __all__ = [
+                                         "MAX_STEPS",
                                          "TRACE_DTYPE",
                                          "MCConfig",
                                          "Schedule",
@@ -50,6 +55,7 @@ __all__ = [
                                          "mc_prediction",
                                          "parse_schedule",
                                          "q_learning",
+                                         "q_learning_from_transitions",
                                          "q_learning_target",
                                          "return_step",
                                          "sarsa",
@@ -57,4 +63,5 @@ __all__ = [
                                          "td0_prediction",
                                          "td_error",
                                          "td_target",
+                                         "write_trace",
 ]

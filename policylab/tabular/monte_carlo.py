@@ -18,24 +18,20 @@ import numba
 import numpy as np
 
 from policylab.errors import InputError
-from policylab.tabular.common import (
-    TabularResult,
-    Uniforms,
-    assemble_trace,
+from policylab.tabular.inputs import (
+    check_count,
+    check_finite_table,
     check_gamma,
-    check_positive_int,
     initial_table,
-    make_sampler,
     mdp_arrays,
-    plain_config,
-    policy_cdf,
     resolve_backend,
     resolve_problem,
-    run_in_chunks,
 )
+from policylab.tabular.progress import run_in_chunks
+from policylab.tabular.result import TabularResult, assemble_trace, plain_config
 from policylab.tabular.rng import make_rng_state, next_uniform, sample_cdf, sample_transition
+from policylab.tabular.sampling import Uniforms, make_sampler, policy_cdf, select_action
 from policylab.tabular.schedules import Schedule, as_schedule, inverse_count, schedule_value
-from policylab.tabular.td import select_action
 from policylab.tabular.updates import incremental_update, return_step, td_error
 
 __all__ = ["MCConfig", "mc_backward", "mc_prediction"]
@@ -112,8 +108,8 @@ def _kernel(indptr, next_state, prob, reward, init_cdf, terminal, gamma, max_ep,
         s = sample_cdf(init_cdf, next_uniform(rng))
         n, done, ret = 0, False, 0.0
         while not done:
-            a = select_action(True, pi_cdf, pi_cdf, alpha_spec, t, n_s, s,
-                              next_uniform(rng), next_uniform(rng))
+            n_s[s] += 1
+            a = select_action(True, pi_cdf, pi_cdf, 0.0, s, next_uniform(rng), next_uniform(rng))
             j = sample_transition(indptr, prob, s * n_actions + a, next_uniform(rng))
             s2, r = next_state[j], reward[j]
             terminated = terminal[s2]
@@ -160,7 +156,8 @@ def _python(sampler, u, gamma, first_visit, alpha_spec, pi_cdf, v, n_sa, n_s, n_
         rows = []  # (s, a, r, s', flags)
         done = False
         while not done:
-            a = int(select_action(True, pi_cdf, pi_cdf, alpha_spec, t, n_s, s, u(), u()))
+            n_s[s] += 1
+            a = int(select_action(True, pi_cdf, pi_cdf, 0.0, s, u(), u()))
             s2, r, terminated, truncated = sampler.step(s, a)
             rows.append((s, a, r, s2, int(terminated) + 2 * int(truncated)))
             n_sa[s, a] += 1
@@ -238,7 +235,7 @@ def mc_prediction(env_or_mdp, policy, episodes, gamma=None, first_visit=True, se
         seed, trace, backend, progress: as in :func:`policylab.tabular.q_learning`.
     """
     cfg = MCConfig(episodes, gamma, first_visit, alpha, seed, max_episode_steps, trace)
-    n_episodes = check_positive_int(episodes, "episodes")
+    n_episodes = check_count(episodes, "episodes")
     alpha_s = inverse_count() if alpha is None else as_schedule(alpha, "alpha", zero_ok=False)
     make_rng_state(seed)
     problem = resolve_problem(env_or_mdp, max_episode_steps)
@@ -268,6 +265,7 @@ def mc_prediction(env_or_mdp, policy, episodes, gamma=None, first_visit=True, se
 
     out = run_in_chunks(run_chunk, n_episodes, max(1, math.ceil(n_episodes / 100)), progress,
                         "mc", "episode")
+    check_finite_table(v, "V", int(carry[0]))
     lengths = np.concatenate([o[1] for o in out])
     config = {f.name: plain_config(getattr(cfg, f.name)) for f in fields(cfg)}
     return TabularResult(

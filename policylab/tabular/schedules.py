@@ -31,6 +31,8 @@ __all__ = [
     "inverse_count",
     "linear",
     "parse_schedule",
+    "schedule_at",
+    "schedule_constant",
     "schedule_value",
 ]
 
@@ -53,6 +55,19 @@ def schedule_value(spec, t, n):
     else:  # inverse count: scale / nᵖ
         v = spec[2] / float(n) ** spec[1]
     return max(spec[4], v)
+
+
+@numba.njit(cache=True, inline="always")
+def schedule_constant(spec):
+    """The value of a constant schedule spec (≥ 0 for α and ε), or −1 for any other kind:
+    the kernels evaluate it once and skip :func:`schedule_value` per step (same numbers)."""
+    return max(spec[4], spec[1]) if int(spec[0]) == 0 else -1.0
+
+
+@numba.njit(cache=True, inline="always")
+def schedule_at(const, spec, t, n):
+    """v(t, n): ``const`` when it is ≥ 0 (from :func:`schedule_constant`), else the spec's value."""
+    return const if const >= 0.0 else schedule_value(spec, t, n)
 
 
 @dataclass(frozen=True)

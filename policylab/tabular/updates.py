@@ -3,10 +3,10 @@
 Every function is ``numba.njit(cache=True)``: the compiled kernels inline them and the
 plain-Python path calls the very same functions, so the math lives here only.
 
-Indexing follows rlax: a transition is (s_tm1, a_tm1, r_t, discount_t, s_t): the agent
-acted a_tm1 in s_tm1, received r_t and landed in s_t. In the lecture's notation that is
-(s_t, a_t, r_{t+1}, s_{t+1}). ``discount_t`` already folds in termination:
-γ_t = γ·(1 − terminated_t), see :func:`bootstrap_discount`.
+Indexing is the one of :mod:`policylab.returns`: a transition is (s_t, a_t, r_t, s_{t+1}),
+where ``r_t`` is the reward r_{t+1} received after acting a_t in s_t; ``v_t`` = V(s_t),
+``v_tp1`` = V(s_{t+1}), ``q_tp1`` = Q(s_{t+1}, ·). ``discount_t`` already folds in
+termination: γ_t = γ·(1 − terminated_t), see :func:`bootstrap_discount`.
 """
 
 from __future__ import annotations
@@ -38,30 +38,30 @@ def bootstrap_discount(gamma, terminated):
 
 
 @numba.njit(cache=True, inline="always")
-def td_target(r_t, discount_t, v_t):
-    """TD(0) target: y = r_{t+1} + γ_t V(s_{t+1})."""
-    return r_t + discount_t * v_t
+def td_target(r_t, discount_t, v_tp1):
+    """TD(0) target: y_t = r_{t+1} + γ_t V(s_{t+1})."""
+    return r_t + discount_t * v_tp1
 
 
 @numba.njit(cache=True, inline="always")
-def q_learning_target(r_t, discount_t, q_t):
-    """Q-learning target (Watkins 1989): y = r_{t+1} + γ_t max_a' Q(s_{t+1}, a').
+def q_learning_target(r_t, discount_t, q_tp1):
+    """Q-learning target (Watkins 1989): y_t = r_{t+1} + γ_t max_a' Q(s_{t+1}, a').
 
-    ``q_t`` is the (A,) row Q(s_{t+1}, ·).
+    ``q_tp1`` is the (A,) row Q(s_{t+1}, ·).
     """
-    best = q_t[0]
-    for a in range(1, q_t.shape[0]):
-        best = max(best, q_t[a])
+    best = q_tp1[0]
+    for a in range(1, q_tp1.shape[0]):
+        best = max(best, q_tp1[a])
     return r_t + discount_t * best
 
 
 @numba.njit(cache=True, inline="always")
-def sarsa_target(r_t, discount_t, q_t, a_t):
-    """SARSA target (Rummery & Niranjan 1994): y = r_{t+1} + γ_t Q(s_{t+1}, a_{t+1}).
+def sarsa_target(r_t, discount_t, q_tp1, a_tp1):
+    """SARSA target (Rummery & Niranjan 1994): y_t = r_{t+1} + γ_t Q(s_{t+1}, a_{t+1}).
 
-    ``q_t`` is the (A,) row Q(s_{t+1}, ·); ``a_t`` the action the behaviour policy picked there.
+    ``q_tp1`` is the (A,) row Q(s_{t+1}, ·); ``a_tp1`` the action the behaviour policy picked there.
     """
-    return r_t + discount_t * q_t[a_t]
+    return r_t + discount_t * q_tp1[a_tp1]
 
 
 @numba.njit(cache=True, inline="always")
@@ -80,31 +80,33 @@ def epsilon_greedy_expectation(q_t, epsilon):
 
 
 @numba.njit(cache=True, inline="always")
-def expected_sarsa_target(r_t, discount_t, q_t, epsilon_t):
+def expected_sarsa_target(r_t, discount_t, q_tp1, epsilon_tp1):
     """Expected SARSA target (van Seijen et al. 2009) for an ε-greedy policy:
 
-        y = r_{t+1} + γ_t Σ_a' π_ε(a'|s_{t+1}) Q(s_{t+1}, a')
+        y_t = r_{t+1} + γ_t Σ_a' π_ε(a'|s_{t+1}) Q(s_{t+1}, a'),   ε = ``epsilon_tp1`` at s_{t+1}
     """
-    return r_t + discount_t * epsilon_greedy_expectation(q_t, epsilon_t)
+    return r_t + discount_t * epsilon_greedy_expectation(q_tp1, epsilon_tp1)
 
 
 @numba.njit(cache=True, inline="always")
-def td_error(target, estimate):
-    """Temporal-difference error: δ_t = y_t − Q(s_t, a_t)  (or y_t − V(s_t));
+def td_error(target_t, v_t):
+    """Temporal-difference error: δ_t = y_t − V(s_t)  (or y_t − Q(s_t, a_t)); with the TD(0)
+    target this is :func:`policylab.returns.td_errors`' δ_t = r_{t+1} + γ_t V(s_{t+1}) − V(s_t);
     for Monte Carlo the target is the return, δ_t = G_t − V(s_t)."""
-    return target - estimate
+    return target_t - v_t
 
 
 @numba.njit(cache=True, inline="always")
-def incremental_update(estimate, alpha, delta):
-    """Stochastic-approximation step: Q(s_t, a_t) ← Q(s_t, a_t) + α δ_t.
+def incremental_update(v_t, alpha, delta_t):
+    """Stochastic-approximation step: V(s_t) ← V(s_t) + α δ_t  (or Q(s_t, a_t)).
 
     With α = 1/N(s) and δ = G − V(s) this is the running sample mean of Monte Carlo.
     """
-    return estimate + alpha * delta
+    return v_t + alpha * delta_t
 
 
 @numba.njit(cache=True, inline="always")
-def return_step(r_t, discount_t, g_t):
-    """One backward step of the discounted return: G_{t−1} = r_t + γ_t G_t (G_T = 0)."""
-    return r_t + discount_t * g_t
+def return_step(r_t, discount_t, g_tp1):
+    """One backward step of the discounted return: G_t = r_{t+1} + γ_t G_{t+1} (G_T = 0),
+    as in :func:`policylab.returns.discounted_returns`."""
+    return r_t + discount_t * g_tp1

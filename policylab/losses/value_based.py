@@ -1,0 +1,187 @@
+"""Value-based and soft actor-critic math (DQN, double DQN, SAC): pure torch functions.
+
+Time-indexed names follow rlax: a transition is (s_tm1, a_tm1, r_t, discount_t, s_t), i.e. the
+lecture's (s_t, a_t, r_{t+1}, s_{t+1}). ``discount_t`` already folds in termination and the n-step
+horizon: γ_t = γ^m · (1 − terminated) for an m-step transition (see ``returns.n_step_returns``), so
+a terminated transition does not bootstrap and a truncated one does.
+
+Targets are returned detached (they are constants of the regression); losses return a scalar to
+MINIMIZE (means over the batch). A DQN step composes
+
+    y = double_q_learning_target(r_t, discount_t, q_target(s_t), q_online(s_t))   # or q_learning_target
+    loss = dqn_loss(q_online(s_tm1)[a_tm1], y, kind="huber")
+
+and a SAC step (Haarnoja et al. 2018)
+
+    y = soft_q_target(r_t, discount_t, min(Q'_1, Q'_2)(s_t, ã_t), log π(ã_t|s_t), α)
+    sac_critic_loss([Q_1(s, a), Q_2(s, a)], y);  sac_actor_loss(log π(ã|s), min_i Q_i(s, ã), α)
+    sac_temperature_loss(log α, log π(ã|s), target_entropy);  polyak_update(target, online, τ)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from policylab.errors import InputError
+from policylab.losses.policy_gradient import _positive, _same_shape
+
+__all__ = [
+    "double_q_learning_target",
+    "dqn_loss",
+    "polyak_update",
+    "q_learning_target",
+    "sac_actor_loss",
+    "sac_critic_loss",
+    "sac_temperature_loss",
+    "soft_q_target",
+    "tanh_gaussian_log_prob",
+]
+
+
+def _q_rows(q_t: torch.Tensor, r_t: torch.Tensor, name: str) -> None:
+    if q_t.ndim != 2 or q_t.shape[0] != r_t.shape[0] or r_t.ndim != 1:
+        raise InputError(f"{name} must have shape (B, A) with r_t of shape (B,), "
+                         f"got {tuple(q_t.shape)} and {tuple(r_t.shape)}")
+
+
+@torch.no_grad()
+def q_learning_target(r_t: torch.Tensor, discount_t, q_t_target: torch.Tensor) -> torch.Tensor:
+    """Q-learning target with a target network (Watkins 1989; Mnih et al. 2015):
+
+        y = r_t + γ_t · max_a' Q_θ⁻(s_t, a')
+
+    ``q_t_target`` (B, A) = Q_θ⁻(s_t, ·) from the target network, ``r_t`` (B,), ``discount_t``
+    γ_t (B,) or a float. Returns y (B,), detached.
+    """
+    _q_rows(q_t_target, r_t, "q_t_target")
+    return r_t + discount_t * q_t_target.max(dim=1).values
+
+
+@torch.no_grad()
+def double_q_learning_target(r_t: torch.Tensor, discount_t, q_t_target: torch.Tensor,
+                             q_t_online: torch.Tensor) -> torch.Tensor:
+    """Double-DQN target (van Hasselt et al. 2016): the online net picks, the target net rates.
+
+        y = r_t + γ_t · Q_θ⁻(s_t, argmax_a' Q_θ(s_t, a'))
+
+    Decoupling selection from evaluation removes the max's upward bias. Ties in argmax pick the
+    lowest index. Shapes: ``q_t_target``, ``q_t_online`` (B, A); ``r_t`` (B,). Returns y (B,).
+    """
+    _q_rows(q_t_target, r_t, "q_t_target")
+    _same_shape(q_t_target=q_t_target, q_t_online=q_t_online)
+    best = q_t_online.argmax(dim=1, keepdim=True)  # (B, 1)
+    return r_t + discount_t * q_t_target.gather(1, best).squeeze(1)
+
+
+def dqn_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, kind: str = "huber") -> torch.Tensor:
+    """TD regression loss of DQN on δ = y − Q_θ(s, a) (``target`` y is detached):
+
+        huber:  mean_b ℓ(δ_b),  ℓ(δ) = ½δ²  if |δ| ≤ 1,  |δ| − ½ otherwise   (Mnih et al. 2015; SB3)
+        mse:    mean_b δ_b²                                                   (CleanRL)
+
+    Huber's gradient is δ clipped to [−1, 1], which keeps rare large TD errors from blowing up.
+    """
+    _same_shape(q_tm1_a=q_tm1_a, target=target)
+    if kind == "huber":
+        return F.smooth_l1_loss(q_tm1_a, target.detach())
+    if kind == "mse":
+        return F.mse_loss(q_tm1_a, target.detach())
+    raise InputError(f"kind must be 'huber' or 'mse', got {kind!r}")
+
+
+@torch.no_grad()
+def soft_q_target(r_t: torch.Tensor, discount_t, q_t_target_min: torch.Tensor, logp_t: torch.Tensor,
+                  alpha) -> torch.Tensor:
+    """SAC's soft Bellman target (Haarnoja et al. 2018, eq. 3 with clipped double Q):
+
+        y = r_t + γ_t · ( min_i Q_φ⁻ᵢ(s_t, ã_t) − α · log π(ã_t|s_t) ),   ã_t ∼ π(·|s_t)
+
+    ``q_t_target_min`` (B,) = the minimum of the target critics at the sampled next action,
+    ``logp_t`` (B,) its log-probability, ``alpha`` the temperature α (float or 0-d tensor).
+    """
+    _same_shape(r_t=r_t, q_t_target_min=q_t_target_min, logp_t=logp_t)
+    return r_t + discount_t * (q_t_target_min - alpha * logp_t)
+
+
+def sac_critic_loss(q_tm1: list[torch.Tensor] | tuple, target: torch.Tensor) -> torch.Tensor:
+    """Twin soft-Q regression (Haarnoja et al. 2018, eq. 5; Fujimoto et al. 2018):
+
+        J_Q = ½ Σ_i mean_b (Q_φᵢ(s_b, a_b) − y_b)²
+
+    ``q_tm1`` is the list of critics' values Q_φᵢ(s, a), each (B,); ``target`` y (B,) is detached.
+    """
+    if len(q_tm1) == 0:
+        raise InputError("q_tm1 must hold at least one critic's values")
+    for i, q in enumerate(q_tm1):
+        _same_shape(target=target, **{f"q_tm1[{i}]": q})
+    y = target.detach()
+    return 0.5 * sum(F.mse_loss(q, y) for q in q_tm1)
+
+
+def sac_actor_loss(logp: torch.Tensor, q_min: torch.Tensor, alpha) -> torch.Tensor:
+    """SAC policy loss (Haarnoja et al. 2018, eq. 7, reparameterized ã = f_θ(ε; s)):
+
+        J_π = mean_b [ α · log π_θ(ã_b|s_b) − min_i Q_φᵢ(s_b, ã_b) ]
+
+    Both ``logp`` and ``q_min`` carry the graph to θ through ã; ``alpha`` is a constant here.
+    """
+    _same_shape(logp=logp, q_min=q_min)
+    if torch.is_tensor(alpha):
+        alpha = alpha.detach()
+    return (alpha * logp - q_min).mean()
+
+
+def sac_temperature_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """Automatic entropy tuning (Haarnoja et al. 2018b, eq. 18, in log α as SB3 does):
+
+        J(α) = −mean_b [ log α · (log π(ã_b|s_b) + H̄) ]      (log π detached)
+
+    ∂J/∂log α = −mean(log π + H̄) = H(π) − H̄ (estimated): α grows while the policy's entropy is
+    below the target H̄ (SAC uses H̄ = −|A|) and shrinks above it.
+    """
+    if not math.isfinite(float(target_entropy)):
+        raise InputError(f"target_entropy must be finite, got {target_entropy!r}")
+    return -(log_alpha * (logp.detach() + float(target_entropy))).mean()
+
+
+@torch.no_grad()
+def polyak_update(target_params, params, tau: float) -> None:
+    """Soft target update (Lillicrap et al. 2016), in place on the target parameters:
+
+        θ⁻ ← τ θ + (1 − τ) θ⁻
+
+    τ = 1 copies the online parameters (DQN's hard update every ``target_update_interval``).
+    """
+    _positive("tau", tau)
+    if tau > 1.0:
+        raise InputError(f"tau must be in (0, 1], got {tau!r}")
+    target_params, params = list(target_params), list(params)
+    if len(target_params) != len(params):
+        raise InputError(f"target has {len(target_params)} tensors but online has {len(params)}")
+    if tau == 1.0:
+        for t, p in zip(target_params, params):
+            t.copy_(p)
+        return
+    torch._foreach_lerp_(target_params, params, float(tau))
+
+
+_LOG2 = math.log(2.0)
+
+
+def tanh_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """log-density of a = tanh(u), u ∼ N(μ, diag σ²) (SAC's squashed Gaussian; Haarnoja 2018, App. C):
+
+        log π(a|s) = Σ_i [ log N(u_i; μ_i, σ_i) − log(1 − tanh²(u_i)) ]
+        log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u))          (stable for large |u|)
+
+    by the change of variables a = tanh(u), |da/du| = 1 − tanh²(u). Takes the PRE-squash sample
+    ``u`` (inverting tanh near ±1 loses precision). Shapes (B, d) → (B,). An affine rescaling of a
+    to the action box adds a constant and is omitted (as SB3 does).
+    """
+    _same_shape(mean=mean, u=u)
+    normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2.0 * math.pi)
+    log_det = 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
+    return (normal - log_det).sum(dim=-1)
