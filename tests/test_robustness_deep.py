@@ -231,8 +231,7 @@ def test_train_and_eval_numbers_have_stated_ranges(tmp_path, capsys):
     _one_line_error(capsys, "--episodes", "10000")
     for cmd, flag in [("train", "--steps"), ("train", "--seed"), ("train", "--checkpoint-every"),
                       ("eval", "--episodes"), ("eval", "--seed")]:
-        with pytest.raises(SystemExit):
-            main([cmd, "--help"])
+        assert main([cmd, "--help"]) == 0
         helptext = " ".join(capsys.readouterr().out.split())
         assert re.search(re.escape(flag) + r"[^\[]*\[[^\]]*\d", helptext), (cmd, flag)
 

@@ -6,16 +6,16 @@ The checkpoint is verified first (hashes, schema, finite weights); any problem i
 from __future__ import annotations
 
 MAX_EPISODES = 10_000   # one env per episode, run in parallel
-MAX_SEED = 2**31 - 1
 
 
 def add_parser(subparsers) -> None:
+    from policylab.config import number
+
     p = subparsers.add_parser("eval", help="evaluate a trained agent (a run directory)")
     p.add_argument("run", help="run directory written by `policylab train` (or agent.save)")
-    p.add_argument("--episodes", type=int, default=20,
-                   help=f"number of episodes, range [1, {MAX_EPISODES}] (default 20)")
-    p.add_argument("--seed", type=int, default=None,
-                   help=f"evaluation seed, range [0, {MAX_SEED}] (default: run seed + 10000)")
+    p.add_argument("--episodes", type=number(int, f"[1, {MAX_EPISODES}]"), default=20,
+                   help="number of episodes, one env each (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: run seed + 10000)")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     p.set_defaults(func=run)
 
@@ -27,10 +27,7 @@ def run(args) -> int:
     from policylab.cli import UsageError
     from policylab.errors import DataError
 
-    if not 1 <= args.episodes <= MAX_EPISODES:
-        raise UsageError(f"--episodes must be in [1, {MAX_EPISODES}], got {args.episodes}")
-    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
-        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    # --episodes in [1, 10000] and --seed in [0, 2147483647] were checked while parsing
     if not (Path(args.run) / "checkpoint.json").is_file() and not Path(args.run).is_file():
         raise UsageError(f"no checkpoint in {args.run} (expected {args.run}/checkpoint.json)")
 
