@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ALGOS = ["reinforce", "actor-critic", "a2c", "ppo"]
+from policylab.deep.registry import ALGORITHMS as ALGOS  # the registry's names (no torch import)
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+    from policylab.cli import SUMMARY
+
+    p = subparsers.add_parser("train", help=SUMMARY["train"],
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("algo", choices=ALGOS, help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
@@ -45,7 +47,7 @@ def add_parser(subparsers) -> None:
 
 def _list_hyperparameters(parser) -> None:
     from policylab.cli import list_fields
-    from policylab.deep.common import algorithm_class  # imports torch: only for --help
+    from policylab.deep.registry import algorithm_class  # imports torch: only for --help
 
     list_fields(parser, {algo: algorithm_class(algo).config_class for algo in ALGOS})
 
@@ -109,7 +111,7 @@ def _train(args, out: Path, steps: int) -> int:
     if not args.resume and has_ckpt:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
-    from policylab.deep.common import algorithm_class  # imports torch
+    from policylab.deep.registry import algorithm_class  # imports torch on first use
 
     try:
         cls = algorithm_class(args.algo)

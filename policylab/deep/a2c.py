@@ -18,10 +18,17 @@ from dataclasses import dataclass
 
 import torch
 
-from policylab.deep.common import Agent, explained_variance
+from policylab.deep.agent import Agent
 from policylab.deep.config import check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.losses import approx_kl, clip_fraction, entropy_bonus, reinforce_loss, value_loss
+from policylab.losses import (
+    approx_kl,
+    clip_fraction,
+    entropy_bonus,
+    explained_variance,
+    reinforce_loss,
+    value_loss,
+)
 from policylab.returns import gae
 
 __all__ = ["A2C", "A2CConfig"]
@@ -68,16 +75,12 @@ class A2C(Agent):
         else:
             opt = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.rms_eps, fused=True)
         self.optimizers["main"] = opt
-        self.buf = self.allocate_rollout(c.n_steps)
 
-    def _train_iteration(self, total_steps: int) -> dict:
-        c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.buf
-        lr = c.learning_rate * (max(1.0 - self.num_steps / total_steps, 0.0) if c.anneal_lr else 1.0)
+    def update(self) -> dict:  # after collect(): a rollout of n steps of N envs under π_θ in self.storage
+        c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.storage
+        lr = c.learning_rate * (max(self.progress_remaining, 0.0) if c.anneal_lr else 1.0)
         for group in opt.param_groups:
             group["lr"] = lr
-
-        # ---- rollout: n steps of N envs under π_θ ------------------------------------------------
-        self.collect_rollout(buf)
 
         # ---- advantages: n-step (λ = 1) or GAE; critic target R_t = Â_t + V(s_t) ----------------
         adv = gae(buf.rewards, c.gamma, buf.values, buf.next_values, c.gae_lambda,

@@ -16,7 +16,7 @@ from torch import nn
 
 from policylab.errors import InputError
 
-__all__ = ["ACTIVATIONS", "PolicyValueNet", "flatten_parameters", "mlp"]
+__all__ = ["ACTIVATIONS", "PolicyValueNet", "flat_buffers_intact", "flatten_parameters", "mlp"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -85,3 +85,9 @@ def flatten_parameters(module: nn.Module) -> nn.Parameter:
         p.grad = flat.grad[offset:offset + n].view_as(p)
         offset += n
     return flat
+
+
+def flat_buffers_intact(flat: nn.Parameter, grad_view) -> bool:
+    """True while ``flat.grad`` is still the buffer ``grad_view`` (a numpy view taken after
+    :func:`flatten_parameters`) points at — False after ``zero_grad(set_to_none=True)``."""
+    return flat.grad is not None and flat.grad.data_ptr() == grad_view.ctypes.data

@@ -1,12 +1,24 @@
-"""Shared agent plumbing: env creation, seeding, the learn loop, rollout collection, act,
-evaluate, save/load. Algorithms subclass :class:`Agent` once (one level) and write only their
-``_train_iteration`` (see ``policylab/deep/__init__.py`` for the plug-in recipe).
+"""The one base class of every policylab.deep algorithm: config, env, seeding, the learn loop and
+its hooks, experience collection (rollouts and transitions), act, evaluate, save/load.
+
+The learn loop calls ``_train_iteration`` until the step budget is spent; by default that is the
+on-policy schedule ``collect()`` then ``update()``. The hooks an algorithm overrides (one level of
+inheritance; see the package docstring for both recipes):
+
+    build_net()       the network (default: PolicyValueNet, separate MLP actor and critic)
+    setup()           optimizers (``self.optimizers[name]``, saved by name), the backend
+    make_storage()    where experience goes: a (T, N) RolloutStorage of ``config.n_steps`` (default)
+                      or a ``replay.ReplayBuffer`` (off-policy)
+    collect()         the collection step: ``collect_rollout(self.storage)`` (default) or
+                      ``collect_transitions(self.storage, train_freq)`` with ``explore(obs)``
+    update()          the gradient step(s) on the storage; returns metrics to log
+    _train_iteration  the schedule: collect then update (override for anything else)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -16,205 +28,25 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from policylab.deep.backend import TorchBackend
 from policylab.deep.config import make_config
 from policylab.deep.distributions import head_for
+from policylab.deep.env_state import env_state, set_env_state
 from policylab.deep.guards import check_finite, deferred_interrupt, run_locks
 from policylab.deep.networks import PolicyValueNet
+from policylab.deep.registry import ALGORITHMS, algorithm_class
 from policylab.deep.storage import RolloutStorage
-from policylab.errors import InputError
-from policylab.io.checkpoint import CheckpointError, check_meta, load_checkpoint, save_checkpoint
+from policylab.deep.threads import single_threaded_math
+from policylab.deep.vec_env import env_id_of, gym_env_type, make_vec_env
+from policylab.errors import CheckpointError, InputError
+from policylab.io.checkpoint import check_meta, load_checkpoint, save_checkpoint
 
-__all__ = [
-    "ALGORITHMS",
-    "Agent",
-    "EvalStats",
-    "env_state",
-    "explained_variance",
-    "load_agent",
-    "make_vec_env",
-    "set_env_state",
-]
+__all__ = ["Agent", "EvalStats", "load_agent"]
 
 MAX_STEPS = 10**12  # largest total_steps accepted by learn (int64-safe)
 
-# CLI / checkpoint name → "module:Class" (imported lazily).
-ALGORITHMS = {
-    "ppo": "policylab.deep.ppo:PPO",
-    "a2c": "policylab.deep.a2c:A2C",
-    "reinforce": "policylab.deep.reinforce:REINFORCE",
-    "actor-critic": "policylab.deep.actor_critic:ActorCritic",
-}
+log = logging.getLogger("policylab.deep")
 
-
-def explained_variance(v_pred: np.ndarray, target: np.ndarray) -> float:
-    """EV = 1 − Var[R − V] / Var[R]: 1 is a perfect critic, 0 no better than a constant (NaN if Var[R] = 0)."""
-    var = float(np.var(target))
-    return float("nan") if var == 0.0 else 1.0 - float(np.var(target - v_pred)) / var
-
-
-def single_threaded_math() -> None:
-    """One thread for torch and for every loaded BLAS (numpy's and scipy's OpenBLAS, which the
-    numba kernels of PPO's numpy backend call). Small networks run fastest this way, and float32
-    sums do not depend on the thread count, so a seed gives the same numbers on any machine."""
-    import scipy.linalg.cython_blas  # noqa: F401 (load the BLAS numba calls, so it is limited too)
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    threadpool_limits(1, user_api="blas")
-
-
-# ---------------------------------------------------------------- environments
-
-def _same_step(venv) -> bool:
-    mode = getattr(venv, "metadata", {}).get("autoreset_mode")
-    return str(getattr(mode, "value", mode)) == "SameStep"
-
-
-def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
-    """Env id, ``gymnasium.Env`` or ready ``gymnasium.vector.VectorEnv`` → vector env.
-
-    Training envs must autoreset in Gymnasium's SAME_STEP mode (the final observation of an
-    episode is in ``info["final_obs"]``, masked by ``info["_final_obs"]``); ids and single envs
-    are wrapped in ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)``. Evaluation envs
-    (``for_eval=True``) may use any mode: only each sub-env's first episode counts, so an id
-    uses its fast ``vector_entry_point`` when Gymnasium has one.
-    """
-    import gymnasium as gym
-    from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
-
-    if isinstance(env, VectorEnv):
-        if not for_eval and not _same_step(env):
-            raise InputError(f"vector env {type(env).__name__} must autoreset in SAME_STEP mode "
-                             "(gymnasium.vector.AutoresetMode.SAME_STEP) so truncation can bootstrap")
-        return env
-    if isinstance(env, str):
-        try:
-            spec = gym.spec(env)
-        except gym.error.Error as exc:
-            raise InputError(f"unknown env id {env!r}: {exc}") from None
-        if for_eval and spec.vector_entry_point is not None:
-            return gym.make_vec(env, num_envs=n_envs, vectorization_mode="vector_entry_point")
-        fns = [lambda: gym.make(env, disable_env_checker=True)] * n_envs
-    elif isinstance(env, gym.Env):
-        if n_envs > 1 and env.spec is None:
-            raise InputError("a gymnasium.Env without a spec can only be used with n_envs=1; "
-                             "pass an env id or a vector env instead")
-        fns = [lambda: env] + [lambda: gym.make(env.spec, disable_env_checker=True)] * (n_envs - 1)
-    else:
-        raise InputError(
-            f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
-    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def gym_env_type():
-    import gymnasium as gym
-
-    return gym.Env
-
-
-def env_id_of(env) -> str | None:
-    if isinstance(env, str):
-        return env
-    spec = getattr(env, "spec", None)
-    return getattr(spec, "id", None)
-
-
-def _env_objects(venv) -> list:
-    """Every object whose attributes make up the env state: vector env + wrappers + sub-envs."""
-    objs, e = [], venv
-    while e is not None and e not in objs:
-        objs.append(e)
-        e = getattr(e, "env", None) if not hasattr(e, "envs") else None
-    for sub in getattr(objs[-1], "envs", []) or []:
-        while sub is not None:
-            objs.append(sub)
-            sub = getattr(sub, "env", None)
-    return objs
-
-
-def env_state(venv) -> list[dict]:
-    """JSON-able snapshot of a vector env: numbers, small numeric arrays and numpy Generator
-    states found in the attributes of the vector env, its wrappers and its sub-envs."""
-    out = []
-    for obj in _env_objects(venv):
-        d: dict = {"__class__": type(obj).__name__}
-        for k, v in vars(obj).items():
-            if isinstance(v, np.random.Generator):
-                d[k] = {"rng": v.bit_generator.state}
-            elif isinstance(v, np.ndarray) and v.dtype.kind in "biuf" and v.size <= 100_000:
-                d[k] = {"array": v.tolist(), "dtype": v.dtype.str, "shape": list(v.shape)}
-            elif isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) or v is None:
-                d[k] = {"scalar": v.item() if isinstance(v, np.generic) else v,
-                        "np": type(v).__name__ if isinstance(v, np.generic) else None}
-        out.append(d)
-    return out
-
-
-_NP_SCALARS = {t.__name__: t for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-                                        np.uint32, np.uint64, np.float16, np.float32, np.float64)}
-_NUMBER = (bool, int, float, np.bool_, np.integer, np.floating)
-
-
-def _decode_env_value(v, current):
-    """One saved attribute → its value (or None after restoring a Generator in place). The JSON is
-    data with a fixed schema: each kind must replace an attribute of the same kind (or None)."""
-    if not isinstance(v, dict):
-        raise TypeError(f"expected an object, got {type(v).__name__}")
-    if set(v) == {"rng"}:
-        if not isinstance(current, np.random.Generator) or not isinstance(v["rng"], dict):
-            raise ValueError("not a numpy Generator")
-        current.bit_generator.state = v["rng"]
-        return None
-    if set(v) == {"array", "dtype", "shape"}:
-        dtype, shape = np.dtype(str(v["dtype"])), v["shape"]
-        if current is not None and not isinstance(current, np.ndarray):
-            raise ValueError(f"is a {type(current).__name__}, not an array")
-        if dtype.kind not in "biuf" or not isinstance(shape, list) or len(shape) > 8 or not all(
-                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
-            raise ValueError(f"bad dtype {v['dtype']!r} or shape {shape!r}")
-        values = np.asarray(v["array"])
-        if values.dtype.kind not in "biuf" or values.size != int(np.prod(shape)) or values.size > 100_000:
-            raise ValueError(f"array values do not fit shape {shape} (numbers only, ≤ 100000)")
-        return values.astype(dtype).reshape(shape)
-    if set(v) == {"scalar", "np"}:
-        scalar, name = v["scalar"], v["np"]
-        if current is not None and not isinstance(current, _NUMBER):
-            raise ValueError(f"is a {type(current).__name__}, not a number")
-        if scalar is not None and not isinstance(scalar, (bool, int, float)):
-            raise ValueError(f"{scalar!r:.40} is not a number")
-        if name is None:
-            return scalar
-        if name not in _NP_SCALARS or scalar is None:
-            raise ValueError(f"numpy type {name!r:.40} is not one of {', '.join(_NP_SCALARS)}")
-        return _NP_SCALARS[name](scalar)
-    raise ValueError(f"unknown entry with keys {sorted(v)!r:.80}")
-
-
-def set_env_state(venv, state: list[dict], where="checkpoint") -> None:
-    """Restore :func:`env_state` in place (Generators keep their identity). Only attributes that
-    the env already has are set, each with a value of its kind (Generator state, numeric array,
-    number); no name in the JSON is ever looked up as code. CheckpointError naming ``where``."""
-    objs = _env_objects(venv)
-    if not isinstance(state, list) or not all(isinstance(d, dict) for d in state) or (
-            [type(o).__name__ for o in objs] != [d.get("__class__") for d in state]):
-        raise CheckpointError(f"{where}: saved env state does not match this env's wrapper structure")
-    for obj, d in zip(objs, state):
-        current = vars(obj)
-        for k, v in d.items():
-            if k == "__class__":
-                continue
-            if k not in current:
-                raise CheckpointError(f"{where}: env_state names {type(obj).__name__}.{k!s:.40}, "
-                                      "which this env does not have")
-            try:
-                value = _decode_env_value(v, current[k])
-            except (TypeError, ValueError, KeyError, OverflowError) as exc:
-                raise CheckpointError(f"{where}: env_state {type(obj).__name__}.{k}: {exc}") from None
-            if not (isinstance(v, dict) and "rng" in v):
-                setattr(obj, k, value)
-
-
-# ---------------------------------------------------------------- agent base
 
 @dataclass
 class EvalStats:
@@ -225,9 +57,9 @@ class EvalStats:
 
 
 class Agent:
-    """Base of every policylab.deep algorithm (see the package docstring for the recipe)."""
+    """Base of every policylab.deep algorithm (see the module and package docstrings for the hooks)."""
 
-    algo: str = ""                 # key in ALGORITHMS
+    algo: str = ""                 # key in registry.ALGORITHMS
     config_class: type = None      # the algorithm's config dataclass
     discrete_only: bool = False    # reject Box action spaces
     uses_critic: bool = True       # build V_w(s)
@@ -257,29 +89,61 @@ class Agent:
         if not self.head.discrete and np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high)):
             self._low, self._high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
         torch.manual_seed(self.seed)
-        self.net = PolicyValueNet(self.obs_dim, self.head, getattr(self.config, "hidden_sizes", (64, 64)),
-                                  getattr(self.config, "activation", "tanh"), critic=self.uses_critic,
-                                  log_std_init=getattr(self.config, "log_std_init", 0.0))
-        self.torch_rng = torch.Generator().manual_seed(self.seed)   # action sampling (torch nets)
-        self.np_rng = np.random.default_rng(self.seed)              # minibatches; actions (numpy mirror)
+        self.net = self.build_net()
+        self.torch_rng = torch.Generator().manual_seed(self.seed)   # action sampling (torch backend)
+        self.np_rng = np.random.default_rng(self.seed)              # minibatches; actions (numpy backend)
         self.num_steps = 0          # env steps so far (all envs)
         self.iteration = 0          # train iterations so far
+        self.progress_remaining = 1.0  # 1 − num_steps / total_steps at the start of the iteration (schedules)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.np_net = None          # numpy mirror of self.net (PPO backend="numpy"), set in setup
+        # how the net computes for the rollout and act; algorithms may install a training backend in setup
+        self.backend = TorchBackend(self.net, self.head, self.torch_rng)
+        self.notes: list[str] = []  # one-line facts about this agent (e.g. the backend chosen), logged by learn
         self._obs: np.ndarray | None = None                         # (N, obs_dim) current obs
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, dtype=np.int64)
         self._finished: list[tuple[float, int]] = []                # episodes since last log
         self.recent_returns: deque = deque(maxlen=100)
+        self.storage = self.make_storage()
         self.setup()
+        for note in self.notes:
+            log.info(note)
 
     # -- hooks for algorithms ------------------------------------------------------------
+    def build_net(self) -> torch.nn.Module:
+        """The network (saved as ``net/*`` in checkpoints: put every trained module inside it)."""
+        c = self.config
+        return PolicyValueNet(self.obs_dim, self.head, getattr(c, "hidden_sizes", (64, 64)),
+                              getattr(c, "activation", "tanh"), critic=self.uses_critic,
+                              log_std_init=getattr(c, "log_std_init", 0.0))
+
     def setup(self) -> None:
-        """Build optimizers (``self.optimizers[name] = ...``) and buffers."""
+        """Build optimizers (``self.optimizers[name] = ...``) and, if it trains through one, the backend."""
+
+    def make_storage(self):
+        """Where collected experience goes: a (T, N) rollout of ``config.n_steps`` if the config has
+        that field (on-policy), else None. Off-policy methods return a ``replay.ReplayBuffer``."""
+        n_steps = getattr(self.config, "n_steps", None)
+        return None if n_steps is None else self.allocate_rollout(n_steps)
+
+    def collect(self) -> None:
+        """The collection step: one rollout into ``self.storage`` (on-policy). Off-policy methods
+        call ``self.collect_transitions(self.storage, train_freq)`` instead."""
+        self.collect_rollout(self.storage)
+
+    def update(self) -> dict:
+        """Gradient step(s) on ``self.storage``; return metrics to log (``STANDARD_KEYS`` names)."""
+        raise NotImplementedError
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Behaviour actions for ``collect_transitions`` (N,) or (N, d): default a ~ π(·|s)."""
+        return self.backend.sample(obs)[0]
 
     def _train_iteration(self, total_steps: int) -> dict:
-        """Collect experience, update, advance ``self.num_steps``; return metrics to log."""
-        raise NotImplementedError
+        """The update schedule of one iteration: collect, then update. Override for other schedules
+        (REINFORCE: whole episodes; ActorCritic: an update after every env step)."""
+        self.collect()
+        return self.update()
 
     # -- learn loop ------------------------------------------------------------------------
     def learn(self, total_steps: int, progress_bar: bool = False, log_dir=None, tensorboard: bool = True,
@@ -317,10 +181,14 @@ class Agent:
             self._obs = self._reset_env()
         bar = tqdm(total=total_steps, initial=min(self.num_steps, total_steps), disable=not progress_bar,
                    unit="step", dynamic_ncols=True)
+        if progress_bar:
+            for note in self.notes:
+                bar.write(note)
         t0, s0 = time.perf_counter(), self.num_steps
         try:
             while self.num_steps < total_steps:
                 before = self.num_steps
+                self.progress_remaining = 1.0 - self.num_steps / total_steps
                 try:
                     metrics = self._train_iteration(total_steps)
                 except Exception:
@@ -359,6 +227,22 @@ class Agent:
         obs, _ = self.env.reset(seed=self.seed)
         return np.asarray(obs, dtype=np.float32)
 
+    def step_env(self, actions: np.ndarray):
+        """Step every env with sampled actions (clipped to the Box) and count finished episodes.
+        Returns next obs (N, obs_dim) float32, rewards (N,), terminated (N,), truncated (N,) and the
+        true next states s_{t+1} (N, obs_dim): the final observation where an episode ended."""
+        next_obs, reward, term, trunc, info = self.env.step(self._env_actions(actions))
+        term, trunc = np.asarray(term, dtype=bool), np.asarray(trunc, dtype=bool)
+        done = term | trunc
+        self._track_episodes(reward, done)
+        next_obs = np.asarray(next_obs, dtype=np.float32)  # (N, obs_dim)
+        s_next = next_obs
+        if done.any():
+            s_next = next_obs.copy()
+            for i in np.flatnonzero(done):
+                s_next[i] = info["final_obs"][i]
+        return next_obs, reward, term, trunc, s_next
+
     def _track_episodes(self, rewards: np.ndarray, dones: np.ndarray) -> None:
         self._ep_return += rewards
         self._ep_length += 1
@@ -379,34 +263,14 @@ class Agent:
         return RolloutStorage.allocate(n_steps, self.n_envs, self.obs_dim, self.head.action_shape,
                                        self.head.discrete)
 
-    def _sample_step(self, obs: np.ndarray):
-        """a ~ π(·|s), log π(a|s) and V(s) for observations (N, obs_dim), all numpy: with the numpy
-        mirror and ``self.np_rng`` when there is one (cheaper per call on small nets), else with
-        the torch net and ``self.torch_rng``."""
-        if self.np_net is None:
-            obs_t = torch.from_numpy(obs)
-            params = self.net.policy_params(obs_t)
-            action = self.head.sample(params, self.torch_rng)  # (N,) or (N, d)
-            return action.numpy(), self.head.log_prob(params, action).numpy(), self.net.value(obs_t).numpy()
-        params, _ = self.np_net.policy_params(obs)
-        action = self.head.np_sample(params, self.np_rng)
-        return action, self.head.np_log_prob_entropy(params, action)[0], self.np_net.value(obs)[0]
-
-    def _value(self, obs: np.ndarray) -> np.ndarray:
-        """V(s) (B,) for observations (B, obs_dim)."""
-        if self.np_net is None:
-            return self.net.value(torch.from_numpy(obs)).numpy()
-        return self.np_net.value(obs)[0]
-
     @torch.inference_mode()
     def collect_rollout(self, buf: RolloutStorage) -> None:
         """Fill ``buf`` with T steps of every env under the current policy, from ``self._obs``."""
-        env = self.env
-        obs = self._obs
+        backend, obs = self.backend, self._obs
         trunc_values = np.zeros_like(buf.values)
         for t in range(buf.rewards.shape[0]):
-            a, buf.logp[t], buf.values[t] = self._sample_step(obs)  # (N,) or (N, d); (N,); (N,)
-            next_obs, reward, term, trunc, info = env.step(self._env_actions(a))
+            a, buf.logp[t], buf.values[t] = backend.sample(obs)  # (N,) or (N, d); (N,); (N,)
+            next_obs, reward, term, trunc, s_next = self.step_env(a)
             buf.obs[t] = obs
             buf.actions[t] = a
             buf.rewards[t] = reward
@@ -414,15 +278,28 @@ class Agent:
             buf.truncated[t] = trunc
             if trunc.any():  # bootstrap from the true last state of a time-limited episode
                 idx = np.flatnonzero(trunc)
-                final = np.stack([info["final_obs"][i] for i in idx]).astype(np.float32)
-                trunc_values[t, idx] = self._value(final)
-            self._track_episodes(reward, term | trunc)
-            obs = np.asarray(next_obs, dtype=np.float32)
+                trunc_values[t, idx] = backend.value(s_next[idx])
+            obs = next_obs
         buf.next_values[:-1] = buf.values[1:]
-        buf.next_values[-1] = self._value(obs)  # V(s_T) (N,)
+        buf.next_values[-1] = backend.value(obs)  # V(s_T) (N,)
         np.copyto(buf.next_values, trunc_values, where=buf.truncated)
         self._obs = obs
         self.num_steps += buf.rewards.size
+
+    @torch.inference_mode()
+    def collect_transitions(self, buf, n_steps: int) -> None:
+        """Step every env ``n_steps`` times with ``explore(obs)`` and add each transition
+        (s, a, r, s', terminated, truncated) to ``buf`` (a ``replay.ReplayBuffer``). s' is the true
+        next state (the final observation where an episode ended), so a truncated step bootstraps
+        from V(s') and only ``terminated`` cuts the target."""
+        obs = self._obs
+        for _ in range(n_steps):
+            a = self.explore(obs)  # (N,) or (N, d)
+            next_obs, reward, term, trunc, s_next = self.step_env(a)
+            buf.add(obs, a, reward, s_next, term, trunc)
+            obs = next_obs
+        self._obs = obs
+        self.num_steps += n_steps * self.n_envs
 
     # -- acting and evaluation -------------------------------------------------------------------
     @torch.inference_mode()
@@ -432,12 +309,7 @@ class Agent:
         single = x.ndim == 1
         if x.shape[-1] != self.obs_dim or x.ndim not in (1, 2):
             raise InputError(f"obs must have shape ({self.obs_dim},) or (B, {self.obs_dim}), got {x.shape}")
-        x = x.reshape(-1, self.obs_dim)
-        if self.np_net is None:
-            params = self.net.policy_params(torch.from_numpy(x))
-        else:  # the numpy mirror's forward: same weights, ~5× cheaper per call on small nets
-            out = torch.from_numpy(self.np_net.actor.forward(x)[0])
-            params = out if self.head.discrete else (out, self.net.log_std)
+        params = self.backend.policy_params(x.reshape(-1, self.obs_dim))
         a = self.head.mode(params) if deterministic else self.head.sample(params, generator or self.torch_rng)
         a = self._env_actions(a.numpy())
         return a[0] if single else a
@@ -587,14 +459,6 @@ def _check_param_groups(saved, fresh: list, where: str) -> None:
             g_saved, dict) else ["(not an object)"]
         if bad or g_saved.get("params") != g_fresh["params"]:
             raise CheckpointError(f"{where}: bad entries {bad or ['params']!r:.80}")
-
-
-def algorithm_class(name: str) -> type:
-    """The Agent subclass registered under ``name`` in ALGORITHMS (imported lazily)."""
-    if name not in ALGORITHMS:
-        raise InputError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
-    module, cls = ALGORITHMS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def load_agent(path, env=None) -> Agent:

@@ -1,0 +1,63 @@
+"""Vector-env construction for training and evaluation: an env id, a ``gymnasium.Env`` or a ready
+``VectorEnv`` → a Gymnasium vector env that autoresets in SAME_STEP mode (so truncation bootstraps).
+"""
+
+from __future__ import annotations
+
+from policylab.errors import InputError
+
+__all__ = ["env_id_of", "gym_env_type", "make_vec_env"]
+
+
+def _same_step(venv) -> bool:
+    mode = getattr(venv, "metadata", {}).get("autoreset_mode")
+    return str(getattr(mode, "value", mode)) == "SameStep"
+
+
+def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
+    """Env id, ``gymnasium.Env`` or ready ``gymnasium.vector.VectorEnv`` → vector env.
+
+    Training envs must autoreset in Gymnasium's SAME_STEP mode (the final observation of an
+    episode is in ``info["final_obs"]``, masked by ``info["_final_obs"]``); ids and single envs
+    are wrapped in ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)``. Evaluation envs
+    (``for_eval=True``) may use any mode: only each sub-env's first episode counts, so an id
+    uses its fast ``vector_entry_point`` when Gymnasium has one.
+    """
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+
+    if isinstance(env, VectorEnv):
+        if not for_eval and not _same_step(env):
+            raise InputError(f"vector env {type(env).__name__} must autoreset in SAME_STEP mode "
+                             "(gymnasium.vector.AutoresetMode.SAME_STEP) so truncation can bootstrap")
+        return env
+    if isinstance(env, str):
+        try:
+            spec = gym.spec(env)
+        except gym.error.Error as exc:
+            raise InputError(f"unknown env id {env!r}: {exc}") from None
+        if for_eval and spec.vector_entry_point is not None:
+            return gym.make_vec(env, num_envs=n_envs, vectorization_mode="vector_entry_point")
+        fns = [lambda: gym.make(env, disable_env_checker=True)] * n_envs
+    elif isinstance(env, gym.Env):
+        if n_envs > 1 and env.spec is None:
+            raise InputError("a gymnasium.Env without a spec can only be used with n_envs=1; "
+                             "pass an env id or a vector env instead")
+        fns = [lambda: env] + [lambda: gym.make(env.spec, disable_env_checker=True)] * (n_envs - 1)
+    else:
+        raise InputError(
+            f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def gym_env_type():
+    import gymnasium as gym
+
+    return gym.Env
+
+
+def env_id_of(env) -> str | None:
+    if isinstance(env, str):
+        return env
+    spec = getattr(env, "spec", None)
+    return getattr(spec, "id", None)
