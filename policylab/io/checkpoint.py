@@ -31,7 +31,7 @@ from pathlib import Path
 from policylab.errors import CheckpointError, DivergenceError
 from policylab.io.lock import RunLock
 
-__all__ = ["CheckpointError", "atomic_write_bytes", "check_meta", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "atomic_write_bytes", "check_meta", "fsync_dir", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "policylab-checkpoint-v2"
 FORMATS = ("policylab-checkpoint-v1", FORMAT)
@@ -41,7 +41,7 @@ _WEIGHTS_NAME = re.compile(r"weights-[0-9a-f]{16}\.safetensors")
 _TMP_NAME = re.compile(r"\..+\.(\d+)-[a-z0-9_]+\.tmp")       # .<file>.<pid>-<random>.tmp
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename or unlink in ``directory`` durable (POSIX: fsync the directory itself)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -66,7 +66,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _pid_alive(pid: int) -> bool:
