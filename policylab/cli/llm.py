@@ -4,6 +4,7 @@
     policylab llm sft  --config configs/llm/sft.yaml            # YAML fields = SFTConfig fields
     policylab llm grpo --config configs/llm/grpo.yaml --learning_rate 1e-3 --max_steps 50
     policylab llm dpo  --model runs/llm/sft --train_file data/dpo.jsonl --resume
+    policylab llm reward --model tiny --train_file data/dpo.jsonl    # Bradley-Terry reward model
     policylab llm eval --model runs/llm/grpo --data data/test.jsonl    # greedy accuracy
 
 Every config field can be set in the YAML file or overridden with --field value (or --field=value;
@@ -20,7 +21,8 @@ from typing import ClassVar
 
 TRAINERS = {"sft": ("policylab.llm.supervised", "SFTTrainer", "SFTConfig"),
             "dpo": ("policylab.llm.dpo", "DPOTrainer", "DPOConfig"),
-            "grpo": ("policylab.llm.grpo", "GRPOTrainer", "GRPOConfig")}
+            "grpo": ("policylab.llm.grpo", "GRPOTrainer", "GRPOConfig"),
+            "reward": ("policylab.llm.reward", "RewardTrainer", "RewardConfig")}
 
 
 @dataclass
@@ -84,7 +86,7 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("llm", help=SUMMARY["llm"], description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="llm_command", metavar="{sft,dpo,grpo,make-data,eval}",
+    sub = p.add_subparsers(dest="llm_command", metavar="{sft,dpo,grpo,reward,make-data,eval}",
                            parser_class=type("LLMParser", (_KeepUnknown, OneLineParser), {}))
     sub.required = True
     helps = {name: f"train with {name.upper()} (fields of {TRAINERS[name][2]} as --field value)" for name in TRAINERS}

@@ -75,16 +75,26 @@ def _model_folder(model) -> Path:
     return check_model_folder(folder)
 
 
-def resolve_model(model, tokenizer=None, seed: int = 0):
-    """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads."""
+def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal"):
+    """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads.
+
+    ``kind``: "causal" (``AutoModelForCausalLM``, the policy) or "reward"
+    (``AutoModelForSequenceClassification`` with one label, a reward model)."""
+    if kind not in ("causal", "reward"):
+        raise InputError(f"kind must be 'causal' or 'reward', got {kind!r}")
     if isinstance(model, (str, os.PathLike)):
         if str(model) == "tiny":
-            from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
+            from policylab.llm import tiny
 
-            tokenizer = tokenizer or make_char_tokenizer()
-            model = make_tiny_llama(len(tokenizer), seed=seed)
+            tokenizer = tokenizer or tiny.make_char_tokenizer()
+            make = tiny.make_tiny_llama if kind == "causal" else tiny.make_tiny_reward_model
+            model = make(len(tokenizer), seed=seed)
         else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import (
+                AutoModelForCausalLM,
+                AutoModelForSequenceClassification,
+                AutoTokenizer,
+            )
 
             folder = _model_folder(model)
             if tokenizer is None:
@@ -92,7 +102,8 @@ def resolve_model(model, tokenizer=None, seed: int = 0):
                     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 except (OSError, ValueError, KeyError) as exc:
                     raise CheckpointError(f"cannot load the tokenizer of {folder}: {str(exc).splitlines()[0]}") from None
-            model = load_pretrained(AutoModelForCausalLM, folder)
+            auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+            model = load_pretrained(auto, folder)
     if tokenizer is None:
         raise InputError("an in-memory model needs its tokenizer")
     if tokenizer.pad_token_id is None:

@@ -100,13 +100,14 @@ class Trainer:
 
     config_class: ClassVar[type] = TrainConfig
     progress_keys: ClassVar[tuple[str, ...]] = ("loss",)
+    model_kind: ClassVar[str] = "causal"  #: what resolve_model loads: "causal" LM or "reward" model
 
     def __init__(self, model, tokenizer=None, config: TrainConfig | None = None, train_data=None):
         self.config = config = config or self.config_class()
         if train_data is None and config.train_file is None:
             raise InputError("no training data: give train_data or config.train_file")
         torch.manual_seed(config.seed)
-        self.model, self.tokenizer = resolve_model(model, tokenizer, seed=config.seed)
+        self.model, self.tokenizer = resolve_model(model, tokenizer, seed=config.seed, kind=self.model_kind)
         self.model.train()
         self.train_data = config.train_file if train_data is None else train_data
         self._prepare()  # validates data and builds reference pieces: all errors happen here
