@@ -218,7 +218,8 @@ def test_numeric_options_are_found_from_the_parsers():
 # ------------------------------------------------------------------ import budget (issue 18 item 3)
 _BUDGET = """
 import sys, tempfile
-from policylab.cli import main
+from policylab.cli import _NoDynamoOptimizers, main
+sys.meta_path.insert(0, _NoDynamoOptimizers())  # as main() does when it runs as the policylab process
 out = tempfile.mkdtemp()
 assert main(["--help"]) == 0
 heavy = [m for m in ("torch", "scipy", "numpy", "matplotlib", "transformers") if m in sys.modules]

@@ -164,7 +164,8 @@ class _NoDynamoOptimizers:
     """Import hook: when ``torch.optim.optimizer`` is first imported, let the Optimizer methods that
     torch wraps in ``_disable_dynamo`` skip that wrapper, whose first call imports ``torch._dynamo``
     (~0.8 s of CPU, more than the whole of a short PPO run). The command never uses
-    ``torch.compile``, so the wrapper has nothing to disable; installed by :func:`main` only."""
+    ``torch.compile``, so the wrapper has nothing to disable. Installed only when :func:`main` runs as
+    the ``policylab`` process, never by an in-process ``main(argv)`` call (the caller may compile)."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "torch.optim.optimizer":
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     objects (~0.7 s of a short run; every file policylab writes is closed before ``run`` returns).
     """
     if argv is None:
+        if "torch.optim.optimizer" not in sys.modules:  # the process's own start: no torch.compile later
+            sys.meta_path.insert(0, _NoDynamoOptimizers())
         _exit_fast(_main(sys.argv[1:]))
     return _main(list(argv))
 
@@ -218,8 +221,6 @@ def _exit_fast(code: int) -> None:
 
 
 def _main(argv: list[str]) -> int:
-    if "torch.optim.optimizer" not in sys.modules and not any(isinstance(f, _NoDynamoOptimizers) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoDynamoOptimizers())
     command = argv[0] if argv else "policylab"
     try:
         args = build_parser(argv).parse_args(argv)
