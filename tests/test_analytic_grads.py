@@ -263,7 +263,8 @@ def _ppo_field_strategies():
     named = {"n_envs": st.integers(1, 2), "n_steps": st.integers(8, 24), "batch_size": st.integers(2, 8),
              "n_epochs": st.integers(1, 2), "hidden_sizes": st.lists(st.integers(1, 12), min_size=1, max_size=3),
              "activation": st.sampled_from(sorted(ACTIVATIONS)), "backend": st.just("auto"),
-             "gamma": st.floats(0.0, 1.0), "gae_lambda": st.floats(0.0, 1.0)}
+             "gamma": st.floats(0.0, 1.0), "gae_lambda": st.floats(0.0, 1.0),
+             "vectorization": st.just("sync")}  # async/fast: the same numbers (tests/test_continuous.py)
     by_type = {bool: st.booleans(), int: st.integers(1, 4), float: st.floats(1e-3, 2.0),
                float | None: st.none() | st.floats(1e-3, 1.0), int | None: st.none() | st.integers(1, 4)}
     hints = typing.get_type_hints(PPOConfig)

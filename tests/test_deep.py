@@ -348,9 +348,12 @@ def test_presets_build_valid_configs(preset):
     assert {"CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0"} <= {
         p.stem for p in PRESET_DIR.glob("*.yaml")}
     for algo, cfg_cls in (("ppo", PPOConfig), ("a2c", A2CConfig)):
+        if algo == "a2c" and preset.startswith("Inverted"):  # rl-zoo has no A2C entry for these
+            continue
         values = load_preset(preset, algo)
         cfg = make_config(cfg_cls, values)
         for k, v in values.items():
+            v = tuple(v) if isinstance(v, list) else v
             assert getattr(cfg, k) == pytest.approx(v) if isinstance(v, float) else getattr(cfg, k) == v
 
 

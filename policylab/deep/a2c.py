@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from policylab.deep.agent import Agent
-from policylab.deep.config import check, check_fields
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
 from policylab.losses import (
     approx_kl,
@@ -35,7 +35,7 @@ __all__ = ["A2C", "A2CConfig"]
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(AgentOptions):
     """A2C hyperparameters; defaults from Mnih et al. 2016 / OpenAI Baselines (16 envs, t_max = 5)."""
 
     n_envs: int = 16                       # parallel environments N (A3C's 16 actor-learners)
@@ -66,6 +66,7 @@ class A2C(Agent):
 
     algo = "a2c"
     config_class = A2CConfig
+    supports_shared_trunk = True
 
     def setup(self) -> None:
         c = self.config

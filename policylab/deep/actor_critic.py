@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from policylab.deep.agent import Agent
-from policylab.deep.config import check, check_fields
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
 from policylab.losses import actor_critic_loss, entropy_bonus, explained_variance
 from policylab.returns import td_errors
@@ -35,7 +35,7 @@ _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 @dataclass
-class ActorCriticConfig:
+class ActorCriticConfig(AgentOptions):
     """One-step actor-critic hyperparameters (the lecture gives none; these are CartPole-sized)."""
 
     n_envs: int = 1                        # transitions per update (1: the lecture's fully online rule)

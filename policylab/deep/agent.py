@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from policylab.deep.backend import TorchBackend
-from policylab.deep.config import make_config
+from policylab.deep.config import AgentOptions, make_config
 from policylab.deep.distributions import head_for
 from policylab.deep.env_state import env_state, set_env_state
 from policylab.deep.guards import check_finite, deferred_interrupt, run_locks
 from policylab.deep.networks import PolicyValueNet
+from policylab.deep.normalize import Normalizer
 from policylab.deep.registry import ALGORITHMS, algorithm_class
 from policylab.deep.storage import RolloutStorage
 from policylab.deep.threads import single_threaded_math
@@ -63,6 +64,7 @@ class Agent:
     config_class: type = None      # the algorithm's config dataclass
     discrete_only: bool = False    # reject Box action spaces
     uses_critic: bool = True       # build V_w(s)
+    supports_shared_trunk: bool = False  # one optimizer over all parameters (shared_trunk allowed)
     legacy_config: ClassVar[dict] = {}  # config values for checkpoints written before a field existed
 
     def __init__(self, env, seed: int = 0, *, config=None, **hyperparameters):
@@ -71,13 +73,20 @@ class Agent:
             raise InputError(f"seed must be an int ≥ 0, got {seed!r}")
         self.seed = int(seed)
         single_threaded_math()
+        c = self.config if isinstance(self.config, AgentOptions) else AgentOptions()  # plug-in configs: defaults
+        if c.shared_trunk and not self.supports_shared_trunk:
+            raise InputError(f"shared_trunk=True: {type(self).__name__} steps actor and critic with separate "
+                             "optimizers, so they cannot share a trunk (PPO and A2C can)")
         n_envs = getattr(self.config, "n_envs", 1)
-        self.env = make_vec_env(env, n_envs)
+        self.env = make_vec_env(env, n_envs, vectorization=c.vectorization)
         self.env_id = env_id_of(env)
         # evaluation builds a fresh env: from the id, or (for a ready vector env) from its spec id
         self._eval_source = env if isinstance(env, gym_env_type()) else self.env_id
         self.n_envs = self.env.num_envs
         obs_space, act_space = self.env.single_observation_space, self.env.single_action_space
+        if c.normalize_obs and type(obs_space).__name__ != "Box":
+            raise InputError(f"normalize_obs=True needs a Box observation space; "
+                             f"{self.env_id or 'this env'} has {obs_space}")
         if len(getattr(obs_space, "shape", ()) or ()) != 1:
             raise InputError(f"observation space {obs_space} must be a 1-d Box")
         self.head = head_for(act_space)
@@ -90,6 +99,13 @@ class Agent:
             self._low, self._high = act_space.low.astype(np.float32), act_space.high.astype(np.float32)
         torch.manual_seed(self.seed)
         self.net = self.build_net()
+        # SB3 VecNormalize semantics, one instance for every algorithm and vectorization; γ of the
+        # algorithm for the discounted return whose std scales rewards (as rl-zoo sets it)
+        self.normalizer = None
+        if c.normalize_obs or c.normalize_reward:
+            self.normalizer = Normalizer(self.obs_dim, self.n_envs, getattr(self.config, "gamma", 0.99),
+                                         normalize_obs=c.normalize_obs, normalize_reward=c.normalize_reward,
+                                         clip_obs=c.clip_obs, clip_reward=c.clip_reward)
         self.torch_rng = torch.Generator().manual_seed(self.seed)   # action sampling (torch backend)
         self.np_rng = np.random.default_rng(self.seed)              # minibatches; actions (numpy backend)
         self.num_steps = 0          # env steps so far (all envs)
@@ -104,6 +120,7 @@ class Agent:
         self._ep_length = np.zeros(self.n_envs, dtype=np.int64)
         self._finished: list[tuple[float, int]] = []                # episodes since last log
         self.recent_returns: deque = deque(maxlen=100)
+        self.eval_callback = None   # the EvalCallback of the last learn(eval_every=...)
         self.storage = self.make_storage()
         self.setup()
         for note in self.notes:
@@ -115,7 +132,8 @@ class Agent:
         c = self.config
         return PolicyValueNet(self.obs_dim, self.head, getattr(c, "hidden_sizes", (64, 64)),
                               getattr(c, "activation", "tanh"), critic=self.uses_critic,
-                              log_std_init=getattr(c, "log_std_init", 0.0))
+                              log_std_init=getattr(c, "log_std_init", 0.0),
+                              ortho_init=getattr(c, "ortho_init", True), shared_trunk=getattr(c, "shared_trunk", False))
 
     def setup(self) -> None:
         """Build optimizers (``self.optimizers[name] = ...``) and, if it trains through one, the backend."""
@@ -146,13 +164,19 @@ class Agent:
         return self.update()
 
     # -- learn loop ------------------------------------------------------------------------
-    def learn(self, total_steps: int, progress_bar: bool = False, log_dir=None, tensorboard: bool = True,
-              checkpoint_dir=None, checkpoint_every: int = 0, callback=None):
+    def learn(self, total_steps: int | None = None, progress_bar: bool = False, log_dir=None,
+              tensorboard: bool = True, checkpoint_dir=None, checkpoint_every: int = 0, callback=None,
+              eval_every: int = 0, eval_episodes: int = 10, stop_at_return: float | None = None):
         """Train until ``self.num_steps >= total_steps`` (env steps over all envs, counted since
         the agent was created — a loaded checkpoint continues towards the same target, and the
-        learning-rate/clip schedules run over ``total_steps``). ``log_dir`` → CSV (+TensorBoard);
-        ``checkpoint_dir`` → a checkpoint every ``checkpoint_every`` iterations and at the end;
-        ``callback(agent, metrics)`` after each iteration, returning False stops. Returns self.
+        learning-rate/clip schedules run over ``total_steps``; default: the config's
+        ``n_timesteps``). ``log_dir`` → CSV (+TensorBoard); ``checkpoint_dir`` → a checkpoint
+        every ``checkpoint_every`` iterations and at the end; ``callback(agent, metrics)`` after
+        each iteration (before logging, so it may add metrics), returning False stops.
+        ``eval_every`` > 0: a deterministic ``evaluate(eval_episodes)`` every that many env steps,
+        logged as ``eval/mean_return``/``eval/std_return``; the best agent is saved to
+        ``checkpoint_dir/best``; training stops at the first evaluation with mean ≥
+        ``stop_at_return`` (``policylab.deep.callbacks.EvalCallback``). Returns self.
 
         Guards (``policylab.deep.guards``): ``log_dir`` and ``checkpoint_dir`` are locked for the
         call (RunLockedError if another process writes them); a NaN/inf reward, loss, gradient or
@@ -161,16 +185,27 @@ class Agent:
         a log continued at ``num_steps > 0`` drops rows after ``num_steps`` (from a killed run)."""
         with run_locks(log_dir, checkpoint_dir), deferred_interrupt() as interrupted:
             return self._learn(total_steps, progress_bar, log_dir, tensorboard, checkpoint_dir, checkpoint_every,
-                               callback, interrupted)
+                               callback, eval_every, eval_episodes, stop_at_return, interrupted)
 
     def _learn(self, total_steps, progress_bar, log_dir, tensorboard, checkpoint_dir, checkpoint_every, callback,
-               interrupted):
+               eval_every, eval_episodes, stop_at_return, interrupted):
         from tqdm.auto import tqdm
 
+        if total_steps is None:
+            total_steps = getattr(self.config, "n_timesteps", None)
+            if total_steps is None:
+                raise InputError("total_steps is required (the config has no n_timesteps)")
         if (not isinstance(total_steps, (int, float, np.integer)) or isinstance(total_steps, bool)
                 or not 1 <= total_steps <= MAX_STEPS):
             raise InputError(f"total_steps must be a number in [1, 1e12], got {total_steps!r}")
         total_steps = int(total_steps)
+        evaluator = None
+        if eval_every or stop_at_return is not None:
+            from policylab.deep.callbacks import EvalCallback
+
+            evaluator = EvalCallback(eval_every, eval_episodes, stop_at_return, start_step=self.num_steps,
+                                     best_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / "best")
+        self.eval_callback = evaluator
         single_threaded_math()
         logger = None
         if log_dir is not None:
@@ -205,6 +240,8 @@ class Agent:
                         bar.set_postfix(ret=f"{np.mean(self.recent_returns):.1f}", refresh=False)
                 metrics["charts/SPS"] = (self.num_steps - s0) / max(time.perf_counter() - t0, 1e-9)
                 check_finite(self, metrics)
+                go_on = evaluator is None or evaluator(self, metrics) is not False
+                go_on = (callback is None or callback(self, metrics) is not False) and go_on
                 if logger is not None:
                     logger.log(self.num_steps, metrics)
                 if checkpoint_dir is not None and checkpoint_every and self.iteration % checkpoint_every == 0:
@@ -213,7 +250,7 @@ class Agent:
                     if checkpoint_dir is not None:
                         self.save(checkpoint_dir)
                     raise KeyboardInterrupt
-                if callback is not None and callback(self, metrics) is False:
+                if not go_on:
                     break
         finally:
             bar.close()
@@ -225,22 +262,28 @@ class Agent:
 
     def _reset_env(self) -> np.ndarray:
         obs, _ = self.env.reset(seed=self.seed)
-        return np.asarray(obs, dtype=np.float32)
+        return np.asarray(obs if self.normalizer is None else self.normalizer.reset(obs), dtype=np.float32)
 
     def step_env(self, actions: np.ndarray):
-        """Step every env with sampled actions (clipped to the Box) and count finished episodes.
-        Returns next obs (N, obs_dim) float32, rewards (N,), terminated (N,), truncated (N,) and the
-        true next states s_{t+1} (N, obs_dim): the final observation where an episode ended."""
+        """Step every env with sampled actions (clipped to the Box) and count finished episodes
+        (with the env's own rewards). Returns next obs (N, obs_dim) float32, rewards (N,),
+        terminated (N,), truncated (N,) and the true next states s_{t+1} (N, obs_dim): the final
+        observation where an episode ended. Observations and rewards are normalized when the
+        config asks for it (``self.normalizer``; statistics updated here, and only here)."""
         next_obs, reward, term, trunc, info = self.env.step(self._env_actions(actions))
         term, trunc = np.asarray(term, dtype=bool), np.asarray(trunc, dtype=bool)
         done = term | trunc
         self._track_episodes(reward, done)
-        next_obs = np.asarray(next_obs, dtype=np.float32)  # (N, obs_dim)
+        # (N, obs_dim); normalized from the env's own dtype (float64 for MuJoCo), as SB3 does
+        next_obs = np.asarray(next_obs, dtype=None if self.normalizer else np.float32)
         s_next = next_obs
         if done.any():
             s_next = next_obs.copy()
             for i in np.flatnonzero(done):
                 s_next[i] = info["final_obs"][i]
+        if self.normalizer is not None:
+            next_obs, reward = self.normalizer.step(next_obs, reward, done)  # float32
+            s_next = self.normalizer.obs(s_next) if done.any() else next_obs
         return next_obs, reward, term, trunc, s_next
 
     def _track_episodes(self, rewards: np.ndarray, dones: np.ndarray) -> None:
@@ -309,7 +352,10 @@ class Agent:
         single = x.ndim == 1
         if x.shape[-1] != self.obs_dim or x.ndim not in (1, 2):
             raise InputError(f"obs must have shape ({self.obs_dim},) or (B, {self.obs_dim}), got {x.shape}")
-        params = self.backend.policy_params(x.reshape(-1, self.obs_dim))
+        x = x.reshape(-1, self.obs_dim)
+        if self.normalizer is not None:  # the training statistics, never updated here
+            x = self.normalizer.obs(x)
+        params = self.backend.policy_params(x)
         a = self.head.mode(params) if deterministic else self.head.sample(params, generator or self.torch_rng)
         a = self._env_actions(a.numpy())
         return a[0] if single else a
@@ -360,6 +406,9 @@ class Agent:
             tensors["state/obs"] = torch.from_numpy(self._obs)
             tensors["state/ep_return"] = torch.from_numpy(self._ep_return)
             tensors["state/ep_length"] = torch.from_numpy(self._ep_length)
+        if self.normalizer is not None:
+            tensors.update({f"normalize/{k}": torch.from_numpy(np.atleast_1d(v))
+                            for k, v in self.normalizer.state_dict().items()})
         meta = {
             "algo": self.algo, "env_id": self.env_id, "seed": self.seed,
             "config": dataclasses.asdict(self.config),
@@ -419,6 +468,9 @@ class Agent:
             raise CheckpointError(f"checkpoint {path} does not fit {target.__name__}: {exc}") from None
         agent.num_steps, agent.iteration = meta["num_steps"], meta["iteration"]
         agent.recent_returns.extend(meta.get("recent_returns", []))
+        if agent.normalizer is not None:
+            agent.normalizer.load_state_dict({k[10:]: v.numpy() for k, v in tensors.items()
+                                              if k.startswith("normalize/")})
         if "state/obs" in tensors:
             state = {k: tensors.get(f"state/{k}") for k in ("obs", "ep_return", "ep_length")}
             shapes = {"obs": ((agent.n_envs, agent.obs_dim), torch.float32), "ep_return": ((agent.n_envs,), torch.float64),

@@ -3,6 +3,10 @@ the attributes of the vector env, its wrappers and its sub-envs, as JSON (``env_
 restoration in place (``set_env_state``), so a resumed run steps the env exactly as before. The JSON
 is data with a fixed schema: restoring only sets attributes the env already has, each with a value
 of the same kind; no name in it is ever looked up as code (a crafted file raises CheckpointError).
+A MuJoCo env's physics (``MjData``: qpos, qvel, act, warm start, controls, …) is saved with
+``mujoco.mj_getState(..., mjSTATE_INTEGRATION)``, the state MuJoCo documents as enough to continue
+the simulation exactly. Sub-envs in subprocesses (``AsyncVectorEnv``) are not reachable: a resumed
+async run restarts them from ``reset(seed)``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,26 @@ def _env_objects(venv) -> list:
     return objs
 
 
+def _mujoco_state(obj) -> list | None:
+    """The full integration state of a MuJoCo env object (one with ``model``/``data``), else None."""
+    data, model = getattr(obj, "data", None), getattr(obj, "model", None)
+    if type(data).__name__ != "MjData" or type(model).__name__ != "MjModel":
+        return None
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    return state.tolist()
+
+
+def _set_mujoco_state(obj, state: list) -> None:
+    import mujoco
+
+    mujoco.mj_setState(obj.model, obj.data, np.asarray(state, dtype=np.float64),
+                       mujoco.mjtState.mjSTATE_INTEGRATION)
+
+
 def env_state(venv) -> list[dict]:
     """JSON-able snapshot of a vector env: numbers, small numeric arrays and numpy Generator
     states found in the attributes of the vector env, its wrappers and its sub-envs."""
@@ -41,6 +65,9 @@ def env_state(venv) -> list[dict]:
             elif isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) or v is None:
                 d[k] = {"scalar": v.item() if isinstance(v, np.generic) else v,
                         "np": type(v).__name__ if isinstance(v, np.generic) else None}
+        mj = _mujoco_state(obj)
+        if mj is not None:
+            d["__mujoco__"] = {"mujoco": mj}
         out.append(d)
     return out
 
@@ -97,6 +124,15 @@ def set_env_state(venv, state: list[dict], where="checkpoint") -> None:
         current = vars(obj)
         for k, v in d.items():
             if k == "__class__":
+                continue
+            if k == "__mujoco__":  # the physics of a MuJoCo env: a list of numbers, size checked by MuJoCo
+                try:
+                    if _mujoco_state(obj) is None or set(v) != {"mujoco"} or not all(
+                            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v["mujoco"]):
+                        raise ValueError("not the integration state of this MuJoCo env")
+                    _set_mujoco_state(obj, v["mujoco"])
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise CheckpointError(f"{where}: env_state {type(obj).__name__} physics: {exc}") from None
                 continue
             if k not in current:
                 raise CheckpointError(f"{where}: env_state names {type(obj).__name__}.{k!s:.40}, "

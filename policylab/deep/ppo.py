@@ -33,7 +33,7 @@ import torch
 
 from policylab.deep.agent import Agent
 from policylab.deep.backend import BACKENDS, make_backend
-from policylab.deep.config import check, check_fields
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
 from policylab.losses import approx_kl, clip_fraction, explained_variance, ppo_loss
 from policylab.returns import gae
@@ -42,7 +42,7 @@ __all__ = ["PPO", "PPOConfig"]
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(AgentOptions):
     """PPO hyperparameters; defaults are the paper's MuJoCo settings (Schulman et al. 2017, Table 3)."""
 
     n_envs: int = 1                        # parallel environments N
@@ -83,6 +83,7 @@ class PPO(Agent):
 
     algo = "ppo"
     config_class = PPOConfig
+    supports_shared_trunk = True
     legacy_config: ClassVar[dict] = {"backend": "torch"}  # checkpoints from before the numpy backend resume as trained
 
     def setup(self) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from policylab.deep.agent import Agent
-from policylab.deep.config import check_fields
+from policylab.deep.config import AgentOptions, check_fields
 from policylab.losses import approx_kl, explained_variance, reinforce_loss, value_loss
 from policylab.planning.policy_gradient import exact_policy_gradient
 from policylab.planning.policy_gradient import softmax_policy as softmax
@@ -34,7 +34,7 @@ __all__ = ["REINFORCE", "REINFORCEConfig", "exact_policy_gradient", "softmax"]
 
 
 @dataclass
-class REINFORCEConfig:
+class REINFORCEConfig(AgentOptions):
     """REINFORCE hyperparameters. Williams (1992) gives no deep-RL defaults; these are CartPole-sized."""
 
     n_envs: int = 1                        # parallel envs (episodes collected side by side)

@@ -14,17 +14,29 @@ def _same_step(venv) -> bool:
     return str(getattr(mode, "value", mode)) == "SameStep"
 
 
-def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
+def _check_env_dependencies(env_id: str, spec) -> None:
+    """MuJoCo envs are registered by Gymnasium but need the ``mujoco`` package: say which extra."""
+    if "mujoco" in str(spec.entry_point):
+        try:
+            import mujoco  # noqa: F401
+        except ImportError:
+            raise InputError(f"env {env_id!r} needs MuJoCo: pip install \"policylab[mujoco]\" "
+                             "(the mujoco extra, = gymnasium[mujoco])") from None
+
+
+def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization: str = "sync"):
     """Env id, ``gymnasium.Env`` or ready ``gymnasium.vector.VectorEnv`` → vector env.
 
     Training envs must autoreset in Gymnasium's SAME_STEP mode (the final observation of an
     episode is in ``info["final_obs"]``, masked by ``info["_final_obs"]``); ids and single envs
-    are wrapped in ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)``. Evaluation envs
-    (``for_eval=True``) may use any mode: only each sub-env's first episode counts, so an id
-    uses its fast ``vector_entry_point`` when Gymnasium has one.
+    are wrapped in ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)``, or with ``vectorization``
+    ``"async"`` in ``AsyncVectorEnv`` (one subprocess per copy: for envs whose step costs more than
+    the pipe), or ``"fast"``: policylab's compiled env for the id (``FAST_VECTOR_ENVS``).
+    Evaluation envs (``for_eval=True``) may use any mode: only each sub-env's first episode
+    counts, so an id uses its fast ``vector_entry_point`` when Gymnasium has one.
     """
     import gymnasium as gym
-    from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
+    from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
     if isinstance(env, VectorEnv):
         if not for_eval and not _same_step(env):
@@ -36,6 +48,14 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
             spec = gym.spec(env)
         except gym.error.Error as exc:
             raise InputError(f"unknown env id {env!r}: {exc}") from None
+        _check_env_dependencies(env, spec)
+        if vectorization == "fast" and not for_eval:
+            from policylab.deep.vector_cartpole import FAST_VECTOR_ENVS, make_fast_vector_env
+
+            if env not in FAST_VECTOR_ENVS:
+                raise InputError(f"vectorization='fast': policylab has no compiled env for {env!r} "
+                                 f"(only {', '.join(sorted(FAST_VECTOR_ENVS))}); use 'sync' or 'async'")
+            return make_fast_vector_env(env, n_envs)
         if for_eval and spec.vector_entry_point is not None:
             return gym.make_vec(env, num_envs=n_envs, vectorization_mode="vector_entry_point")
         fns = [lambda: gym.make(env, disable_env_checker=True)] * n_envs
@@ -47,6 +67,10 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False):
     else:
         raise InputError(
             f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
+    if vectorization == "async" and not for_eval and isinstance(env, str):
+        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    if vectorization != "sync" and not for_eval:
+        raise InputError(f"vectorization={vectorization!r} needs an env id, got a {type(env).__name__}")
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 

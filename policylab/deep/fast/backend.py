@@ -31,6 +31,8 @@ def unsupported(net, head, activation: str, loss) -> str | None:
     head with a numpy twin, and a loss with a derivative in ``DERIVATIVES`` taking all its options."""
     if type(net) is not PolicyValueNet:
         return f"the network is a {type(net).__name__}, not policylab's PolicyValueNet MLP"
+    if getattr(net, "shared_trunk", False):
+        return "actor and critic share a trunk (the numpy mirror has two separate MLPs)"
     if activation not in ACTIVATION_CODES:
         return f"no numpy kernel for activation {activation!r}"
     act_type = ACTIVATIONS.get(activation)
