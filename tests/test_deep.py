@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from policylab.deep import A2C, PPO, Agent, load_agent
-from policylab.deep.a2c import A2CConfig
 from policylab.deep.config import PRESET_DIR, load_preset, make_config
 from policylab.deep.distributions import CategoricalHead, GaussianHead, head_for
 from policylab.deep.ppo import PPOConfig
@@ -347,11 +346,14 @@ def test_make_vec_env_accepts_env_instance_and_vector_env():
 def test_presets_build_valid_configs(preset):
     assert {"CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0"} <= {
         p.stem for p in PRESET_DIR.glob("*.yaml")}
-    for algo, cfg_cls in (("ppo", PPOConfig), ("a2c", A2CConfig)):
-        if algo == "a2c" and preset.startswith("Inverted"):  # rl-zoo has no A2C entry for these
-            continue
+    from policylab.config import load_yaml
+    from policylab.deep.registry import ALGORITHMS, algorithm_class
+
+    sections = load_yaml(PRESET_DIR / f"{preset}.yaml")
+    assert sections and set(sections) <= set(ALGORITHMS), f"{preset}: unknown sections {set(sections)}"
+    for algo in sections:  # every section builds the config of its algorithm
         values = load_preset(preset, algo)
-        cfg = make_config(cfg_cls, values)
+        cfg = make_config(algorithm_class(algo).config_class, values)
         for k, v in values.items():
             v = tuple(v) if isinstance(v, list) else v
             assert getattr(cfg, k) == pytest.approx(v) if isinstance(v, float) else getattr(cfg, k) == v

@@ -1,4 +1,4 @@
-"""Deep policy-gradient methods on Gymnasium envs: REINFORCE, ActorCritic, A2C, PPO.
+"""Deep RL on Gymnasium envs: REINFORCE, ActorCritic, A2C, PPO (on-policy); DQN, SAC (off-policy).
 
     from policylab.deep import PPO
     agent = PPO("CartPole-v1", seed=0, n_envs=8, n_steps=32)
@@ -17,6 +17,7 @@ Modules, one job each:
 - ``networks``               ``PolicyValueNet`` (MLP actor + MLP critic, orthogonal init), ``flatten_parameters``.
 - ``distributions``          ``CategoricalHead`` / ``GaussianHead``: ``sample``, ``mode``, ``log_prob``, ``entropy``.
 - ``storage``, ``replay``     ``RolloutStorage`` (T, N) for on-policy methods, ``ReplayBuffer`` for off-policy ones.
+- ``dqn``, ``sac``            the off-policy algorithms (one file each; ``DQN.learn_offline`` fits a logged dataset).
 - ``backend``                how the net computes (sample, value, loss_and_grad, step): ``TorchBackend``
                              (autograd) and ``make_backend("auto" | "numpy" | "torch")``.
 - ``fast/``                  the numpy backend: numpy MLP mirror with numba kernels, numpy heads, Adam.
@@ -87,15 +88,20 @@ import importlib
 __all__ = [
     "A2C",
     "ALGORITHMS",
+    "DQN",
     "PPO",
     "REINFORCE",
+    "SAC",
     "A2CConfig",
     "ActorCritic",
     "ActorCriticConfig",
     "Agent",
+    "DQNConfig",
     "EvalStats",
     "PPOConfig",
     "REINFORCEConfig",
+    "ReplayBuffer",
+    "SACConfig",
     "load_agent",
     "make_vec_env",
 ]
@@ -108,6 +114,9 @@ _LAZY = {  # imported on first use: importing policylab.deep (e.g. for the regis
     "A2C": "policylab.deep.a2c", "A2CConfig": "policylab.deep.a2c",
     "REINFORCE": "policylab.deep.reinforce", "REINFORCEConfig": "policylab.deep.reinforce",
     "ActorCritic": "policylab.deep.actor_critic", "ActorCriticConfig": "policylab.deep.actor_critic",
+    "DQN": "policylab.deep.dqn", "DQNConfig": "policylab.deep.dqn",
+    "SAC": "policylab.deep.sac", "SACConfig": "policylab.deep.sac",
+    "ReplayBuffer": "policylab.deep.replay",
 }
 
 

@@ -36,6 +36,7 @@ from policylab.deep.guards import check_finite, deferred_interrupt, run_locks
 from policylab.deep.networks import PolicyValueNet
 from policylab.deep.normalize import Normalizer
 from policylab.deep.registry import ALGORITHMS, algorithm_class
+from policylab.deep.replay import ReplayBuffer, restore_replay, save_replay
 from policylab.deep.storage import RolloutStorage
 from policylab.deep.threads import single_threaded_math
 from policylab.deep.vec_env import env_id_of, gym_env_type, make_vec_env
@@ -418,6 +419,8 @@ class Agent:
             "recent_returns": list(self.recent_returns),
             "env_state": env_state(self.env) if self._obs is not None else None,
         }
+        if isinstance(self.storage, ReplayBuffer):  # written first, tagged with num_steps (config.save_replay_buffer)
+            save_replay(self, path)
         return save_checkpoint(path, tensors, meta)
 
     @classmethod
@@ -481,6 +484,8 @@ class Agent:
             agent._obs, agent._ep_return, agent._ep_length = (state[k].numpy().copy() for k in shapes)
             agent.env.reset(seed=agent.seed)  # create sub-env state, then overwrite it
             set_env_state(agent.env, meta["env_state"], where)
+        if isinstance(agent.storage, ReplayBuffer):
+            restore_replay(agent, path)
         return agent
 
 

@@ -18,6 +18,8 @@ ALGORITHMS = {
     "actor-critic": "policylab.deep.actor_critic:ActorCritic",
     "a2c": "policylab.deep.a2c:A2C",
     "ppo": "policylab.deep.ppo:PPO",
+    "dqn": "policylab.deep.dqn:DQN",
+    "sac": "policylab.deep.sac:SAC",
 }
 
 

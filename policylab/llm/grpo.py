@@ -40,7 +40,7 @@ from policylab.llm.data import (
     encode_prompt,
     load_jsonl,
 )
-from policylab.llm.models import frozen_copy, max_positions
+from policylab.llm.models import max_positions, reference_model
 from policylab.llm.sampling import generate
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
@@ -162,7 +162,7 @@ class GRPOTrainer(Trainer):
                 for rec, where in zip(self.records, labels):
                     if name not in rec:
                         raise InputError(f"{where}: missing column {name!r} needed by reward {f.__name__}")
-        self.ref_model = frozen_copy(self.model) if self.config.beta != 0.0 else None
+        self.ref_model = reference_model(self.model) if self.config.beta != 0.0 else None
 
     # ------------------------------------------------------------------ 1-4: rollout
     def rollout(self, rows: list[int]) -> Rollout:

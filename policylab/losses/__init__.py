@@ -5,6 +5,8 @@
   ``ppo_loss`` (PPO's composed loss: total and terms; torch tensors or numpy arrays).
 - ``diagnostics``: ``approx_kl``, ``clip_fraction``, ``explained_variance`` (logged, no gradient).
 - ``preference``: GRPO and DPO for language models.
+- ``value_based``: DQN / double-DQN targets and TD loss, SAC's soft target, critic, actor and
+  temperature losses, the tanh-Gaussian log-density, polyak averaging.
 - ``grads``: numpy derivatives ∂L/∂(network outputs) of the PPO loss (PPO's numpy backend; tested
   against autograd). Import them from ``policylab.losses.grads``.
 
@@ -15,3 +17,4 @@ from policylab.losses.diagnostics import *
 from policylab.losses.kl import *
 from policylab.losses.policy_gradient import *
 from policylab.losses.preference import *
+from policylab.losses.value_based import *
