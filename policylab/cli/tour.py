@@ -209,7 +209,10 @@ def stage_ppo(out, cfg, args, summary):
 
     from policylab.deep import PPO
     from policylab.deep.config import load_preset
-    from policylab.deep.envs import VectorCartPole
+    try:
+        from policylab.deep.vector_cartpole import VectorCartPole
+    except ImportError:                                    # before the deep/ restructure
+        from policylab.deep.envs import VectorCartPole
     from policylab.figures.curves import learning_curves
     from policylab.figures.report import Section
 
@@ -269,19 +272,27 @@ def stage_llm(out, cfg, args, summary):
              "pip install -e '.[llm]' (from a checkout) or pip install 'policylab[llm]', then rerun policylab tour.")])
     import torch
 
-    from policylab.llm.dpo import DPOConfig, DPOTrainer
-    from policylab.llm.grpo import GRPOConfig, GRPOTrainer
-    from policylab.llm.sft import sft
-    from policylab.llm.task import accuracy, dpo_records, make_addition_problems, sft_records
-    from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
+    from policylab.llm import (
+        DPOConfig,
+        DPOTrainer,
+        GRPOConfig,
+        GRPOTrainer,
+        SFTConfig,
+        SFTTrainer,
+        accuracy,
+        make_char_tokenizer,
+        make_tiny_llama,
+    )
+    from policylab.llm.task import dpo_records, make_addition_problems, sft_records
 
     torch.set_num_threads(1)
     seed = args.seed
     train, test = make_addition_problems(seed=seed)
     tok = make_char_tokenizer()
     base = make_tiny_llama(len(tok), seed=seed)
-    sft(base, tok, sft_records(train, off_by_one=0.6, seed=seed), max_steps=cfg.sft_steps, batch_size=32,
-        learning_rate=3e-3, seed=seed, output_dir=str(out / "llm" / "sft"))
+    SFTTrainer(base, tok, SFTConfig(max_steps=cfg.sft_steps, batch_size=32, learning_rate=3e-3, seed=seed,
+                                    output_dir=str(out / "llm" / "sft"), progress=True),
+               sft_records(train, off_by_one=0.6, seed=seed)).train()
     acc_sft = accuracy(base, tok, test)
     _say(f"  SFT {cfg.sft_steps} steps on a noisy teacher (60% answers a+b+1): held-out accuracy {acc_sft:.3f}")
 
