@@ -227,7 +227,7 @@ assert main(["learn", "q-learning", "--steps", "1000", "--no-progress", "--rows"
 assert main(["train", "ppo", "--env", "CartPole-v1", "--steps", "64", "--out", out + "/r", "--no-progress",
              "--no-tensorboard", "--set", "n_envs=2", "--set", "n_steps=32", "--set", "batch_size=32",
              "--set", "n_epochs=1"]) == 0
-heavy = [m for m in ("transformers", "matplotlib", "trl") if m in sys.modules]
+heavy = [m for m in ("transformers", "matplotlib", "trl", "torch._dynamo") if m in sys.modules]
 assert not heavy, f"plan/learn/train imported {heavy}"
 print("ok")
 """
