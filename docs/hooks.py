@@ -25,8 +25,9 @@ def on_files(files, config):
     os.environ.setdefault("MPLBACKEND", "Agg")
     from policylab import figures
     from policylab.figures.gradients import reinforce_spread
+    from policylab.figures.preference import preference_losses
 
-    results = figures.render_all(_FIG_DIR) + [reinforce_spread(_FIG_DIR, episodes=2000)]
+    results = figures.render_all(_FIG_DIR) + [reinforce_spread(_FIG_DIR, episodes=2000), preference_losses(_FIG_DIR)]
     for r in results:
         files.append(File.generated(config, f"figures/{r.png.name}", abs_src_path=str(r.png)))
     return files
@@ -38,6 +39,10 @@ def _to_mathml(match) -> str:
     tag, body = match.group(1), html.unescape(match.group(2)).strip()
     display = tag == "div"
     tex = body[2:-2] if body[:2] in ("\\(", "\\[") else body.strip("$")
+    aligned = re.fullmatch(r"\s*\\begin\{aligned\}(.*)\\end\{aligned\}\s*", tex, re.DOTALL)
+    if display and aligned:  # latex2mathml has no aligned environment: one display block per row
+        rows = [r.replace("&", "").strip() for r in re.split(r"\\\\", aligned.group(1)) if r.strip()]
+        return "".join(convert(r, display="block") for r in rows)
     return convert(tex.strip(), display="block" if display else "inline")
 
 

@@ -117,7 +117,7 @@ PYTHON = {  # a line unique to the block -> (substitutions, check)
     "agent = PPO(\"CartPole-v1\"": ({"agent.learn(50_000": "agent.learn(3_000", "episodes=20": "episodes=2"},
                                    check_ppo),
     "tok = make_char_tokenizer(); model = make_tiny_llama(len(tok))": ({"max_steps=500": "max_steps=20",
-                                                                        "max_steps=100": "max_steps=2"}, check_llm),
+                                                                        "max_steps=150": "max_steps=2"}, check_llm),
     "figures.fig4_data()[0.9]": ({}, check_figures),
 }
 

@@ -40,9 +40,9 @@ class TourConfig:
 
 
 FULL = TourConfig(q_steps=20_000, pg_episodes=4_000, ac_steps=30_000, ac_target=100.0, ppo_seeds=(0, 1, 2, 3, 4),
-                  ppo_max_steps=60_000, sft_steps=500, grpo_steps=100, dpo_steps=200)
+                  ppo_max_steps=60_000, sft_steps=500, grpo_steps=150, dpo_steps=200)
 QUICK = TourConfig(q_steps=2_000, pg_episodes=2_000, ac_steps=10_000, ac_target=80.0, ppo_seeds=(0,),
-                   ppo_max_steps=60_000, sft_steps=500, grpo_steps=100, dpo_steps=200)
+                   ppo_max_steps=60_000, sft_steps=500, grpo_steps=150, dpo_steps=200)
 GAMMAS = (0.0, 0.5, 0.9, 0.99)
 PPO_SOLVED = 475.0
 GRPO_MARGIN = 0.15
