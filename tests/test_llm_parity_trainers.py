@@ -171,9 +171,9 @@ class _FixedCompletions:
             "logprobs": None,
         }
 
-    # stands in for policylab.llm.common.generate(model, tokenizer, prompt_ids, max_new_tokens, ...)
+    # stands in for policylab.llm.sampling.generate(model, tokenizer, prompt_ids, max_new_tokens, ...)
     def policylab_generate(self, model, tokenizer, prompt_ids, max_new_tokens, *args, **kwargs):
-        from policylab.llm.common import pad
+        from policylab.llm.batching import pad
 
         assert max_new_tokens == MAX_NEW
         completions = [self.take(self.prompt_of[tuple(p)]) for p in prompt_ids]

@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
+from policylab.llm import sft
 from policylab.llm.dpo import DPOConfig, DPOTrainer
 from policylab.llm.grpo import GRPOConfig, GRPOTrainer
-from policylab.llm.sft import sft
 from policylab.llm.task import accuracy, dpo_records, make_addition_problems, sft_records
 from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
 

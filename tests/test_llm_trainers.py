@@ -7,11 +7,14 @@ import math
 import pytest
 import torch
 
+from policylab.errors import DivergenceError
 from policylab.llm import sequence_logprobs
-from policylab.llm.common import completion_logprobs, latest_checkpoint, pad, resolve_model
+from policylab.llm.batching import completion_logprobs, pad
+from policylab.llm.checkpoint import latest_checkpoint
 from policylab.llm.dpo import DPOConfig, DPOTrainer
 from policylab.llm.grpo import GRPOConfig, GRPOTrainer, Rollout
-from policylab.llm.sft import SFTConfig, SFTTrainer, sft
+from policylab.llm.models import resolve_model
+from policylab.llm.supervised import SFTConfig, SFTTrainer, sft
 from policylab.llm.task import (
     correctness_reward,
     digit_match_reward,
@@ -160,7 +163,7 @@ def test_config_and_tokenizer_errors(tmp_path, tok, model):
         GRPOConfig(batch_size=12, num_generations=8)
     with pytest.raises(ValueError, match="loss_type"):
         GRPOConfig(loss_type="nope")
-    with pytest.raises(ValueError, match="beta must be > 0"):
+    with pytest.raises(ValueError, match=r"beta=0.0 must be in \(0, inf\)"):
         DPOConfig(beta=0.0)
     tok.pad_token = None
     with pytest.raises(ValueError, match="no pad token"):
@@ -175,7 +178,7 @@ def test_non_finite_reward_names_the_completion(tmp_path, tok, model):
 
     trainer = GRPOTrainer(model, tok, grpo_cfg(tmp_path), TRAIN, reward_funcs=[bad])
     before = params(model)
-    with pytest.raises(ValueError, match=r"reward bad returned nan for completion 3 of prompt '.*': rewards must be finite"):
+    with pytest.raises(DivergenceError, match=r"step 1: reward bad returned nan for completion 3 of prompt '.*': rewards must be finite"):
         trainer.train()
     assert torch.equal(params(model), before)
 

@@ -191,7 +191,7 @@ REDUCED = {
     "policylab llm sft  --config configs/llm/sft.yaml": ("sft.yaml", "sft.yaml --max-steps 3"),
     "policylab llm grpo --config configs/llm/grpo.yaml --max_steps 100": ("100", "2"),
     "policylab llm dpo  --config configs/llm/dpo.yaml": ("dpo.yaml", "dpo.yaml --max-steps 2"),
-    "policylab llm dpo  --config configs/llm/dpo.yaml --resume": ("dpo.yaml", "dpo.yaml --max-steps 2"),
+    "policylab llm dpo  --config configs/llm/dpo.yaml --max_steps 400 --resume": ("400", "3"),
     "policylab llm eval --model runs/llm/grpo --data data/test.jsonl": None,
     "policylab figures --out figures/": ("figures/", "figures/ --only 4"),
     "policylab plot runs/ppo-s0 runs/ppo-s1 runs/ppo-s2 --metric charts/episodic_return --agg iqm --out ppo.png": None,

@@ -18,7 +18,7 @@ import importlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-TRAINERS = {"sft": ("policylab.llm.sft", "SFTTrainer", "SFTConfig"),
+TRAINERS = {"sft": ("policylab.llm.supervised", "SFTTrainer", "SFTConfig"),
             "dpo": ("policylab.llm.dpo", "DPOTrainer", "DPOConfig"),
             "grpo": ("policylab.llm.grpo", "GRPOTrainer", "GRPOConfig")}
 
@@ -141,8 +141,8 @@ def run(args) -> int:
 
     torch.set_num_threads(1)
     if args.llm_command == "eval":
-        from policylab.llm.common import resolve_model
         from policylab.llm.data import load_jsonl
+        from policylab.llm.models import resolve_model
         from policylab.llm.task import accuracy
 
         model, tok = resolve_model(cfg.model)

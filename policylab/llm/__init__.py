@@ -3,7 +3,9 @@
 Pure pieces (torch only): :func:`sequence_logprobs`; the losses live in ``policylab.losses``
 (``grpo_loss``, ``dpo_loss``, ``ipo_loss``) and the advantages in ``policylab.returns``
 (``group_relative_advantages``). Trainers, data loaders, the tiny offline model and the synthetic
-task import ``transformers`` and are loaded lazily on first attribute access.
+task import ``transformers`` and are loaded lazily on first attribute access. No submodule is
+named like an exported function (SFT lives in ``supervised.py``), so ``from policylab.llm import sft``
+is always the function.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ _LAZY = {
     "GRPOConfig": "policylab.llm.grpo",
     "DPOTrainer": "policylab.llm.dpo",
     "DPOConfig": "policylab.llm.dpo",
-    "SFTTrainer": "policylab.llm.sft",
-    "SFTConfig": "policylab.llm.sft",
-    "sft": "policylab.llm.sft",
+    "SFTTrainer": "policylab.llm.supervised",
+    "SFTConfig": "policylab.llm.supervised",
+    "sft": "policylab.llm.supervised",
     "Rollout": "policylab.llm.grpo",
     "generate": "policylab.llm.sampling",
     "load_jsonl": "policylab.llm.data",
@@ -41,5 +43,6 @@ assert set(__all__) == {"sequence_logprobs", *_LAZY}
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = globals()[name] = getattr(importlib.import_module(_LAZY[name]), name)
+        return value
     raise AttributeError(f"module 'policylab.llm' has no attribute {name!r}")

@@ -14,16 +14,19 @@ conversational data. A completion is a string or a list of assistant messages.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
-from policylab.errors import InputError, MissingFileError
+from policylab.errors import ConfigError, InputError, MissingFileError
 
 __all__ = [
     "DPO_FIELDS",
     "GRPO_FIELDS",
     "SFT_FIELDS",
+    "check_context_length",
     "check_prompt_lengths",
     "encode_completion",
+    "encode_completions",
     "encode_prompt",
     "load_jsonl",
     "write_jsonl",
@@ -119,3 +122,28 @@ def check_prompt_lengths(prompt_ids: list[list[int]], labels: list[str], max_len
             raise InputError(
                 f"{where}: prompt is {len(ids)} tokens, longer than max_prompt_length={max_len}"
             )
+
+
+def encode_completions(tokenizer, records, labels, key: str, prompt_ids: list[list[int]], max_length: int,
+                       context: int | None) -> list[list[int]]:
+    """Completion ids (with EOS) of field ``key``, truncated so prompt + completion ≤ ``max_length``
+    (TRL's max_length; the number of truncated rows is reported in a warning). A row longer than the
+    model's context ``context`` after that is a ConfigError naming the row: lower max_length to truncate."""
+    out, cut = [], 0
+    for rec, p in zip(records, prompt_ids):
+        ids = encode_completion(tokenizer, rec["prompt"], rec[key], p)
+        cut += len(p) + len(ids) > max_length
+        out.append(ids[: max_length - len(p)])
+    if cut:
+        warnings.warn(f"{cut} of {len(records)} {key!r} rows truncated to max_length={max_length} tokens", stacklevel=3)
+    longest = max(range(len(out)), key=lambda i: len(prompt_ids[i]) + len(out[i]))
+    check_context_length(len(prompt_ids[longest]) + len(out[longest]), context, labels[longest],
+                         "prompt + completion", "set max_length to at most the context length to truncate")
+    return out
+
+
+def check_context_length(n_tokens: int, context: int | None, where: str, what: str, fix: str) -> None:
+    """ConfigError when ``n_tokens`` exceed the model's ``max_position_embeddings`` (None: unknown, no check)."""
+    if context is not None and n_tokens > context:
+        raise ConfigError(f"{where}: {what} is {n_tokens} tokens, beyond the model's "
+                          f"max_position_embeddings={context}; {fix}")

@@ -15,15 +15,17 @@ from typing import ClassVar
 import torch
 
 from policylab.errors import InputError
-from policylab.llm.common import TrainConfig, Trainer, frozen_copy, join_right_padded
+from policylab.llm.batching import join_right_padded
 from policylab.llm.data import (
     DPO_FIELDS,
     check_prompt_lengths,
-    encode_completion,
+    encode_completions,
     encode_prompt,
     load_jsonl,
 )
 from policylab.llm.logprobs import sequence_logprobs
+from policylab.llm.models import frozen_copy, max_positions
+from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import dpo_loss, ipo_loss
 
 __all__ = ["LOSSES", "DPOConfig", "DPOTrainer"]
@@ -48,15 +50,8 @@ class DPOConfig(TrainConfig):
     max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated (TRL default)
     precompute_ref_logps: bool = False  #: compute reference log-probs once before training, drop π_ref
 
-    RANGES: ClassVar[dict] = {"beta": "(0, inf)", "loss_type": tuple(LOSSES), "label_smoothing": "[0, 0.5]",
+    RANGES: ClassVar[dict] = {"beta": "(0, inf)", "loss_type": tuple(LOSSES), "label_smoothing": "[0, 0.5)",
                               "max_length": "[2, 1048576]"}
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.loss_type not in LOSSES:
-            raise InputError(f"loss_type must be one of {sorted(LOSSES)}, got {self.loss_type!r}")
-        if not self.beta > 0:
-            raise InputError(f"beta must be > 0, got {self.beta}")
 
 
 class DPOTrainer(Trainer):
@@ -90,13 +85,9 @@ class DPOTrainer(Trainer):
         prompt_ids = [encode_prompt(tok, r["prompt"]) for r in records]
         check_prompt_lengths(prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
 
-        def completions(key):
-            return [
-                encode_completion(tok, r["prompt"], r[key], p)[: cfg.max_length - len(p)]
-                for r, p in zip(records, prompt_ids)
-            ]
-
-        return prompt_ids, completions("chosen"), completions("rejected")
+        context = max_positions(self.model)
+        return prompt_ids, *(encode_completions(tok, records, labels, key, prompt_ids, cfg.max_length, context)
+                             for key in ("chosen", "rejected"))
 
     def batch(self, rows, data=None):
         """[chosen rows; rejected rows] right-padded: (input_ids, attention_mask, completion_mask), (2b, T)."""

@@ -6,7 +6,7 @@ construction, cache objects), not arithmetic. :class:`LlamaDecoder` runs the sam
 variants carry over), grouped-query SDPA over a preallocated static cache, SwiGLU MLP — directly
 on the model's weight tensors. Its logits equal the Hugging Face forward's up to float rounding
 (tested); the log-probs used for training are always recomputed by the model's own forward.
-Other architectures use the generic loop in :func:`policylab.llm.common.generate`.
+Other architectures use the generic loop in :func:`policylab.llm.sampling.generate`.
 """
 
 from __future__ import annotations

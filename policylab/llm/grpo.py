@@ -17,22 +17,32 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from policylab.errors import InputError
-from policylab.llm.common import TrainConfig, Trainer, completion_logprobs, frozen_copy
-from policylab.llm.data import GRPO_FIELDS, check_prompt_lengths, encode_prompt, load_jsonl
+from policylab.errors import ConfigError, DivergenceError, InputError
+from policylab.llm.batching import completion_logprobs
+from policylab.llm.data import (
+    GRPO_FIELDS,
+    check_context_length,
+    check_prompt_lengths,
+    encode_prompt,
+    load_jsonl,
+)
+from policylab.llm.models import frozen_copy, max_positions
 from policylab.llm.sampling import generate
+from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
 from policylab.returns import group_relative_advantages
 
 __all__ = ["GRPOConfig", "GRPOTrainer", "Rollout"]
 
 RewardFunc = Callable[..., list]
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 @dataclass
@@ -56,24 +66,19 @@ class GRPOConfig(TrainConfig):
     num_iterations: int = 1  #: μ, updates per sampled batch (TRL 1)
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness"])  #: names in policylab.llm.task.REWARDS (CLI)
     reward_weights: list[float] | None = None  #: one weight per reward function (default all 1)
+    use_hf_generate: bool = False  #: sample with model.generate instead of policylab's KV-cache decoder
 
     RANGES: ClassVar[dict] = {"num_generations": "[1, 65536]", "max_completion_length": "[1, 1048576]",
                               "temperature": "(0, inf)", "top_p": "(0, 1]", "beta": "[0, inf)", "clip_eps": "[0, 1]",
                               "clip_eps_high": "[0, inf)", "scale_rewards": ("std", "none"),
-                              "num_iterations": "[1, 1000]"}
+                              "loss_type": tuple(GRPO_NORMALIZATIONS), "num_iterations": "[1, 1000]"}
 
     def __post_init__(self):
         super().__post_init__()
         if self.batch_size % self.num_generations:
-            raise InputError(
+            raise ConfigError(
                 f"num_generations={self.num_generations} (group size) does not divide batch_size={self.batch_size}"
             )
-        if self.loss_type not in GRPO_NORMALIZATIONS:
-            raise InputError(f"loss_type must be one of {sorted(GRPO_NORMALIZATIONS)}, got {self.loss_type!r}")
-        if self.scale_rewards not in ("std", "none"):
-            raise InputError(f"scale_rewards must be 'std' or 'none', got {self.scale_rewards!r}")
-        if self.num_iterations < 1 or self.max_completion_length < 1:
-            raise InputError("num_iterations and max_completion_length must be >= 1")
 
 
 @dataclass
@@ -134,6 +139,10 @@ class GRPOTrainer(Trainer):
         self.records, labels = load_jsonl(self.train_data, GRPO_FIELDS)
         self.prompt_ids = [encode_prompt(self.tokenizer, r["prompt"]) for r in self.records]
         check_prompt_lengths(self.prompt_ids, labels, self.config.max_prompt_length)
+        longest = max(range(len(self.prompt_ids)), key=lambda i: len(self.prompt_ids[i]))
+        check_context_length(len(self.prompt_ids[longest]) + self.config.max_completion_length,
+                             max_positions(self.model), labels[longest], "prompt + max_completion_length",
+                             "lower max_completion_length or shorten the prompt")
         for f in self.reward_funcs:  # each reward's named columns must exist in every row
             for name, p in inspect.signature(f).parameters.items():
                 if name in ("prompts", "completions") or p.kind is not p.POSITIONAL_OR_KEYWORD or p.default is not p.empty:
@@ -149,7 +158,8 @@ class GRPOTrainer(Trainer):
         cfg, G = self.config, self.config.num_generations
         prompt_ids = [self.prompt_ids[i] for i in rows for _ in range(G)]
         p_ids, p_mask, c_ids, c_mask, texts = generate(
-            self.model, self.tokenizer, prompt_ids, cfg.max_completion_length, True, cfg.temperature, cfg.top_p, cfg.top_k
+            self.model, self.tokenizer, prompt_ids, cfg.max_completion_length, True, cfg.temperature, cfg.top_p,
+            cfg.top_k, cfg.use_hf_generate,
         )  # (B, P), (B, P), (B, C), (B, C), B strings
         ro = Rollout(p_ids, p_mask, c_ids, c_mask)
         self.score(ro, [self.records[i] for i in rows for _ in range(G)], texts)
@@ -161,7 +171,8 @@ class GRPOTrainer(Trainer):
         return ro
 
     def score(self, ro: Rollout, records: list[dict], completions: list[str]) -> Rollout:
-        """Fill ``ro.rewards`` (weighted sum) and ``ro.advantages``; raise on a non-finite reward."""
+        """Fill ``ro.rewards`` (weighted sum) and ``ro.advantages``. A reward that is not a real number
+        raises InputError, one that is not finite in float32 DivergenceError, each naming the function."""
         prompts = [r["prompt"] for r in records]
         columns = {k: [r.get(k) for r in records] for k in records[0] if k != "prompt"}
         per_func = torch.zeros(len(completions), len(self.reward_funcs))  # (B, K)
@@ -170,13 +181,17 @@ class GRPOTrainer(Trainer):
             if len(values) != len(completions):
                 raise InputError(f"reward {f.__name__} returned {len(values)} values for {len(completions)} completions")
             for i, v in enumerate(values):
-                if v is None or not math.isfinite(float(v)):
-                    raise InputError(
-                        f"reward {f.__name__} returned {v} for completion {i} of prompt {prompts[i]!r}: rewards must be finite"
-                    )
+                v = values[i] = v.item() if torch.is_tensor(v) and v.numel() == 1 else v
+                where = f"reward {f.__name__} returned {v!r} for completion {i} of prompt {prompts[i]!r}"
+                if not isinstance(v, numbers.Real):
+                    raise InputError(f"{where}: rewards must be numbers, not {type(v).__name__}")
+                if not math.isfinite(float(v)) or abs(float(v)) > FLOAT32_MAX:
+                    raise DivergenceError(f"step {self.step + 1}: {where}: rewards must be finite float32 numbers")
             per_func[:, k] = torch.tensor([float(v) for v in values])
             ro.stats[f"rewards/{f.__name__}"] = per_func[:, k].mean().item()
         ro.rewards = per_func @ self.reward_weights  # (B,)
+        if not bool(torch.isfinite(ro.rewards).all()):
+            raise DivergenceError(f"step {self.step + 1}: the weighted sum of rewards overflows float32")
         G = self.config.num_generations
         ro.advantages = group_relative_advantages(ro.rewards, G, scale=self.config.scale_rewards)  # (B,)
         grouped = ro.rewards.view(-1, G)

@@ -6,7 +6,8 @@ import inspect
 
 import torch
 
-from policylab.llm.common import pad
+from policylab.errors import DivergenceError
+from policylab.llm.batching import pad
 from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
 
 __all__ = ["generate", "sample_next_token"]
@@ -18,6 +19,8 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_p: flo
     if temperature == 0:
         return logits.argmax(-1)
     z = logits.float() / temperature
+    if not bool(torch.isfinite(z).all()):
+        raise DivergenceError("sampling: the model's next-token logits are not finite (the weights diverged)")
     if top_k and top_k < z.shape[-1]:
         kth = torch.topk(z, top_k, dim=-1).values[:, -1:]
         z = z.masked_fill(z < kth, float("-inf"))

@@ -14,11 +14,13 @@ the implicit reward margin on held-out pairs. :func:`write_addition_data` writes
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from pathlib import Path
 
 import numpy as np
 
+from policylab.errors import ConfigError
 from policylab.llm.data import write_jsonl
 
 __all__ = [
@@ -38,12 +40,32 @@ def make_addition_problems(max_a: int = 99, max_b: int = 9, test_fraction: float
     """All pairs a ∈ [0, max_a], b ∈ [0, max_b] as {"prompt": "a+b=", "answer": "<a+b>"}, shuffled
     with ``seed`` and split into (train, test) with a ``test_fraction`` of held-out pairs. The default
     (two-digit + one-digit, 1000 pairs) shares digit-level structure between train and test pairs,
-    so what a policy learns on train prompts can carry over to the held-out ones."""
+    so what a policy learns on train prompts can carry over to the held-out ones. Bad arguments raise
+    ConfigError naming them (both splits must be non-empty)."""
+    _check_task_args(max_a=max_a, max_b=max_b, test_fraction=test_fraction, seed=seed)
     pairs = [(a, b) for a in range(max_a + 1) for b in range(max_b + 1)]
     order = np.random.default_rng(seed).permutation(len(pairs))
     problems = [{"prompt": f"{pairs[i][0]}+{pairs[i][1]}=", "answer": str(sum(pairs[i]))} for i in order]
     n_test = round(test_fraction * len(problems))
+    if not 0 < n_test < len(problems):
+        raise ConfigError(f"test_fraction={test_fraction} of {len(problems)} pairs leaves an empty "
+                          f"{'test' if n_test == 0 else 'train'} split")
     return problems[n_test:], problems[:n_test]
+
+
+#: (low, high, integer) of each argument of the task; test_fraction < 1 is checked by the split.
+_TASK_ARGS = {"max_a": (0, 100_000, True), "max_b": (0, 100_000, True), "seed": (0, 2**63 - 1, True),
+              "test_fraction": (0.0, 1.0, False), "off_by_one": (0.0, 1.0, False)}
+
+
+def _check_task_args(**args) -> None:
+    """ConfigError naming the first argument that is not a finite number in its range."""
+    for name, value in args.items():
+        lo, hi, integer = _TASK_ARGS[name]
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or not lo <= value <= hi or (integer and value != int(value)):
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{name} must be {kind} in [{lo}, {hi}], got {value!r}")
 
 
 def sft_records(problems, off_by_one: float = 0.0, seed: int = 0) -> list[dict]:
@@ -98,7 +120,8 @@ REWARDS = {"correctness": correctness_reward, "digit_match": digit_match_reward,
 def write_addition_data(out_dir, max_a: int = 99, max_b: int = 9, test_fraction: float = 0.2, seed: int = 0,
                         off_by_one: float = 0.6) -> dict:
     """Write sft.jsonl (noisy teacher, see :func:`sft_records`), dpo.jsonl, grpo.jsonl (train prompts
-    with "answer") and test.jsonl (held-out pairs with "answer")."""
+    with "answer") and test.jsonl (held-out pairs with "answer"). Arguments are checked before any file is written."""
+    _check_task_args(off_by_one=off_by_one)
     train, test = make_addition_problems(max_a, max_b, test_fraction, seed)
     out = Path(out_dir)
     files = {

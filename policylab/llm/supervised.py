@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from policylab.llm.common import TrainConfig, Trainer, join_right_padded
+from policylab.llm.batching import join_right_padded
 from policylab.llm.data import (
     SFT_FIELDS,
     check_prompt_lengths,
-    encode_completion,
+    encode_completions,
     encode_prompt,
     load_jsonl,
 )
 from policylab.llm.logprobs import sequence_logprobs
+from policylab.llm.models import max_positions
+from policylab.llm.trainer import TrainConfig, Trainer
 
 __all__ = ["SFTConfig", "SFTTrainer", "sft"]
 
@@ -45,10 +47,8 @@ class SFTTrainer(Trainer):
         tok, cfg = self.tokenizer, self.config
         self.prompt_ids = [encode_prompt(tok, r["prompt"]) for r in self.records]
         check_prompt_lengths(self.prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
-        self.completion_ids = [
-            encode_completion(tok, r["prompt"], r["completion"], p)[: cfg.max_length - len(p)]
-            for r, p in zip(self.records, self.prompt_ids)
-        ]
+        self.completion_ids = encode_completions(tok, self.records, labels, "completion", self.prompt_ids,
+                                                 cfg.max_length, max_positions(self.model))
 
     def _step(self, step: int) -> dict:
         rows = self.batch_indices(step)

@@ -1,0 +1,115 @@
+"""Model resolution and loading: "tiny", a local Hugging Face folder, a run folder, or an in-memory
+model; the frozen reference model. Never downloads, never unpickles.
+
+A folder's problems are user errors named in one line (:class:`~policylab.errors.CheckpointError`):
+an unreadable ``config.json``, pickle-only weights (``pytorch_model.bin``), weights that do not load.
+A run folder (``checkpoint-N`` inside) loads its newest checkpoint that verifies its hashes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+from policylab.errors import CheckpointError, InputError, MissingFileError
+from policylab.llm.checkpoint import MANIFEST, latest_checkpoint, verify_checkpoint
+
+__all__ = ["check_model_folder", "frozen_copy", "load_pretrained", "max_positions", "resolve_model"]
+
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+def check_model_folder(folder: Path) -> Path:
+    """Raise CheckpointError naming the file when ``folder`` is not a loadable safetensors model folder:
+    config.json missing or not a JSON object, or weights only in pickle files (``*.bin``, ``*.pt``).
+    A folder with ``manifest.json`` (a policylab checkpoint) must also verify its hashes."""
+    if (folder / MANIFEST).exists():
+        verify_checkpoint(folder)
+    config = folder / "config.json"
+    if not config.is_file() and not (folder / "adapter_config.json").is_file():
+        raise CheckpointError(f"model folder {folder} has no config.json")
+    for cfg in (config, folder / "adapter_config.json"):
+        if cfg.is_file():
+            try:
+                doc = json.loads(cfg.read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CheckpointError(f"{cfg}: not a valid JSON config ({exc})") from None
+            if not isinstance(doc, dict):
+                raise CheckpointError(f"{cfg}: not a valid JSON config (not an object)")
+    if not any((folder / name).is_file() for name in SAFE_WEIGHTS):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+        what = f"only pickle weights ({', '.join(pickles)}), which policylab never loads" if pickles else "no weights"
+        raise CheckpointError(f"model folder {folder} has {what}: save it with safetensors "
+                              "(model.save_pretrained(dir, safe_serialization=True))")
+    return folder
+
+
+def load_pretrained(auto_class, folder: Path, **kwargs):
+    """``auto_class.from_pretrained(folder)`` from local safetensors only, errors as CheckpointError."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return auto_class.from_pretrained(folder, local_files_only=True, use_safetensors=True, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot load model folder {folder}: {first}") from None
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _model_folder(model) -> Path:
+    folder = Path(model)
+    if not folder.is_dir():
+        raise MissingFileError(f"model folder {str(model)!r} not found (give a local folder or 'tiny')")
+    if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+        latest = latest_checkpoint(folder)  # a run folder: its newest checkpoint that verifies
+        if latest is not None:
+            return latest
+        if any(folder.glob("checkpoint-*")):
+            raise CheckpointError(f"run folder {folder} has no checkpoint that verifies")
+    return check_model_folder(folder)
+
+
+def resolve_model(model, tokenizer=None, seed: int = 0):
+    """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads."""
+    if isinstance(model, (str, os.PathLike)):
+        if str(model) == "tiny":
+            from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
+
+            tokenizer = tokenizer or make_char_tokenizer()
+            model = make_tiny_llama(len(tokenizer), seed=seed)
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            folder = _model_folder(model)
+            if tokenizer is None:
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                except (OSError, ValueError, KeyError) as exc:
+                    raise CheckpointError(f"cannot load the tokenizer of {folder}: {str(exc).splitlines()[0]}") from None
+            model = load_pretrained(AutoModelForCausalLM, folder)
+    if tokenizer is None:
+        raise InputError("an in-memory model needs its tokenizer")
+    if tokenizer.pad_token_id is None:
+        raise InputError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to eos_token) first")
+    if tokenizer.eos_token_id is None:
+        raise InputError("the tokenizer has no eos token: completions could never end")
+    return model, tokenizer
+
+
+def max_positions(model) -> int | None:
+    """The model's context length (``config.max_position_embeddings``), or None when it has none."""
+    n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def frozen_copy(model):
+    """Reference model: an in-memory deep copy in eval mode with requires_grad off."""
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
