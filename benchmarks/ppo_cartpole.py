@@ -199,7 +199,7 @@ def run_policylab(
     backend: str = "torch",
 ) -> Run:
     from policylab.deep import PPO
-    from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
 
     run = Run(("policylab-fast" if fast else "policylab") + ("-numpy" if backend == "numpy" else ""), seed)
     clock = Clock(run, evaluator, eval_every, eval_seed)

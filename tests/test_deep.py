@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from policylab.deep import A2C, PPO, Agent, load_agent
-from policylab.deep.a2c import A2CConfig
-from policylab.deep.common import make_vec_env
 from policylab.deep.config import PRESET_DIR, load_preset, make_config
 from policylab.deep.distributions import CategoricalHead, GaussianHead, head_for
 from policylab.deep.ppo import PPOConfig
+from policylab.deep.replay import ReplayBuffer
 from policylab.deep.storage import RolloutStorage
+from policylab.deep.vec_env import make_vec_env
 from policylab.io import STANDARD_KEYS, CheckpointError, load_checkpoint, save_checkpoint
 
 SMALL_PPO = {"n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "hidden_sizes": (16, 16)}
@@ -232,7 +232,7 @@ def test_resume_equals_uninterrupted(tmp_path, cls, env, hp, total):
 
 
 def test_resume_with_fast_vector_cartpole(tmp_path):
-    from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
 
     hp = {**SMALL_PPO, "n_envs": 4}
     full = PPO(VectorCartPole(4), seed=2, **hp).learn(512)
@@ -334,7 +334,7 @@ def test_make_vec_env_accepts_env_instance_and_vector_env():
     single = gym.make("CartPole-v1")
     venv = make_vec_env(single, 3)
     assert venv.num_envs == 3 and venv.envs[0] is single
-    from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
 
     fast = VectorCartPole(4)
     assert make_vec_env(fast, 99) is fast
@@ -346,10 +346,16 @@ def test_make_vec_env_accepts_env_instance_and_vector_env():
 def test_presets_build_valid_configs(preset):
     assert {"CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0"} <= {
         p.stem for p in PRESET_DIR.glob("*.yaml")}
-    for algo, cfg_cls in (("ppo", PPOConfig), ("a2c", A2CConfig)):
+    from policylab.config import load_yaml
+    from policylab.deep.registry import ALGORITHMS, algorithm_class
+
+    sections = load_yaml(PRESET_DIR / f"{preset}.yaml")
+    assert sections and set(sections) <= set(ALGORITHMS), f"{preset}: unknown sections {set(sections)}"
+    for algo in sections:  # every section builds the config of its algorithm
         values = load_preset(preset, algo)
-        cfg = make_config(cfg_cls, values)
+        cfg = make_config(algorithm_class(algo).config_class, values)
         for k, v in values.items():
+            v = tuple(v) if isinstance(v, list) else v
             assert getattr(cfg, k) == pytest.approx(v) if isinstance(v, float) else getattr(cfg, k) == v
 
 
@@ -399,3 +405,100 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown env id" in err and "learning_rate must be finite" in err and "invalid JSON" in err
     assert not (tmp_path / "x").exists()  # nothing written before the error
+
+
+# ---------------------------------------------------------------- hooks for off-policy methods
+
+@dataclass
+class _ToyQConfig:
+    n_envs: int = 2
+    buffer_size: int = 400
+    train_freq: int = 4            # env steps per env between updates
+    gradient_steps: int = 3        # minibatches per update
+    learning_starts: int = 16
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    gamma: float = 0.9
+    epsilon: float = 0.3
+    hidden_sizes: tuple[int, ...] = (8,)
+
+
+class _ToyQ(Agent):
+    """A DQN without a target net, written only with the off-policy hooks (no on-policy code touched)."""
+
+    algo = "toy-q"
+    config_class = _ToyQConfig
+    discrete_only = True
+    uses_critic = False  # Q(s, ·) is the actor's output
+
+    def setup(self):
+        self.optimizers["main"] = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+        self.updates = 0
+
+    def make_storage(self):
+        return ReplayBuffer(self.config.buffer_size, self.obs_dim, (), True, n_envs=self.n_envs,
+                            gamma=self.config.gamma, seed=self.seed)
+
+    def explore(self, obs):  # ε-greedy
+        greedy = self.net.policy_params(torch.from_numpy(obs)).argmax(-1).numpy()
+        random = self.np_rng.integers(0, self.head.n, size=len(obs))
+        return np.where(self.np_rng.random(len(obs)) < self.config.epsilon, random, greedy)
+
+    def collect(self):
+        self.collect_transitions(self.storage, self.config.train_freq)
+
+    def update(self):
+        c = self.config
+        if self.num_steps < c.learning_starts:
+            return {}
+        for _ in range(c.gradient_steps):
+            b = {k: torch.from_numpy(v) for k, v in vars(self.storage.sample(c.batch_size)).items()}
+            q = self.net.policy_params(b["obs"]).gather(1, b["actions"][:, None])[:, 0]
+            with torch.no_grad():
+                target = b["rewards"] + b["discounts"] * self.net.policy_params(b["next_obs"]).amax(-1)
+            loss = 0.5 * (q - target).pow(2).mean()
+            self.optimizers["main"].zero_grad()
+            loss.backward()
+            self.optimizers["main"].step()
+            self.updates += 1
+        return {"losses/value_loss": loss.item()}
+
+
+def test_off_policy_hooks_schedule_replay_contents_and_determinism():
+    agent = _ToyQ(gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 25), seed=0, n_envs=1, epsilon=1.0)
+    agent.learn(40)  # 10 iterations of 4 steps; updates once ≥ 16 steps were collected: 7 × 3
+    assert (agent.num_steps, agent.iteration, agent.updates) == (40, 10, 21)
+    agent.learn(400)
+    buf = agent.storage
+    assert len(buf) == 400 and buf.full
+    rows = np.roll(np.arange(buf.rows), -buf.pos)  # oldest → newest
+    obs, nxt = buf.obs[rows, 0], buf.next_obs[rows, 0]
+    term, trunc = buf.terminated[rows, 0], buf.truncated[rows, 0]
+    only_trunc = trunc & ~term  # (a step may be both: terminal on the time limit's last step)
+    assert term.any() and only_trunc.any()
+    # a terminal s' is the true final observation (outside CartPole's bounds), not the reset one
+    x, theta = nxt[term][:, 0], nxt[term][:, 2]
+    assert np.all((np.abs(x) > 2.4) | (np.abs(theta) > 12 * 2 * math.pi / 360))
+    # a truncated s' is the final observation too (time limit inside the bounds): not the next row's reset s
+    assert not np.allclose(nxt[:-1][only_trunc[:-1]], obs[1:][only_trunc[:-1]])
+    # elsewhere s' is the next row's s
+    cont = ~(term | trunc)[:-1]
+    np.testing.assert_array_equal(nxt[:-1][cont], obs[1:][cont])
+    # every draw comes from the agent's seeded streams
+    a, b = _ToyQ("CartPole-v1", seed=3).learn(120), _ToyQ("CartPole-v1", seed=3).learn(120)
+    assert _params_equal(a.net, b.net) and np.array_equal(a.storage.obs, b.storage.obs)
+
+
+def test_cli_and_readme_algorithm_lists_come_from_the_registry(capsys):
+    from pathlib import Path
+
+    from policylab.cli import build_parser
+    from policylab.deep.registry import ALGORITHMS, algorithm_class
+
+    for name in ALGORITHMS:
+        assert algorithm_class(name).algo == name
+    with pytest.raises(SystemExit):
+        build_parser(["train"]).parse_args(["train", "--help"])
+    assert "{" + ",".join(ALGORITHMS) + "}" in capsys.readouterr().out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"policylab train   {'|'.join(ALGORITHMS)} --env" in readme

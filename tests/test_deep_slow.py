@@ -38,7 +38,7 @@ def _train_until(agent, total: int, every: int, episodes: int, threshold: float)
 
 @pytest.mark.parametrize("seed", range(5))
 def test_ppo_solves_cartpole(seed):
-    from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
 
     agent = PPO(VectorCartPole(8), seed=seed, config=load_preset("CartPole-v1", "ppo"))
     evals = _train_until(agent, 100_000, 5_120, 20, 475.0)

@@ -14,7 +14,7 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policylab.deep.envs import FAST_VECTOR_ENVS, VectorCartPole, make_fast_vector_env
+from policylab.deep.vector_cartpole import FAST_VECTOR_ENVS, VectorCartPole, make_fast_vector_env
 
 
 def _balance(obs):
@@ -281,7 +281,7 @@ def test_checkpoint_state_roundtrip_continues_identically(rng):
     that policylab checkpoints take, so a resumed run continues with identical numbers."""
     import json
 
-    from policylab.deep.common import env_state, set_env_state
+    from policylab.deep.env_state import env_state, set_env_state
 
     env = VectorCartPole(4, seed=2)
     env.reset()

@@ -248,3 +248,51 @@ def test_token_entropy_matches_definition():
     p = torch.softmax(logits / 0.5, -1)
     torch.testing.assert_close(token_entropy(logits, 0.5, chunk_rows=2), -(p * p.log()).sum(-1).float())
     assert token_entropy(torch.zeros(1, 1, 8))[0, 0].item() == pytest.approx(math.log(8), rel=1e-6)
+
+
+# ------------------------------------------------------------------ GRPO exactly as lecture §7.2
+
+
+def lecture_grpo_objective(logp, old_logp, rewards, mask, G, eps):
+    """L^GRPO of lecture §7.2 written out with loops (to MAXIMIZE): for each group of G completions,
+    Â_i = r_i − r̄ and (1/G) Σ_i Σ_t min(ρ_{i,t} Â_i, clip(ρ_{i,t}, 1−ε, 1+ε) Â_i); Ê = mean over groups."""
+    per_group = []
+    for g in range(len(rewards) // G):
+        rows = range(g * G, (g + 1) * G)
+        r_bar = sum(rewards[i] for i in rows) / G
+        total = 0.0
+        for i in rows:
+            a = rewards[i] - r_bar
+            for t in range(len(logp[i])):
+                if mask[i][t]:
+                    rho = math.exp(logp[i][t] - old_logp[i][t])
+                    total += min(rho * a, min(max(rho, 1 - eps), 1 + eps) * a)
+        per_group.append(total / G)
+    return sum(per_group) / len(per_group)
+
+
+def test_lecture_loss_type_is_the_lectures_formula_on_fixed_tensors():
+    G, eps = 3, 0.2
+    logp = torch.tensor([[-1.0, -2.0, -0.5, 0.0], [-0.3, -1.2, 0.0, 0.0], [-2.0, -0.1, -0.7, -0.4],
+                         [-0.9, 0.0, 0.0, 0.0], [-1.5, -0.2, -3.0, 0.0], [-0.6, -0.6, 0.0, 0.0]], dtype=torch.float64)
+    old = logp + torch.tensor([[0.3, -0.25, 0.05, 0], [-0.4, 0.1, 0, 0], [0.0, 0.5, -0.1, 0.22],
+                               [0.15, 0, 0, 0], [-0.3, 0.3, 0.01, 0], [0.0, -0.5, 0, 0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
+    rewards = torch.tensor([1.0, 0.0, 0.5, 2.0, -1.0, 0.25], dtype=torch.float64)
+    adv = group_relative_advantages(rewards, G, scale="none")  # Â_i = r_i − mean of its group
+    loss, _ = grpo_loss(logp, old, None, adv, mask, clip_eps=eps, normalization="lecture")
+    expected = -lecture_grpo_objective(logp.tolist(), old.tolist(), rewards.tolist(), mask.tolist(), G, eps)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    # and it is none of TRL's reductions on these tensors (lengths differ): the formula is distinct
+    for other in ("grpo", "dapo", "dr_grpo"):
+        assert grpo_loss(logp, old, None, adv, mask, clip_eps=eps, normalization=other)[0].item() != pytest.approx(expected)
+
+
+def test_lecture_loss_gradient_is_sum_over_tokens_divided_by_B():
+    """∂L/∂log π_{i,t} = −Â_i ρ/B on unclipped tokens (ρ = 1 at π_old = π_θ): no 1/|y_i| factor."""
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.3, -1.2, -0.1]], requires_grad=True)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    adv = torch.tensor([0.5, -0.5])
+    loss, _ = grpo_loss(logp, None, None, adv, mask, normalization="lecture")
+    loss.backward()
+    torch.testing.assert_close(logp.grad, -(adv[:, None] * mask) / 2)

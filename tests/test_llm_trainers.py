@@ -325,3 +325,9 @@ def test_cli_make_data_train_eval_and_errors(tmp_path, capsys):
                                           "--clip_eps_high", "none", "--max_steps", "1e2", "--adam_betas", "0.9,0.95"])
     assert cfg.reward_funcs == ["correctness", "digit_match"] and cfg.reward_weights == [1.0, 0.5]
     assert cfg.clip_eps_high is None and cfg.max_steps == 100 and cfg.adam_betas == (0.9, 0.95)
+
+
+def test_grpo_with_the_lectures_objective_trains(tmp_path, tok, model):
+    cfg = grpo_cfg(tmp_path, loss_type="lecture", scale_rewards="none", max_steps=2)
+    history = GRPOTrainer(model, tok, cfg, TRAIN, reward_funcs=[digit_match_reward]).train()
+    assert len(history) == 2 and all(math.isfinite(h["loss"]) for h in history)

@@ -3,6 +3,7 @@ one-line error with exit code 2 naming the culprit; a property test over EVERY n
 command (found from the argparse parsers, so new options are covered); and the import budget."""
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -217,7 +218,8 @@ def test_numeric_options_are_found_from_the_parsers():
 # ------------------------------------------------------------------ import budget (issue 18 item 3)
 _BUDGET = """
 import sys, tempfile
-from policylab.cli import main
+from policylab.cli import _NoDynamoOptimizers, main
+sys.meta_path.insert(0, _NoDynamoOptimizers())  # as main() does when it runs as the policylab process
 out = tempfile.mkdtemp()
 assert main(["--help"]) == 0
 heavy = [m for m in ("torch", "scipy", "numpy", "matplotlib", "transformers") if m in sys.modules]
@@ -238,3 +240,41 @@ def test_import_budget_of_plan_learn_train_and_help():
     proc = subprocess.run([sys.executable, "-c", _BUDGET], capture_output=True, text=True, env=env, timeout=300,
                           check=False)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ --help lists every config field
+def test_help_of_every_config_command_lists_every_field(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100000")  # no wrapping (argparse breaks lines at hyphens)
+    from policylab.cli.learn import LearnConfig
+    from policylab.cli.llm import EvalConfig, MakeDataConfig, _config_class
+    from policylab.config import field_specs
+    from policylab.deep import A2C, PPO, REINFORCE, ActorCritic
+
+    parsers = dict(all_parsers())
+    expected = {("learn",): LearnConfig, ("llm", "make-data"): MakeDataConfig, ("llm", "eval"): EvalConfig}
+    expected |= {("llm", c): _config_class(c) for c in ("sft", "dpo", "grpo")}
+    for words, cls in expected.items():
+        text = " ".join(parsers[words].format_help().split())
+        for spec in field_specs(cls):
+            assert f"--{spec.name.replace('_', '-')}" in text, (words, spec.name)
+            assert " ".join(spec.help.split()) in text, (words, spec.name)
+    text = parsers[("train",)].format_help()  # train: --set NAME=VALUE, fields listed per algorithm
+    for agent in (REINFORCE, ActorCritic, A2C, PPO):
+        assert f"{agent.config_class.__name__} fields" in text
+        for spec in field_specs(agent.config_class):
+            assert f"  {spec.name} — {spec.help}" in text, (agent, spec.name)
+
+
+def test_process_exit_flushes_output_and_keeps_the_code(tmp_path):
+    """As a process, `policylab` ends with os._exit after atexit + flush: nothing printed is lost."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = [sys.executable, "-m", "policylab", "plan", "--mdp", "taxi", "--gamma", "0.9", "--json"]
+    proc = subprocess.run(run, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0 and len(json.loads(proc.stdout)["V"]) == 500
+    proc = subprocess.run(run[:-1] + ["--max-rows", "-1"], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert proc.returncode == 2 and "--max-rows" in proc.stderr and proc.stdout == ""
+    head = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    head.stdout.readline()
+    head.stdout.close()  # like `| head -1`: no BrokenPipeError traceback
+    assert head.wait(timeout=120) in (0, 141) and "Traceback" not in head.stderr.read().decode()

@@ -325,7 +325,8 @@ def test_tensor_rewards_and_hf_generate_work(tmp_path, tok):
 def test_every_exported_name_imports_as_documented():
     from policylab import llm
 
-    for mod in ("supervised", "dpo", "grpo", "sampling", "data", "task", "tiny", "trainer", "models", "batching"):
+    for mod in ("supervised", "dpo", "grpo", "reward", "sampling", "data", "task", "tiny", "trainer", "models",
+                "batching"):
         importlib.import_module(f"policylab.llm.{mod}")  # worst case: every submodule already imported
     for name in llm.__all__:
         obj = getattr(importlib.import_module("policylab.llm"), name)

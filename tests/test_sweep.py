@@ -88,6 +88,29 @@ def test_ppo_sweep_equals_plain_train(local_ray, tmp_path):
     assert main(["eval", str(trial), "--episodes", "2"]) == 0  # a trial is an ordinary run
 
 
+def test_llm_sweep_equals_plain_llm_run(local_ray, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative data paths in the spec mean the driver's folder
+    assert main(["llm", "make-data", "--out", "data"]) == 0
+    base = {"model": "tiny", "train_file": "data/sft.jsonl", "batch_size": 4, "max_prompt_length": 16,
+            "max_length": 24, "save_steps": 2}
+    spec = {"name": "sft", "kind": "llm", "algo": "sft", "config": base, "steps": 3, "seeds": [1],
+            "metric": "loss", "mode": "min", "space": {"learning_rate": {"grid": [3e-3]}}}
+    report = sweep.run(spec, out="sw")
+    assert [r["finished"] for r in report["rows"]] == [1]
+    cid, params = sweep.load_spec(spec).configurations()[0]
+    assert main(["llm", "sft", "--model", "tiny", "--train_file", "data/sft.jsonl", "--batch_size", "4",
+                 "--max_prompt_length", "16", "--max_length", "24", "--save_steps", "2", "--seed", "1",
+                 "--max_steps", "3", "--learning_rate", str(params["learning_rate"]),
+                 "--output_dir", "plain", "--progress", "false"]) == 0
+    losses = lambda d: [json.loads(x)["loss"] for x in Path(d, "log.jsonl").read_text().splitlines()]
+    assert losses(f"sw/trials/{cid}-s1") == losses("plain")
+    assert report["best"]["config"] == cid and (Path("sw") / "best.yaml").is_file()
+    with pytest.raises(ConfigError, match="set by the sweep"):
+        sweep.load_spec({**spec, "config": {**base, "output_dir": "x"}})
+    with pytest.raises(ConfigError, match="not logged by kind llm"):
+        sweep.load_spec({**spec, "metric": "charts/episodic_return"})
+
+
 def test_failing_trial_is_reported_and_the_others_finish(local_ray, tmp_path):
     spec = {**PPO, "env": "Pendulum-v1", "steps": 2048, "seeds": [0],
             "config": {"n_steps": 256, "n_envs": 2},

@@ -23,13 +23,14 @@ import tempfile
 from pathlib import Path
 
 from policylab.config import FLOAT_RANGE, number
+from policylab.deep.registry import ALGORITHMS  # names only (no torch import)
 from policylab.errors import PolicylabError, UsageError
 
 # Order = order in `policylab --help`; the one-line summary of each command.
 SUMMARY = {
     "plan": "solve a known MDP (value/policy iteration): V*, Q*, pi*",
     "learn": "tabular RL (Q-learning, SARSA, TD(0), MC) on a catalog MDP vs planning",
-    "train": "train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+    "train": f"train {' / '.join(ALGORITHMS)} on a Gymnasium env",
     "eval": "evaluate a trained agent (a run directory)",
     "llm": "SFT / DPO / GRPO on causal language models (offline)",
     "sweep": "seeds × hyperparameters on Ray Tune (local or a cluster)",
@@ -163,7 +164,8 @@ class _NoDynamoOptimizers:
     """Import hook: when ``torch.optim.optimizer`` is first imported, let the Optimizer methods that
     torch wraps in ``_disable_dynamo`` skip that wrapper, whose first call imports ``torch._dynamo``
     (~0.8 s of CPU, more than the whole of a short PPO run). The command never uses
-    ``torch.compile``, so the wrapper has nothing to disable; installed by :func:`main` only."""
+    ``torch.compile``, so the wrapper has nothing to disable. Installed only when :func:`main` runs as
+    the ``policylab`` process, never by an in-process ``main(argv)`` call (the caller may compile)."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "torch.optim.optimizer":
@@ -188,9 +190,37 @@ class _NoDynamoOptimizers:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "torch.optim.optimizer" not in sys.modules and not any(isinstance(f, _NoDynamoOptimizers) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoDynamoOptimizers())
+    """Run ``policylab ARGV...`` and return the exit code (0, 2 for user errors, 130 on Ctrl-C).
+
+    Called without ``argv`` — as the ``policylab`` process (console script, ``python -m
+    policylab``) — it ends the process itself: non-daemon threads are joined, atexit handlers run and
+    the streams are flushed, then ``os._exit`` skips the interpreter's teardown of the torch/numba
+    objects (~0.7 s of a short run; every file policylab writes is closed before ``run`` returns).
+    """
+    if argv is None:
+        if "torch.optim.optimizer" not in sys.modules:  # the process's own start: no torch.compile later
+            sys.meta_path.insert(0, _NoDynamoOptimizers())
+        _exit_fast(_main(sys.argv[1:]))
+    return _main(list(argv))
+
+
+def _exit_fast(code: int) -> None:
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing left to lose
+            pass
+    os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
     command = argv[0] if argv else "policylab"
     try:
         args = build_parser(argv).parse_args(argv)
@@ -205,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"policylab {command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `policylab plan | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

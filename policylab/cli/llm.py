@@ -4,6 +4,8 @@
     policylab llm sft  --config configs/llm/sft.yaml            # YAML fields = SFTConfig fields
     policylab llm grpo --config configs/llm/grpo.yaml --learning_rate 1e-3 --max_steps 50
     policylab llm dpo  --model runs/llm/sft --train_file data/dpo.jsonl --resume
+    policylab llm reward --model tiny --train_file data/dpo.jsonl    # Bradley-Terry reward model
+    policylab llm merge runs/llm/dpo --out merged/                 # LoRA run -> plain model folder
     policylab llm eval --model runs/llm/grpo --data data/test.jsonl    # greedy accuracy
 
 Every config field can be set in the YAML file or overridden with --field value (or --field=value;
@@ -20,7 +22,8 @@ from typing import ClassVar
 
 TRAINERS = {"sft": ("policylab.llm.supervised", "SFTTrainer", "SFTConfig"),
             "dpo": ("policylab.llm.dpo", "DPOTrainer", "DPOConfig"),
-            "grpo": ("policylab.llm.grpo", "GRPOTrainer", "GRPOConfig")}
+            "grpo": ("policylab.llm.grpo", "GRPOTrainer", "GRPOConfig"),
+            "reward": ("policylab.llm.reward", "RewardTrainer", "RewardConfig")}
 
 
 @dataclass
@@ -60,6 +63,13 @@ class EvalConfig:
     RANGES: ClassVar[dict] = {"max_new_tokens": "[1, 4096]"}
 
 
+@dataclass
+class MergeConfig:
+    """Settings of ``policylab llm merge RUN --out DIR`` (LoRA adapters merged into the base model)."""
+
+    out: str  # folder for the merged model (a plain Hugging Face model folder)
+
+
 class _KeepUnknown(argparse.ArgumentParser):
     """Keeps unrecognized tokens in ``args.extra`` so the config system can name the unknown field."""
 
@@ -74,6 +84,8 @@ def _config_class(command: str):
         return MakeDataConfig
     if command == "eval":
         return EvalConfig
+    if command == "merge":
+        return MergeConfig
     module, _, config_name = TRAINERS[command]
     return getattr(importlib.import_module(module), config_name)  # imports torch + transformers
 
@@ -84,17 +96,20 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("llm", help=SUMMARY["llm"], description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="llm_command", metavar="{sft,dpo,grpo,make-data,eval}",
+    sub = p.add_subparsers(dest="llm_command", metavar="{sft,dpo,grpo,reward,make-data,eval,merge}",
                            parser_class=type("LLMParser", (_KeepUnknown, OneLineParser), {}))
     sub.required = True
     helps = {name: f"train with {name.upper()} (fields of {TRAINERS[name][2]} as --field value)" for name in TRAINERS}
     helps |= {"make-data": "write the synthetic addition task's JSONL files",
-              "eval": "greedy accuracy of a model on {prompt, answer} JSONL rows"}
+              "eval": "greedy accuracy of a model on {prompt, answer} JSONL rows",
+              "merge": "merge a LoRA run's adapters into its base model (RUN: run or checkpoint folder)"}
     for name, text in helps.items():
         q = sub.add_parser(name, help=text, description=text)
         q.add_argument("--config", metavar="YAML", help="YAML file of config fields (options below win)")
         q.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
                        help="set one field (repeatable)")
+        if name == "merge":
+            q.add_argument("run_dir", metavar="RUN", help="LoRA run folder (its newest verified checkpoint) or checkpoint")
         if name in TRAINERS:
             q.add_argument("--resume", action="store_true",
                            help="continue from the latest checkpoint in output_dir (refused if there is none)")
@@ -140,6 +155,12 @@ def run(args) -> int:
     import torch
 
     torch.set_num_threads(1)
+    if args.llm_command == "merge":
+        from policylab.llm.models import merge_lora
+
+        writable_dir(cfg.out, "--out")
+        print(f"merged {merge_lora(args.run_dir, cfg.out)}")
+        return 0
     if args.llm_command == "eval":
         from policylab.llm.data import load_jsonl
         from policylab.llm.models import resolve_model

@@ -209,10 +209,7 @@ def stage_ppo(out, cfg, args, summary):
 
     from policylab.deep import PPO
     from policylab.deep.config import load_preset
-    try:
-        from policylab.deep.vector_cartpole import VectorCartPole
-    except ImportError:                                    # before the deep/ restructure
-        from policylab.deep.envs import VectorCartPole
+    from policylab.deep.vector_cartpole import VectorCartPole
     from policylab.figures.curves import learning_curves
     from policylab.figures.report import Section
 

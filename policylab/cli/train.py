@@ -1,4 +1,5 @@
-"""``policylab train ALGO --env ID --steps N --seed S --out runs/NAME [--config preset.yaml] [--resume]``
+"""``policylab train ALGO --env ID [--steps N] --seed S --out runs/NAME [--config preset.yaml] [--resume]
+[--eval-every STEPS --eval-episodes K --stop-at-return R]``
 
 Trains a policylab.deep agent with a progress bar, writing ``progress.csv`` + TensorBoard logs and
 a checkpoint (safetensors + JSON) to ``--out`` every ``--checkpoint-every`` iterations and at the
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ALGOS = ["reinforce", "actor-critic", "a2c", "ppo"]
+from policylab.deep.registry import ALGORITHMS as ALGOS  # the registry's names (no torch import)
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train REINFORCE / actor-critic / A2C / PPO on a Gymnasium env",
+    from policylab.cli import SUMMARY
+
+    p = subparsers.add_parser("train", help=SUMMARY["train"],
                               description=__doc__.split("\n\n")[1] if __doc__ else None)
     p.add_argument("algo", choices=ALGOS, help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. CartPole-v1")
@@ -24,12 +27,18 @@ def add_parser(subparsers) -> None:
                    help="YAML preset (path, or an env id for the bundled one); default: bundled preset if any")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one hyperparameter (repeatable), e.g. --set learning_rate=1e-3")
-    p.add_argument("--steps", required=True, help="total env steps of the run, e.g. 1e5")
+    p.add_argument("--steps", default=None,
+                   help="total env steps of the run, e.g. 1e5 (default: the preset's n_timesteps)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="run directory, e.g. runs/ppo-cartpole")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--checkpoint-every", type=int, default=10, metavar="ITERS",
                    help="checkpoint every ITERS training iterations (default 10)")
+    p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
+                   help="deterministic evaluation every STEPS env steps (eval/mean_return; best model in OUT/best)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
+    p.add_argument("--stop-at-return", type=float, default=None, metavar="R",
+                   help="stop at the first evaluation whose mean return is ≥ R (needs --eval-every)")
     p.add_argument("--no-tensorboard", action="store_true", help="CSV log only")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.on_help.append(_list_hyperparameters)
@@ -38,7 +47,7 @@ def add_parser(subparsers) -> None:
 
 def _list_hyperparameters(parser) -> None:
     from policylab.cli import list_fields
-    from policylab.deep.common import algorithm_class  # imports torch: only for --help
+    from policylab.deep.registry import algorithm_class  # imports torch: only for --help
 
     list_fields(parser, {algo: algorithm_class(algo).config_class for algo in ALGOS})
 
@@ -62,7 +71,7 @@ def _hyperparameters(args) -> tuple[dict, str | None]:
 def run(args) -> int:
     from policylab.cli import UsageError, parse_count
 
-    steps = parse_count(args.steps)
+    steps = None if args.steps is None else parse_count(args.steps)
     out = Path(args.out)
     has_ckpt = (out / "checkpoint.json").is_file()
     if args.resume and not has_ckpt:
@@ -71,8 +80,12 @@ def run(args) -> int:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     if args.checkpoint_every < 0:
         raise UsageError("--checkpoint-every must be ≥ 0")
+    if args.eval_every < 0 or (args.stop_at_return is not None and args.eval_every == 0):
+        raise UsageError("--eval-every must be a positive number of env steps (--stop-at-return needs it)")
+    if args.eval_episodes < 1:
+        raise UsageError("--eval-episodes must be ≥ 1")
 
-    from policylab.deep.common import algorithm_class  # imports torch
+    from policylab.deep.registry import algorithm_class  # imports torch on first use
 
     try:
         cls = algorithm_class(args.algo)
@@ -84,18 +97,29 @@ def run(args) -> int:
             raise UsageError(f"{out} was trained on {agent.env_id}, not {args.env}")
         if agent.seed != args.seed:
             raise UsageError(f"{out} was trained with --seed {agent.seed}, not {args.seed}")
+        steps = steps or agent.config.n_timesteps
+        if steps is None:
+            raise UsageError("--steps is required to resume this run (its config has no n_timesteps)")
         print(f"resuming {args.algo} on {args.env} from step {agent.num_steps:,} of {steps:,}")
     else:
         params, source = _hyperparameters(args)
         agent = cls(args.env, seed=args.seed, **params)  # validates env + hyperparameters first
+        steps = steps or agent.config.n_timesteps
+        if steps is None:
+            raise UsageError(f"--steps is required: the preset for {args.env} has no n_timesteps")
         print(f"training {args.algo} on {args.env} for {steps:,} steps (seed {args.seed}"
               + (f", preset {source}" if source else "") + f") -> {out}")
     if agent.num_steps >= steps:
         print(f"nothing to do: the run already has {agent.num_steps:,} ≥ {steps:,} steps")
         return 0
     agent.learn(steps, progress_bar=not args.no_progress, log_dir=out, tensorboard=not args.no_tensorboard,
-                checkpoint_dir=out, checkpoint_every=args.checkpoint_every)
+                checkpoint_dir=out, checkpoint_every=args.checkpoint_every,
+                eval_every=args.eval_every, eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
     recent = list(agent.recent_returns)
     tail = f"; mean return of the last {len(recent)} episodes {sum(recent) / len(recent):.1f}" if recent else ""
+    if agent.eval_callback is not None and agent.eval_callback.history:
+        ev = agent.eval_callback
+        tail += (f"; last evaluation {ev.history[-1][1]:.1f}, best {ev.best_mean:.1f} (checkpoint in {out / 'best'})"
+                 + ("; stopped: --stop-at-return reached" if ev.stopped else ""))
     print(f"done: {agent.num_steps:,} steps{tail}; checkpoint + logs in {out}")
     return 0

@@ -18,17 +18,24 @@ from dataclasses import dataclass
 
 import torch
 
-from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check, check_fields
+from policylab.deep.agent import Agent
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.losses import approx_kl, clip_fraction, entropy_bonus, reinforce_loss, value_loss
+from policylab.losses import (
+    approx_kl,
+    clip_fraction,
+    entropy_bonus,
+    explained_variance,
+    reinforce_loss,
+    value_loss,
+)
 from policylab.returns import gae
 
 __all__ = ["A2C", "A2CConfig"]
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(AgentOptions):
     """A2C hyperparameters; defaults from Mnih et al. 2016 / OpenAI Baselines (16 envs, t_max = 5)."""
 
     n_envs: int = 16                       # parallel environments N (A3C's 16 actor-learners)
@@ -59,6 +66,7 @@ class A2C(Agent):
 
     algo = "a2c"
     config_class = A2CConfig
+    supports_shared_trunk = True
 
     def setup(self) -> None:
         c = self.config
@@ -68,16 +76,12 @@ class A2C(Agent):
         else:
             opt = torch.optim.Adam([self.flat_params], lr=c.learning_rate, eps=c.rms_eps, fused=True)
         self.optimizers["main"] = opt
-        self.buf = self.allocate_rollout(c.n_steps)
 
-    def _train_iteration(self, total_steps: int) -> dict:
-        c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.buf
-        lr = c.learning_rate * (max(1.0 - self.num_steps / total_steps, 0.0) if c.anneal_lr else 1.0)
+    def update(self) -> dict:  # after collect(): a rollout of n steps of N envs under π_θ in self.storage
+        c, net, head, opt, buf = self.config, self.net, self.head, self.optimizers["main"], self.storage
+        lr = c.learning_rate * (max(self.progress_remaining, 0.0) if c.anneal_lr else 1.0)
         for group in opt.param_groups:
             group["lr"] = lr
-
-        # ---- rollout: n steps of N envs under π_θ ------------------------------------------------
-        self.collect_rollout(buf)
 
         # ---- advantages: n-step (λ = 1) or GAE; critic target R_t = Â_t + V(s_t) ----------------
         adv = gae(buf.rewards, c.gamma, buf.values, buf.next_values, c.gae_lambda,

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check, check_fields
+from policylab.deep.agent import Agent
+from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.networks import flatten_parameters
-from policylab.losses import actor_critic_loss, entropy_bonus
+from policylab.losses import actor_critic_loss, entropy_bonus, explained_variance
 from policylab.returns import td_errors
 
 __all__ = ["ActorCritic", "ActorCriticConfig"]
@@ -35,7 +35,7 @@ _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
 
 
 @dataclass
-class ActorCriticConfig:
+class ActorCriticConfig(AgentOptions):
     """One-step actor-critic hyperparameters (the lecture gives none; these are CartPole-sized)."""
 
     n_envs: int = 1                        # transitions per update (1: the lecture's fully online rule)
@@ -73,7 +73,7 @@ class ActorCritic(Agent):
         self.optimizers["main"] = _OPTIMIZERS[c.optimizer](groups, foreach=True)
 
     def _train_iteration(self, total_steps: int) -> dict:
-        c, net, head, env = self.config, self.net, self.head, self.env
+        c, net, head = self.config, self.net, self.head
         opt = self.optimizers["main"]  # one optimizer, two parameter groups (α_θ, α_w)
         stats = np.zeros((c.steps_per_iteration, 3))  # policy loss, value loss, entropy
         v_seen, g_seen = [], []
@@ -85,12 +85,8 @@ class ActorCritic(Agent):
             with torch.no_grad():
                 action = head.sample(pparams, self.torch_rng)  # (N,) or (N, d)
             logp, entropy = head.log_prob_entropy(pparams, action)  # (N,)
-            next_obs, r, term, trunc, info = env.step(self._env_actions(action.numpy()))
-            next_obs = np.asarray(next_obs, dtype=np.float32)
-            done = np.asarray(term) | np.asarray(trunc)
-            s_tp1 = next_obs.copy()  # the true s_{t+1}: the final observation where an episode ended
-            for i in np.flatnonzero(done):
-                s_tp1[i] = info["final_obs"][i]
+            # s_tp1: the true s_{t+1} (the final observation where an episode ended)
+            next_obs, r, term, _, s_tp1 = self.step_env(action.numpy())
 
             # ---- 1. TD error δ_t = r + γ(1 − terminated) V(s_{t+1}) − V(s_t) -------------------------
             v_both = net.value(torch.from_numpy(np.concatenate([obs, s_tp1])))  # (2N,)
@@ -113,7 +109,6 @@ class ActorCritic(Agent):
                         entropy.mean().item()]
             v_seen.append(v_t.detach().numpy())
             g_seen.append((v_t.detach() + delta).numpy())  # the TD target r + γV(s')
-            self._track_episodes(r, done)
             self.num_steps += self.n_envs
             obs = next_obs
             if self.num_steps >= total_steps:

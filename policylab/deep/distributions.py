@@ -11,18 +11,13 @@ A head is a tiny stateless object chosen from the action space by :func:`head_fo
 
 Every head has ``sample(params, generator)``, ``mode(params)``, ``log_prob(params, a)``,
 ``entropy(params)`` and ``log_prob_entropy(params, a)`` (both at once, sharing work).
-For PPO's ``backend="numpy"`` each head also has ``np_sample(params, rng)`` (numpy Generator),
-``np_log_prob_entropy(params, a)`` (the same formulas on arrays) and
-``np_backward(cache, a, g_logp, g_entropy)`` (their derivatives:
-∂L/∂params given ∂L/∂log π and ∂L/∂H; checked against autograd in tests/test_analytic_grads.py).
+Their numpy twins with hand-written derivatives (PPO's numpy backend) are in ``deep/fast/heads.py``.
 """
 
 from __future__ import annotations
 
 import math
 
-import numba
-import numpy as np
 import torch
 
 from policylab.errors import InputError
@@ -66,61 +61,6 @@ class CategoricalHead:
         logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)  # (B,)
         return logp, -(logp_all.exp() * logp_all).sum(-1)
 
-    def np_sample(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """numpy ``sample`` (Gumbel-max with a numpy Generator)."""
-        return (logits - np.log(rng.standard_exponential(logits.shape, dtype=np.float32))).argmax(-1)
-
-    def np_log_prob_entropy(self, logits: np.ndarray, actions: np.ndarray):
-        """numpy ``log_prob_entropy``: (logp (B,), H (B,), cache for ``np_backward``)."""
-        logp, ent, p, logp_all = _categorical_forward(logits, actions)
-        return logp, ent, (p, logp_all, ent)
-
-    def np_backward(self, cache, actions: np.ndarray, g_logp: np.ndarray, g_entropy) -> np.ndarray:
-        """∂L/∂z (B, n) from ∂L/∂log π(a|s) (B,) and ∂L/∂H (B,) or scalar:
-
-            ∂log π(a|s)/∂z_j = 𝟙[j = a] − π_j,    ∂H/∂z_j = −π_j (log π_j + H)
-        """
-        p, logp_all, ent = cache
-        g_ent = np.broadcast_to(np.asarray(g_entropy, dtype=p.dtype), ent.shape).copy()  # (B,)
-        return _categorical_backward(p, logp_all, ent, actions, g_logp, g_ent)
-
-
-# numba kernels of the categorical head's numpy pair: one pass per row instead of ~10 numpy calls
-# (the PPO update and the rollout call them thousands of times on small arrays).
-@numba.njit(cache=True)
-def _categorical_forward(logits, actions):
-    """log-softmax (max-shifted), softmax, log π(a|s), H, row by row: (logp, H, π, log π)."""
-    B, n = logits.shape
-    logp_all, p = np.empty_like(logits), np.empty_like(logits)
-    logp, ent = np.empty(B, logits.dtype), np.empty(B, logits.dtype)
-    for i in range(B):
-        m = logits[i, 0]
-        for j in range(1, n):
-            m = max(m, logits[i, j])
-        s = 0.0
-        for j in range(n):
-            s += np.exp(logits[i, j] - m)
-        lse = m + np.log(s)
-        h = 0.0
-        for j in range(n):
-            logp_all[i, j] = logits[i, j] - lse
-            p[i, j] = np.exp(logp_all[i, j])
-            h -= p[i, j] * logp_all[i, j]
-        ent[i] = h
-        logp[i] = logp_all[i, actions[i]]
-    return logp, ent, p, logp_all
-
-
-@numba.njit(cache=True)
-def _categorical_backward(p, logp_all, ent, actions, g_logp, g_ent):
-    """g_ij = g_logp_i (𝟙[j = a_i] − π_ij) − g_ent_i π_ij (log π_ij + H_i)."""
-    g = np.empty_like(p)
-    for i in range(p.shape[0]):
-        for j in range(p.shape[1]):
-            g[i, j] = -p[i, j] * (g_logp[i] + g_ent[i] * (logp_all[i, j] + ent[i]))
-        g[i, actions[i]] += g_logp[i]
-    return g
-
 
 class GaussianHead:
     """π(a|s) = N(a; μ(s), diag σ²) with σ = exp(log_std) independent of the state.
@@ -159,29 +99,6 @@ class GaussianHead:
 
     def log_prob_entropy(self, params, actions: torch.Tensor):
         return self.log_prob(params, actions), self.entropy(params)
-
-    def np_sample(self, params, rng: np.random.Generator) -> np.ndarray:
-        """numpy ``sample``: μ + σ ⊙ ξ, ξ ~ N(0, I) from a numpy Generator."""
-        mean, log_std = params
-        return mean + rng.standard_normal(mean.shape, dtype=np.float32) * np.exp(log_std)  # (B, d)
-
-    def np_log_prob_entropy(self, params, actions: np.ndarray):
-        """numpy ``log_prob_entropy`` for params = (mean (B, d), log_std (d,)): (logp, H, cache)."""
-        mean, log_std = params
-        inv_std = np.exp(-log_std)  # (d,)
-        z = (actions - mean) * inv_std  # (B, d)
-        logp = -0.5 * (z * z).sum(-1) - log_std.sum() - 0.5 * self.dim * _LOG_2PI  # (B,)
-        ent = np.full(len(z), log_std.sum() + 0.5 * self.dim * (1.0 + _LOG_2PI), dtype=z.dtype)
-        return logp.astype(z.dtype, copy=False), ent, (z, inv_std)
-
-    def np_backward(self, cache, actions: np.ndarray, g_logp: np.ndarray, g_entropy):
-        """(∂L/∂μ (B, d), ∂L/∂log σ (d,)) from ∂L/∂log π (B,) and ∂L/∂H (B,) or scalar:
-
-            ∂log π/∂μ_i = z_i / σ_i,    ∂log π/∂log σ_i = z_i² − 1,    ∂H/∂log σ_i = 1
-        """
-        z, inv_std = cache
-        g_ent = np.broadcast_to(np.asarray(g_entropy, dtype=z.dtype), g_logp.shape).sum()
-        return g_logp[:, None] * z * inv_std, (g_logp[:, None] * (z * z - 1.0)).sum(0) + g_ent
 
 
 def head_for(action_space):

@@ -16,24 +16,27 @@ from torch import nn
 
 from policylab.errors import InputError
 
-__all__ = ["ACTIVATIONS", "PolicyValueNet", "flatten_parameters", "mlp"]
+__all__ = ["ACTIVATIONS", "PolicyValueNet", "flat_buffers_intact", "flatten_parameters", "mlp"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "tanh",
-        out_gain: float = 1.0) -> nn.Sequential:
-    """in_dim → hidden… → out_dim, orthogonally initialised, zero biases, no output activation."""
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: str = "tanh",
+        out_gain: float = 1.0, ortho_init: bool = True) -> nn.Sequential:
+    """in_dim → hidden… → out_dim, no output activation (``out_dim=None``: the hidden body only,
+    ending in an activation). ``ortho_init``: orthogonal weights (gain √2, output ``out_gain``) and
+    zero biases; else PyTorch's default ``nn.Linear`` init (SB3's ``ortho_init=False``)."""
     if activation not in ACTIVATIONS:
         raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     sizes = [in_dim, *hidden]
     for a, b in itertools.pairwise(sizes):
         layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
-    layers.append(nn.Linear(sizes[-1], out_dim))
-    for layer in layers:
+    if out_dim is not None:
+        layers.append(nn.Linear(sizes[-1], out_dim))
+    for layer in layers if ortho_init else ():
         if isinstance(layer, nn.Linear):
-            gain = out_gain if layer is layers[-1] else math.sqrt(2.0)
+            gain = out_gain if layer is layers[-1] and out_dim is not None else math.sqrt(2.0)
             nn.init.orthogonal_(layer.weight, gain)
             nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
@@ -45,14 +48,23 @@ class PolicyValueNet(nn.Module):
     ``policy_params(obs)`` returns what the head expects: logits (B, n) for a categorical head,
     ``(mean (B, d), log_std (d,))`` for a Gaussian head (``log_std`` is an ``nn.Parameter``).
     Parameters: ``actor_parameters()`` = actor body + log_std, ``critic.parameters()``.
+    ``shared_trunk``: one hidden body feeds both output layers (``actor`` and ``critic`` are then
+    ``Sequential(trunk, linear)`` holding the same trunk, so their parameters overlap).
     """
 
     def __init__(self, obs_dim: int, head, hidden: Sequence[int] = (64, 64),
-                 activation: str = "tanh", critic: bool = True, log_std_init: float = 0.0):
+                 activation: str = "tanh", critic: bool = True, log_std_init: float = 0.0,
+                 ortho_init: bool = True, shared_trunk: bool = False):
         super().__init__()
         self.head = head
-        self.actor = mlp(obs_dim, hidden, head.param_dim, activation, out_gain=0.01)
-        self.critic = mlp(obs_dim, hidden, 1, activation, out_gain=1.0) if critic else None
+        self.shared_trunk = shared_trunk
+        if shared_trunk:
+            trunk = mlp(obs_dim, hidden, None, activation, ortho_init=ortho_init)
+            self.actor = nn.Sequential(trunk, *mlp(hidden[-1], (), head.param_dim, activation, 0.01, ortho_init))
+            self.critic = nn.Sequential(trunk, *mlp(hidden[-1], (), 1, activation, 1.0, ortho_init)) if critic else None
+        else:
+            self.actor = mlp(obs_dim, hidden, head.param_dim, activation, 0.01, ortho_init)
+            self.critic = mlp(obs_dim, hidden, 1, activation, 1.0, ortho_init) if critic else None
         self.log_std = None if head.discrete else nn.Parameter(torch.full((head.param_dim,), float(log_std_init)))
 
     def policy_params(self, obs: torch.Tensor):
@@ -85,3 +97,9 @@ def flatten_parameters(module: nn.Module) -> nn.Parameter:
         p.grad = flat.grad[offset:offset + n].view_as(p)
         offset += n
     return flat
+
+
+def flat_buffers_intact(flat: nn.Parameter, grad_view) -> bool:
+    """True while ``flat.grad`` is still the buffer ``grad_view`` (a numpy view taken after
+    :func:`flatten_parameters`) points at — False after ``zero_grad(set_to_none=True)``."""
+    return flat.grad is not None and flat.grad.data_ptr() == grad_view.ctypes.data

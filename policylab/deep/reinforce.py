@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from policylab.deep.common import Agent, explained_variance
-from policylab.deep.config import check_fields
-from policylab.losses import approx_kl, reinforce_loss, value_loss
+from policylab.deep.agent import Agent
+from policylab.deep.config import AgentOptions, check_fields
+from policylab.losses import approx_kl, explained_variance, reinforce_loss, value_loss
 from policylab.planning.policy_gradient import exact_policy_gradient
 from policylab.planning.policy_gradient import softmax_policy as softmax
 from policylab.returns import discounted_returns
@@ -34,7 +34,7 @@ __all__ = ["REINFORCE", "REINFORCEConfig", "exact_policy_gradient", "softmax"]
 
 
 @dataclass
-class REINFORCEConfig:
+class REINFORCEConfig(AgentOptions):
     """REINFORCE hyperparameters. Williams (1992) gives no deep-RL defaults; these are CartPole-sized."""
 
     n_envs: int = 1                        # parallel envs (episodes collected side by side)
@@ -83,18 +83,16 @@ class REINFORCE(Agent):
             a = head.sample(params, self.torch_rng)  # (N,) or (N, d)
             logp = head.log_prob(params, a).numpy()
             a = a.numpy()
-            next_obs, r, term, trunc, info = self.env.step(self._env_actions(a))
+            next_obs, r, term, trunc, s_next = self.step_env(a)
             boot = np.zeros(N, dtype=np.float32)  # V(final obs) of truncated episodes
             if c.baseline and trunc.any():
                 idx = np.flatnonzero(trunc)
-                final = np.stack([info["final_obs"][i] for i in idx]).astype(np.float32)
-                boot[idx] = net.value(torch.from_numpy(final)).numpy()
-            done = np.asarray(term) | np.asarray(trunc)
+                boot[idx] = net.value(torch.from_numpy(s_next[idx])).numpy()
+            done = term | trunc
             rows.append((obs, a, logp, r, term, trunc, boot, fresh.copy()))
-            self._track_episodes(r, done)
             finished += int((done & fresh).sum())
             fresh |= done
-            obs = np.asarray(next_obs, dtype=np.float32)
+            obs = next_obs
         self._obs = obs
         self.num_steps += len(rows) * N
         obs_t, act, logp, rew, term, trunc, boot, use = (np.stack(x) for x in zip(*rows))  # (T, N, ...)

@@ -73,6 +73,7 @@ class ReplayBuffer:
         self.truncated = np.zeros(shape, bool)
         self.pos, self.full = 0, False
         self.rng = np.random.default_rng(self.seed)
+        self.saved_extra: dict = {}  # what ``save(path, **extra)`` stored, after ``load``
 
     # ------------------------------------------------------------------ size
     @property
@@ -92,7 +93,7 @@ class ReplayBuffer:
         return sum(getattr(self, k).nbytes for k in _ARRAYS)
 
     # ------------------------------------------------------------------ writing
-    def add(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated=False) -> None:
         """Store one step of every env: obs/next_obs (N, obs_dim), actions (N,) or (N, d),
         rewards/terminated/truncated (N,). ``next_obs`` must be the true next observation
         (``info["final_obs"]`` where an episode ended), not the reset observation."""
@@ -188,9 +189,9 @@ class ReplayBuffer:
                 "gamma": self.gamma, "seed": self.seed, "pos": self.pos, "full": self.full,
                 "rng": self.rng.bit_generator.state}
 
-    def save(self, path) -> Path:
+    def save(self, path, **extra) -> Path:
         """Write the stored rows, position and sampling RNG state to ``path`` (a safetensors
-        file with JSON metadata), atomically."""
+        file with JSON metadata), atomically. ``extra`` (JSON-able) comes back as ``saved_extra``."""
         from safetensors.numpy import save
 
         from policylab.io.checkpoint import atomic_write_bytes
@@ -198,7 +199,7 @@ class ReplayBuffer:
         path = Path(path)
         n = self.size
         data = {k: np.ascontiguousarray(getattr(self, k)[:n]) for k in _ARRAYS}
-        meta = {k: json.dumps(v) for k, v in self._meta().items()}
+        meta = {k: json.dumps(v) for k, v in {**self._meta(), "extra": extra}.items()}
         atomic_write_bytes(path, save(data, metadata=meta))
         return path
 
@@ -224,4 +225,41 @@ class ReplayBuffer:
             getattr(buf, k)[: len(v)] = v
         buf.pos, buf.full = int(meta["pos"]), bool(meta["full"])
         buf.rng.bit_generator.state = meta["rng"]
+        buf.saved_extra = meta.get("extra", {})
         return buf
+
+
+# ---------------------------------------------------------------------- agent plumbing (DQN, SAC)
+REPLAY_FILE = "replay_buffer.safetensors"
+
+
+def replay_for(agent, n_step: int = 1) -> ReplayBuffer:
+    """The replay buffer of an off-policy agent (``config.buffer_size``, γ, n-step; seeded by the
+    agent's seed), shaped for its env's spaces."""
+    c = agent.config
+    return ReplayBuffer(c.buffer_size, agent.obs_dim, agent.head.action_shape, agent.head.discrete,
+                        n_envs=agent.n_envs, n_step=n_step, gamma=c.gamma, seed=agent.seed)
+
+
+def save_replay(agent, path) -> None:
+    """Write ``agent.storage`` into checkpoint directory ``path`` when ``config.save_replay_buffer``,
+    tagged with the step count so a buffer from another save is never paired with this one."""
+    if getattr(agent.config, "save_replay_buffer", False):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        agent.storage.save(Path(path) / REPLAY_FILE, num_steps=agent.num_steps)
+
+
+def restore_replay(agent, path) -> None:
+    """Load the buffer saved beside a checkpoint (if any) into ``agent.storage``."""
+    f = Path(path) / REPLAY_FILE
+    if not f.is_file():
+        return
+    buf = ReplayBuffer.load(f)
+    if buf.saved_extra.get("num_steps") != agent.num_steps:
+        raise CheckpointError(f"{f} was saved at step {buf.saved_extra.get('num_steps')} but the checkpoint "
+                              f"is at step {agent.num_steps} (interrupted save?); delete {f.name} to resume "
+                              "with an empty buffer")
+    if (buf.rows, buf.n_envs, buf.obs_dim, buf.action_shape) != (agent.storage.rows, agent.storage.n_envs,
+                                                                 agent.storage.obs_dim, agent.storage.action_shape):
+        raise CheckpointError(f"{f} does not fit this agent's replay buffer (buffer_size, n_envs or spaces differ)")
+    agent.storage = buf

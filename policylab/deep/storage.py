@@ -1,7 +1,7 @@
-"""Rollout storage: a plain container of (T, N) arrays filled step by step, then read whole.
-
-No methods beyond allocation and flattening: advantages are computed by the pure functions in
-``policylab.returns`` over these arrays. Row t holds the transition (s_t, a_t, r_{t+1}, s_{t+1}):
+"""Rollout storage (on-policy): a plain container of (T, N) arrays filled step by step, then read
+whole and discarded (off-policy methods use ``replay.ReplayBuffer``). No methods beyond allocation
+and flattening: advantages are computed by the pure functions in ``policylab.returns`` over these
+arrays. Row t holds the transition (s_t, a_t, r_{t+1}, s_{t+1}):
 
     next_values[t] = V(s_{t+1}) where s_{t+1} is the *true* next state — for a truncated episode
     the final observation (so truncation bootstraps), for a terminated one anything (it is
@@ -51,3 +51,4 @@ class RolloutStorage:
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]
+

@@ -14,7 +14,7 @@ __all__ = ["STANDARD_KEYS", "RunLogger"]
 STANDARD_KEYS = (
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
     "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
-    "losses/clip_fraction", "losses/explained_variance",
+    "losses/clip_fraction", "losses/explained_variance", "eval/mean_return", "eval/std_return",
 )
 
 

@@ -16,6 +16,10 @@ from policylab.llm.logprobs import sequence_logprobs
 
 _LAZY = {
     "make_tiny_llama": "policylab.llm.tiny",
+    "make_tiny_reward_model": "policylab.llm.tiny",
+    "RewardTrainer": "policylab.llm.reward",
+    "RewardConfig": "policylab.llm.reward",
+    "RewardModelReward": "policylab.llm.reward",
     "make_char_tokenizer": "policylab.llm.tiny",
     "GRPOTrainer": "policylab.llm.grpo",
     "GRPOConfig": "policylab.llm.grpo",
@@ -34,7 +38,8 @@ _LAZY = {
 }
 
 __all__ = [  # noqa: RUF022 (grouped by module, as _LAZY)
-    "sequence_logprobs", "make_tiny_llama", "make_char_tokenizer", "GRPOTrainer", "GRPOConfig", "DPOTrainer",
+    "sequence_logprobs", "make_tiny_llama", "make_tiny_reward_model", "RewardTrainer", "RewardConfig",
+    "RewardModelReward", "make_char_tokenizer", "GRPOTrainer", "GRPOConfig", "DPOTrainer",
     "DPOConfig", "SFTTrainer", "SFTConfig", "sft", "Rollout", "generate", "load_jsonl", "correctness_reward",
     "make_addition_problems", "write_addition_data", "accuracy",
 ]

@@ -158,9 +158,18 @@ def load_checkpoint(directory, model, optimizer) -> dict:
 
     directory = verify_checkpoint(directory)
     state = read_trainer_state(directory)
-    weights = load_file(str(directory / "model.safetensors"))
+    adapters = directory / "adapter_model.safetensors"
     try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if adapters.is_file():  # a LoRA run: only the adapters (and modules_to_save) are stored
+            from peft import set_peft_model_state_dict
+
+            if not hasattr(model, "disable_adapter"):
+                raise CheckpointError(f"checkpoint {directory} holds LoRA adapters: resume it with use_peft true")
+            unexpected = set_peft_model_state_dict(model, load_file(str(adapters))).unexpected_keys
+            missing = []
+        else:
+            weights = load_file(str(directory / "model.safetensors"))
+            missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # shape mismatch: another architecture
         raise CheckpointError(f"checkpoint {directory} does not match the model: {str(exc).splitlines()[0]}") from None
     tied = getattr(model, "_tied_weights_keys", None) or {}  # save_pretrained drops tied copies

@@ -24,7 +24,7 @@ from policylab.llm.data import (
     load_jsonl,
 )
 from policylab.llm.logprobs import sequence_logprobs
-from policylab.llm.models import frozen_copy, max_positions
+from policylab.llm.models import max_positions, reference_model
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import dpo_loss, ipo_loss
 
@@ -77,7 +77,7 @@ class DPOTrainer(Trainer):
             ref_c, ref_r, _, _ = self.logps(self.model, range(len(self.records)))
             self.ref_logps = torch.stack([ref_c, ref_r], dim=1)  # (N, 2)
         else:
-            self.ref_model = frozen_copy(self.model)
+            self.ref_model = reference_model(self.model)
 
     def tokenize(self, records, labels):
         """(prompt_ids, chosen_ids, rejected_ids) token lists; long prompts raise, naming the row."""

@@ -9,6 +9,13 @@ Per step, top to bottom:
   4. reference — log π_ref from a frozen in-memory copy, only when β ≠ 0.
   5. update    — μ = num_iterations AdamW steps on :func:`policylab.losses.grpo_loss`; with μ = 1
                  π_old is the detached current policy (TRL's shortcut), else stored at sampling time.
+Loss types (``loss_type``; ℓ_{i,t} the clipped per-token term + β·k3, B completions, |y_i| tokens):
+  lecture          Σ_{i,t} ℓ_{i,t} / B              — lecture §7.2's (1/G) Σ_i Σ_t, averaged over groups
+  grpo (sequence)  (1/B) Σ_i (1/|y_i|) Σ_t ℓ_{i,t}  — DeepSeekMath
+  bnpo, dapo       Σ_{i,t} ℓ_{i,t} / Σ_i |y_i|      — TRL 1.16's default (dapo), one process
+  dr_grpo          Σ_{i,t} ℓ_{i,t} / (B · L_max)    — Dr. GRPO, L_max = max_completion_length
+The defaults stay TRL's (dapo, scale_rewards "std"); the lecture's objective exactly is
+``loss_type="lecture", scale_rewards="none"`` (Â_i = r_i − mean of the group).
 Logs: loss, rewards/mean, rewards/std, rewards/<func>, kl, clip_ratio (+ /low, /high), ratio,
 entropy, completion_length, frac_reward_zero_std, grad_norm, learning_rate.
 """
@@ -33,7 +40,7 @@ from policylab.llm.data import (
     encode_prompt,
     load_jsonl,
 )
-from policylab.llm.models import frozen_copy, max_positions
+from policylab.llm.models import max_positions, reference_model
 from policylab.llm.sampling import generate
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
@@ -61,11 +68,12 @@ class GRPOConfig(TrainConfig):
     beta: float = 0.0  #: β of the k3 KL to π_ref (TRL 0: no reference model; DeepSeekMath 0.04)
     clip_eps: float = 0.2  #: ε (ε_low) of the clipped ratio (TRL epsilon)
     clip_eps_high: float | None = None  #: ε_high (DAPO clip-higher 0.28); None → clip_eps
-    loss_type: str = "dapo"  #: normalization: grpo|sequence, bnpo|dapo|token, dr_grpo|constant (TRL default dapo)
+    loss_type: str = "dapo"  #: reduction of ℓ_{i,t} (TRL default dapo); lecture §7.2 = "lecture" + scale_rewards none
     scale_rewards: str = "std"  #: "std" divides Â by the group std (TRL "group"), "none" (Dr. GRPO)
     num_iterations: int = 1  #: μ, updates per sampled batch (TRL 1)
     reward_funcs: list[str] = field(default_factory=lambda: ["correctness"])  #: names in policylab.llm.task.REWARDS (CLI)
     reward_weights: list[float] | None = None  #: one weight per reward function (default all 1)
+    reward_model: str | None = None  #: reward-model folder (llm reward's output) scored as one more reward, weighted last
     use_hf_generate: bool = False  #: sample with model.generate instead of policylab's KV-cache decoder
 
     RANGES: ClassVar[dict] = {"num_generations": "[1, 65536]", "max_completion_length": "[1, 1048576]",
@@ -129,6 +137,10 @@ class GRPOTrainer(Trainer):
                 raise InputError(f"unknown reward function {unknown[0]!r}; known: {sorted(REWARDS)}")
             reward_funcs = [REWARDS[n] for n in config.reward_funcs]
         self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+        if config.reward_model is not None:
+            from policylab.llm.reward import RewardModelReward
+
+            self.reward_funcs.append(RewardModelReward(config.reward_model))
         weights = config.reward_weights or [1.0] * len(self.reward_funcs)
         if not self.reward_funcs or len(weights) != len(self.reward_funcs):
             raise InputError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
@@ -144,13 +156,13 @@ class GRPOTrainer(Trainer):
                              max_positions(self.model), labels[longest], "prompt + max_completion_length",
                              "lower max_completion_length or shorten the prompt")
         for f in self.reward_funcs:  # each reward's named columns must exist in every row
-            for name, p in inspect.signature(f).parameters.items():
+            for name, p in inspect.signature(f).parameters.items():  # (for an object: its __call__)
                 if name in ("prompts", "completions") or p.kind is not p.POSITIONAL_OR_KEYWORD or p.default is not p.empty:
                     continue
                 for rec, where in zip(self.records, labels):
                     if name not in rec:
                         raise InputError(f"{where}: missing column {name!r} needed by reward {f.__name__}")
-        self.ref_model = frozen_copy(self.model) if self.config.beta != 0.0 else None
+        self.ref_model = reference_model(self.model) if self.config.beta != 0.0 else None
 
     # ------------------------------------------------------------------ 1-4: rollout
     def rollout(self, rows: list[int]) -> Rollout:

@@ -13,10 +13,16 @@ import json
 import os
 from pathlib import Path
 
-from policylab.errors import CheckpointError, InputError, MissingFileError
-from policylab.llm.checkpoint import MANIFEST, latest_checkpoint, verify_checkpoint
+from policylab.errors import CheckpointError, ConfigError, InputError, MissingFileError
+from policylab.llm.checkpoint import (
+    MANIFEST,
+    latest_checkpoint,
+    read_trainer_state,
+    verify_checkpoint,
+)
 
-__all__ = ["check_model_folder", "frozen_copy", "load_pretrained", "max_positions", "resolve_model"]
+__all__ = ["AdapterDisabled", "add_lora", "check_model_folder", "frozen_copy", "load_pretrained", "max_positions",
+           "merge_lora", "reference_model", "resolve_model"]
 
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 
@@ -75,16 +81,26 @@ def _model_folder(model) -> Path:
     return check_model_folder(folder)
 
 
-def resolve_model(model, tokenizer=None, seed: int = 0):
-    """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads."""
+def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal"):
+    """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads.
+
+    ``kind``: "causal" (``AutoModelForCausalLM``, the policy) or "reward"
+    (``AutoModelForSequenceClassification`` with one label, a reward model)."""
+    if kind not in ("causal", "reward"):
+        raise InputError(f"kind must be 'causal' or 'reward', got {kind!r}")
     if isinstance(model, (str, os.PathLike)):
         if str(model) == "tiny":
-            from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
+            from policylab.llm import tiny
 
-            tokenizer = tokenizer or make_char_tokenizer()
-            model = make_tiny_llama(len(tokenizer), seed=seed)
+            tokenizer = tokenizer or tiny.make_char_tokenizer()
+            make = tiny.make_tiny_llama if kind == "causal" else tiny.make_tiny_reward_model
+            model = make(len(tokenizer), seed=seed)
         else:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import (
+                AutoModelForCausalLM,
+                AutoModelForSequenceClassification,
+                AutoTokenizer,
+            )
 
             folder = _model_folder(model)
             if tokenizer is None:
@@ -92,7 +108,8 @@ def resolve_model(model, tokenizer=None, seed: int = 0):
                     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 except (OSError, ValueError, KeyError) as exc:
                     raise CheckpointError(f"cannot load the tokenizer of {folder}: {str(exc).splitlines()[0]}") from None
-            model = load_pretrained(AutoModelForCausalLM, folder)
+            auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
+            model = load_pretrained(auto, folder)
     if tokenizer is None:
         raise InputError("an in-memory model needs its tokenizer")
     if tokenizer.pad_token_id is None:
@@ -113,3 +130,62 @@ def frozen_copy(model):
     ref = copy.deepcopy(model).eval()
     ref.requires_grad_(False)
     return ref
+
+
+# ------------------------------------------------------------------------------- LoRA (PEFT)
+
+
+def add_lora(model, config, kind: str = "causal"):
+    """Wrap ``model`` with LoRA adapters from the config's lora_* fields (``peft.get_peft_model``);
+    only the adapters (and a reward model's score head) train. Target modules that match nothing
+    are a ConfigError naming the field. A model that already carries adapters is returned as is."""
+    from peft import LoraConfig, get_peft_model
+
+    if hasattr(model, "disable_adapter"):
+        return model
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target_modules,
+                      task_type="CAUSAL_LM" if kind == "causal" else "SEQ_CLS")
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise ConfigError(f"lora_target_modules={config.lora_target_modules!r}: {str(exc).splitlines()[0]}") from None
+
+
+class AdapterDisabled:
+    """The reference model of a LoRA run: the same module called with its adapters disabled, without
+    gradient. Holds no tensors of its own (``parameters()`` is empty)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, *args, **kwargs):
+        import torch
+
+        with torch.no_grad(), self.model.disable_adapter():
+            return self.model(*args, **kwargs)
+
+    def parameters(self):
+        return iter(())
+
+
+def reference_model(model):
+    """π_ref: the base model with adapters disabled for a PEFT model, else a frozen deep copy."""
+    return AdapterDisabled(model) if hasattr(model, "disable_adapter") else frozen_copy(model)
+
+
+def merge_lora(run, out) -> Path:
+    """Merge a LoRA run's adapters into its base model and write a plain model folder to ``out``
+    (``policylab llm merge RUN --out DIR``). ``run``: a run folder or one checkpoint folder."""
+    from peft import PeftModel
+
+    folder = _model_folder(run)
+    if not (folder / "adapter_config.json").is_file():
+        raise CheckpointError(f"{folder} holds no LoRA adapters (no adapter_config.json): nothing to merge")
+    config = read_trainer_state(folder)["config"]
+    base, tokenizer = resolve_model(config["model"], seed=config["seed"])
+    merged = PeftModel.from_pretrained(base, folder).merge_and_unload()
+    out = Path(out)
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -11,9 +11,15 @@ import string
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
 
-__all__ = ["CHARS", "CHAT_TEMPLATE", "SPECIAL_TOKENS", "make_char_tokenizer", "make_tiny_llama"]
+__all__ = ["CHARS", "CHAT_TEMPLATE", "SPECIAL_TOKENS", "make_char_tokenizer", "make_tiny_llama",
+           "make_tiny_reward_model"]
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3
 CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
@@ -49,6 +55,28 @@ def make_char_tokenizer(chars: str = CHARS, chat_template: bool = False) -> PreT
     return tok
 
 
+def _tiny_config(vocab_size, hidden, layers, heads, kv_heads, intermediate, max_positions, pad_token_id,
+                 bos_token_id, eos_token_id, **extra) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
+        max_position_embeddings=max_positions, pad_token_id=pad_token_id, bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id, tie_word_embeddings=False, **extra,
+    )
+
+
+def make_tiny_reward_model(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
+                           intermediate: int = 128, max_positions: int = 128, seed: int = 0,
+                           pad_token_id: int = 0) -> LlamaForSequenceClassification:
+    """A small ``LlamaForSequenceClassification`` with one label (a scalar reward r(x, y), read at the
+    last non-pad token), same shape as :func:`make_tiny_llama`, seeded random weights (float32)."""
+    config = _tiny_config(vocab_size, hidden, layers, heads, None, intermediate, max_positions, pad_token_id,
+                          1, 2, num_labels=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForSequenceClassification(config)
+
+
 def make_tiny_llama(
     vocab_size: int,
     hidden: int = 64,
@@ -68,12 +96,8 @@ def make_tiny_llama(
     makes grouped-query attention. Token ids default to
     :func:`make_char_tokenizer`'s. The generation config samples nothing by default (greedy).
     """
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
-        max_position_embeddings=max_positions, pad_token_id=pad_token_id, bos_token_id=bos_token_id,
-        eos_token_id=eos_token_id, tie_word_embeddings=False,
-    )
+    config = _tiny_config(vocab_size, hidden, layers, heads, kv_heads, intermediate, max_positions,
+                          pad_token_id, bos_token_id, eos_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

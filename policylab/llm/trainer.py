@@ -38,7 +38,7 @@ from policylab.llm.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from policylab.llm.models import resolve_model
+from policylab.llm.models import add_lora, resolve_model
 
 __all__ = ["RESUMABLE_FIELDS", "TrainConfig", "Trainer", "check_config"]
 
@@ -79,12 +79,18 @@ class TrainConfig:
     save_steps: int = 0  #: checkpoint every N steps (0: only at the end)
     save_total_limit: int = 2  #: keep at most this many checkpoints (0: keep all)
     progress: bool = True  #: tqdm progress bar
+    use_peft: bool = False  #: train LoRA adapters (PEFT) instead of all weights; the reference is the base model
+    lora_r: int = 16  #: LoRA rank r
+    lora_alpha: int = 32  #: LoRA scale α (the update is (α/r)·BA)
+    lora_dropout: float = 0.05  #: dropout on the LoRA input
+    lora_target_modules: list[str] | None = None  #: module names to adapt (None: PEFT's default for the model type)
 
     #: Ranges of the fields (policylab.config; shown in --help, checked by :func:`check_config`).
     RANGES: ClassVar[dict] = {"max_steps": "[1, 2147483647]", "batch_size": "[1, 65536]",
                               "learning_rate": "(0, 10]", "weight_decay": "[0, inf)", "adam_betas": "[0, 1)",
                               "max_grad_norm": "[0, inf)", "lr_scheduler": ("constant", "linear"),
-                              "max_prompt_length": "[1, 1048576]", "logging_steps": "[1, 2147483647]"}
+                              "max_prompt_length": "[1, 1048576]", "logging_steps": "[1, 2147483647]",
+                              "lora_r": "[1, 65536]", "lora_alpha": "[1, 1048576]", "lora_dropout": "[0, 1)"}
 
     def __post_init__(self):
         check_config(self)
@@ -100,13 +106,16 @@ class Trainer:
 
     config_class: ClassVar[type] = TrainConfig
     progress_keys: ClassVar[tuple[str, ...]] = ("loss",)
+    model_kind: ClassVar[str] = "causal"  #: what resolve_model loads: "causal" LM or "reward" model
 
     def __init__(self, model, tokenizer=None, config: TrainConfig | None = None, train_data=None):
         self.config = config = config or self.config_class()
         if train_data is None and config.train_file is None:
             raise InputError("no training data: give train_data or config.train_file")
         torch.manual_seed(config.seed)
-        self.model, self.tokenizer = resolve_model(model, tokenizer, seed=config.seed)
+        self.model, self.tokenizer = resolve_model(model, tokenizer, seed=config.seed, kind=self.model_kind)
+        if config.use_peft:
+            self.model = add_lora(self.model, config, self.model_kind)
         self.model.train()
         self.train_data = config.train_file if train_data is None else train_data
         self._prepare()  # validates data and builds reference pieces: all errors happen here

@@ -1,10 +1,11 @@
 """Analytic derivatives of the policy-gradient losses with respect to their inputs (numpy).
 
-Each function is ∂L/∂x of the torch loss of the same stem in ``policylab.losses.policy_gradient``
+Each function ``<loss>_grad`` is ∂L/∂x of the loss ``<loss>`` in ``policylab.losses.policy_gradient``
 (the equation lives there; ``tests/test_analytic_grads.py`` checks every derivative against
-torch autograd, clip boundaries and ties included). They exist for PPO's ``backend="numpy"``
-(``policylab.deep.analytic``), which back-propagates these through a numpy MLP instead of
+torch autograd, clip boundaries and ties included). They exist for PPO's numpy backend
+(``policylab.deep.fast``), which back-propagates ``ppo_loss_grad`` through numpy MLPs instead of
 running autograd — on CartPole-sized nets torch's per-op overhead dominates the arithmetic.
+``DERIVATIVES`` maps a composed loss to its derivative: the fast path runs a loss only if it is there.
 
 Conventions match the losses: arrays of one shape, reductions are means over all B elements,
 so every derivative carries a 1/B. Where torch's ``minimum``/``maximum`` see a tie they split the
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ppo_clip_loss_grad", "value_loss_grad"]
+from policylab.losses.policy_gradient import ppo_loss
+
+__all__ = ["DERIVATIVES", "entropy_bonus_grad", "ppo_clip_loss_grad", "ppo_loss_grad", "value_loss_grad"]
 
 
 def ppo_clip_loss_grad(logp: np.ndarray, old_logp: np.ndarray, advantages: np.ndarray,
@@ -57,3 +60,24 @@ def value_loss_grad(values: np.ndarray, returns: np.ndarray, old_values: np.ndar
     w = np.where(sq1 > sq2, 1.0, np.where(sq1 < sq2, 0.0, 0.5)).astype(values.dtype)
     inside = np.abs(diff) <= clip_eps
     return (w * d1 + (1.0 - w) * d2 * inside) / values.size
+
+
+def entropy_bonus_grad(entropy: np.ndarray) -> np.ndarray:
+    """∂L/∂H_t of ``entropy_bonus``, L = −mean H:  ∂L/∂H_t = −1/B."""
+    return np.full_like(entropy, -1.0 / entropy.size)
+
+
+def ppo_loss_grad(logp, entropy, values, old_logp, advantages, returns, *, clip_eps: float = 0.2,
+                  vf_coef: float = 1.0, ent_coef: float = 0.0, old_values=None, clip_eps_vf: float | None = None):
+    """(∂L/∂log π (B,), ∂L/∂H (B,), ∂L/∂V (B,)) of ``ppo_loss`` (same arguments), L = L_clip + c_v L_V + c_H L_H:
+
+        ∂L/∂log π = ∂L_clip/∂log π,    ∂L/∂H = c_H ∂L_H/∂H = −c_H / B,    ∂L/∂V = c_v ∂L_V/∂V
+    """
+    g_logp = ppo_clip_loss_grad(logp, old_logp, advantages, clip_eps)
+    g_entropy = ent_coef * entropy_bonus_grad(entropy)
+    g_values = vf_coef * value_loss_grad(values, returns, None if clip_eps_vf is None else old_values, clip_eps_vf)
+    return g_logp, g_entropy, g_values
+
+
+#: composed loss → its derivative with respect to the network outputs (logp, entropy, values)
+DERIVATIVES = {ppo_loss: ppo_loss_grad}

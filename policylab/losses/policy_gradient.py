@@ -1,46 +1,50 @@
-"""Policy-gradient losses (lecture §6.2-§7.1): pure torch functions returning a scalar to MINIMIZE.
+"""Policy-gradient losses (lecture §6.2-§7.1): pure functions returning a scalar to MINIMIZE.
 
 Conventions: every argument is a tensor of one shape (any shape: (B,), (T, N), ...), elementwise
 aligned; ``logp`` = log π_θ(a|s) of the taken actions, with the graph to θ; advantages, returns and
 TD errors are treated as constants (detached inside the loss), so each loss differentiates exactly
 the term its equation names. Reductions are means over all elements.
 
-A PPO update composes them (coefficients from the algorithm's config):
+PPO's terms (``ppo_clip_loss``, ``value_loss``, ``entropy_bonus``) and their composition
+``ppo_loss`` also take numpy arrays (and then return numpy scalars): PPO's numpy backend logs the
+same function whose derivative it follows (``policylab.losses.grads.ppo_loss_grad``, tested
+against autograd of this one). ``ppo_loss`` returns the total and its terms:
 
-    loss = (ppo_clip_loss(logp, old_logp, adv, clip_eps)
-            + vf_coef * value_loss(values, returns, old_values, clip_eps_vf)
-            + ent_coef * entropy_bonus(entropy))
+    L = ppo_clip_loss(logp, old_logp, adv, ε) + c_v · value_loss(V, R, V_old, ε_v) + c_H · entropy_bonus(H)
 
-and logs ``approx_kl(logp, old_logp)`` and ``clip_fraction(logp, old_logp, clip_eps)``.
+Diagnostics every algorithm logs (``approx_kl``, ``clip_fraction``, ``explained_variance``) live in
+``policylab.losses.diagnostics``.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+from typing import Any, NamedTuple
 
 import torch
 
 from policylab.errors import InputError
-from policylab.losses.kl import kl_k1, kl_k3
+from policylab.losses._xp import namespace
 
 __all__ = [
+    "PPOLoss",
     "actor_critic_loss",
-    "approx_kl",
-    "clip_fraction",
     "entropy_bonus",
     "ppo_clip_loss",
+    "ppo_loss",
     "reinforce_loss",
     "value_loss",
 ]
 
 
-def _same_shape(**xs: torch.Tensor | None) -> None:
+def _same_shape(**xs) -> None:
     items = [(k, v) for k, v in xs.items() if v is not None]
     name0, x0 = items[0]
     for name, x in items[1:]:
         if tuple(x.shape) != tuple(x0.shape):
             raise InputError(f"{name} has shape {tuple(x.shape)} but {name0} has {tuple(x0.shape)}")
-    if x0.numel() == 0:
+    if math.prod(x0.shape) == 0:
         raise InputError(f"{name0} is empty")
 
 
@@ -96,9 +100,10 @@ def ppo_clip_loss(
     """
     _same_shape(logp=logp, old_logp=old_logp, advantages=advantages)
     _positive("clip_eps", clip_eps)
-    adv = advantages.detach()
-    ratio = torch.exp(logp - old_logp.detach())
-    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
+    xp = namespace(logp)
+    adv = xp.detach(advantages)
+    ratio = xp.exp(logp - xp.detach(old_logp))
+    surrogate = xp.minimum(ratio * adv, xp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
     return -surrogate.mean()
 
 
@@ -117,15 +122,17 @@ def value_loss(
     GAE λ-return Â_t + V(s_t)) and ``old_values`` are detached. Clipping needs both old_values and clip_eps.
     """
     _same_shape(values=values, returns=returns, old_values=old_values)
-    target = returns.detach()
-    sq = (values - target).pow(2)
+    xp = namespace(values)
+    target = xp.detach(returns)
+    d = values - target
+    sq = d * d
     if (old_values is None) != (clip_eps is None):
         raise InputError("value clipping needs both old_values and clip_eps (or neither)")
     if clip_eps is not None:
         _positive("clip_eps", clip_eps)
-        old = old_values.detach()
-        clipped = old + torch.clamp(values - old, -clip_eps, clip_eps)
-        sq = torch.maximum(sq, (clipped - target).pow(2))
+        old = xp.detach(old_values)
+        d_clipped = old + xp.clip(values - old, -clip_eps, clip_eps) - target
+        sq = xp.maximum(sq, d_clipped * d_clipped)
     return 0.5 * sq.mean()
 
 
@@ -138,28 +145,29 @@ def entropy_bonus(entropy: torch.Tensor) -> torch.Tensor:
     return -entropy.mean()
 
 
-_KL_ESTIMATORS = {"k1": kl_k1, "k3": kl_k3}
+class PPOLoss(NamedTuple):
+    """:func:`ppo_loss`'s total and terms (0-d tensors or numpy scalars, like its inputs)."""
+
+    total: Any    #: L = L_clip + c_v · L_V + c_H · L_H, the quantity minimized
+    policy: Any   #: L_clip, the negated clipped surrogate
+    value: Any    #: L_V = ½ mean (V − R)² (clipped or not)
+    entropy: Any  #: L_H = −mean H
 
 
-def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
-    """Sample estimate of KL(π_θold ‖ π_θ) on actions drawn from π_θold (Schulman 2020), no grad:
+def ppo_loss(logp, entropy, values, old_logp, advantages, returns, *, clip_eps: float = 0.2,
+             vf_coef: float = 1.0, ent_coef: float = 0.0, old_values=None,
+             clip_eps_vf: float | None = None) -> PPOLoss:
+    """PPO's whole minibatch loss (Schulman et al. 2017, eq. 9, negated to minimize):
 
-        k3 = mean[ (ρ − 1) − log ρ ],  ρ = exp(logp − old_logp)    (≥ 0, low variance; CleanRL/SB3)
-        k1 = mean[ old_logp − logp ]                                 (unbiased, may be negative)
+        L(θ, w) = L_clip(θ) + c_v · L_V(w) + c_H · L_H(θ)
 
-    Reuses ``kl_k3(p, q)``/``kl_k1(p, q)`` of ``policylab.losses.kl`` with p = π_θold (the sampler).
-    Used for logging and PPO's target-KL early stop. Returns a 0-d tensor.
+    with ``ppo_clip_loss`` (ε = ``clip_eps``), ``value_loss`` (clipped around ``old_values`` when
+    ``clip_eps_vf`` is set; ``old_values`` is used only then) and ``entropy_bonus``. The first three
+    arguments are the network's outputs on the minibatch — log π_θ(a|s) (B,), H(π_θ(·|s)) (B,),
+    V_w(s) (B,) — the rest are constants. Tensors or numpy arrays; its derivative with respect to
+    the three outputs is ``policylab.losses.grads.ppo_loss_grad`` (same arguments).
     """
-    _same_shape(logp=logp, old_logp=old_logp)
-    if estimator not in _KL_ESTIMATORS:
-        raise InputError(f"estimator must be one of {sorted(_KL_ESTIMATORS)}, got {estimator!r}")
-    with torch.no_grad():
-        return _KL_ESTIMATORS[estimator](old_logp, logp).mean()
-
-
-def clip_fraction(logp: torch.Tensor, old_logp: torch.Tensor, clip_eps: float) -> torch.Tensor:
-    """Fraction of samples whose ratio lies outside the clip range: mean[ |ρ_t − 1| > ε ] (no grad)."""
-    _same_shape(logp=logp, old_logp=old_logp)
-    _positive("clip_eps", clip_eps)
-    with torch.no_grad():
-        return ((torch.exp(logp - old_logp) - 1.0).abs() > clip_eps).float().mean()
+    policy = ppo_clip_loss(logp, old_logp, advantages, clip_eps)
+    value = value_loss(values, returns, None if clip_eps_vf is None else old_values, clip_eps_vf)
+    ent = entropy_bonus(entropy)
+    return PPOLoss(policy + vf_coef * value + ent_coef * ent, policy, value, ent)

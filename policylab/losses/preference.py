@@ -28,12 +28,17 @@ from policylab.losses.kl import kl_k3
 __all__ = [
     "GRPO_NORMALIZATIONS",
     "DPOOutput",
+    "bradley_terry_loss",
     "dpo_loss",
     "grpo_loss",
+    "implicit_reward",
     "ipo_loss",
+    "kl_regularized_objective",
+    "kl_regularized_optimum",
     "normalize_constant",
     "normalize_per_sequence",
     "normalize_per_token",
+    "normalize_sum_per_completion",
 ]
 
 
@@ -73,8 +78,22 @@ def normalize_constant(per_token: torch.Tensor, mask: torch.Tensor, max_len: int
     return (per_token * mask).sum() / denom
 
 
-#: Named reductions of the per-token GRPO loss; keys include TRL's ``loss_type`` names.
+def normalize_sum_per_completion(per_token: torch.Tensor, mask: torch.Tensor, max_len: int | None = None):
+    """Sum over each completion's tokens, mean over completions — GRPO exactly as lecture §7.2 writes it:
+
+        L = Ê_groups[ (1/G) Σ_{i=1}^{G} Σ_t ℓ_{i,t} ] = (1/B) Σ_{i,t} ℓ_{i,t}      (B = groups × G rows)
+
+    No length normalization: a long completion contributes every one of its tokens. With
+    ``scale_rewards="none"`` (Â_i = r_i − mean_group r) this is the lecture's L^GRPO (+ β·KL summed
+    over the completion's tokens, the sequence-level KL estimate). Not one of TRL's loss types.
+    """
+    return (per_token * mask).sum() / per_token.shape[0]
+
+
+#: Named reductions of the per-token GRPO loss; keys include TRL's ``loss_type`` names and
+#: "lecture" (:func:`normalize_sum_per_completion`).
 GRPO_NORMALIZATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "lecture": normalize_sum_per_completion,
     "sequence": normalize_per_sequence,
     "grpo": normalize_per_sequence,
     "token": normalize_per_token,
@@ -126,7 +145,7 @@ def grpo_loss(
         beta: KL coefficient β (TRL ``beta``, default 0.0: no reference model).
         normalization: key of :data:`GRPO_NORMALIZATIONS`: "sequence"/"grpo" (per-sequence mean
             then batch mean), "token"/"bnpo"/"dapo" (sum / number of tokens), "constant"/"dr_grpo"
-            (sum / (B · max_len)).
+            (sum / (B · max_len)), "lecture" (sum over each completion's tokens / B, lecture §7.2).
         clip_eps_high: ε_high (TRL ``epsilon_high``; DAPO's clip-higher uses 0.28); None → clip_eps.
         max_len: L_max for the "constant" normalization (TRL ``max_completion_length``).
 
@@ -262,3 +281,70 @@ def ipo_loss(
     return DPOOutput(
         losses.mean(), losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward models (the step DPO removes, lecture §7.3)
+# ---------------------------------------------------------------------------------------------
+
+
+def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
+                       margin: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Negative log-likelihood of preferences under Bradley–Terry (lecture §7.3), for a reward model:
+
+        P(y_w ≻ y_l | x) = σ(r(x,y_w) − r(x,y_l))
+        L = −mean log σ(r(x,y_w) − r(x,y_l) − m)        (m = margin, 0 by default)
+
+    ``chosen_rewards``, ``rejected_rewards``: (B,) scalar rewards; ``margin``: (B,) or a number, the
+    required gap (Llama 2's margin loss). TRL 1.16: ``RewardTrainer.compute_loss`` without
+    ``center_rewards_coefficient``.
+    """
+    if chosen_rewards.ndim != 1:
+        raise InputError(f"chosen_rewards must be (B,), got shape {tuple(chosen_rewards.shape)}")
+    _check_same_shape(chosen_rewards, rejected_rewards=rejected_rewards)
+    diff = chosen_rewards - rejected_rewards  # (B,)
+    if margin is not None:
+        diff = diff - margin
+    return -F.logsigmoid(diff).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# The derivation behind DPO (lecture §7.3), on problems small enough to enumerate y
+# ---------------------------------------------------------------------------------------------
+
+
+def kl_regularized_objective(policy: torch.Tensor, ref: torch.Tensor, reward: torch.Tensor, beta: float):
+    """The KL-regularized RLHF objective per prompt (lecture §7.3), for enumerable completions:
+
+        J(π; x) = Σ_y π(y|x) r(x,y) − β KL(π(·|x) ‖ π_ref(·|x)),   KL = Σ_y π log(π/π_ref)
+
+    ``policy``, ``ref`` (X, Y) probabilities (rows sum to 1), ``reward`` (X, Y) → (X,) to MAXIMIZE.
+    Terms with π(y|x) = 0 contribute 0 (0·log 0 = 0).
+    """
+    _check_same_shape(policy, ref_policy=ref, reward=reward)
+    log_ratio = torch.where(policy > 0, torch.log(policy) - torch.log(ref), torch.zeros_like(policy))
+    return (policy * reward).sum(-1) - beta * (policy * log_ratio).sum(-1)
+
+
+def kl_regularized_optimum(ref: torch.Tensor, reward: torch.Tensor, beta: float) -> torch.Tensor:
+    """The maximizer of :func:`kl_regularized_objective` (lecture §7.3):
+
+        π*(y|x) = π_ref(y|x) · exp(r(x,y)/β) / Z(x),   Z(x) = Σ_y π_ref(y|x) exp(r(x,y)/β)
+
+    computed as softmax(log π_ref + r/β) over y (no overflow for small β). (X, Y) → (X, Y).
+    The maximum is J(π*; x) = β log Z(x).
+    """
+    _check_same_shape(ref, reward=reward)
+    if not beta > 0:
+        raise InputError(f"beta must be > 0, got {beta}")
+    return torch.softmax(torch.log(ref) + reward / beta, dim=-1)
+
+
+def implicit_reward(policy_logp: torch.Tensor, ref_logp: torch.Tensor, beta: float) -> torch.Tensor:
+    """DPO's implicit reward (lecture §7.3): r̂(x,y) = β log π(y|x)/π_ref(y|x).
+
+    At π = π* it equals r(x,y) − β log Z(x): the true reward up to a per-prompt constant, which cancels
+    in every Bradley–Terry comparison σ(r̂(x,y_w) − r̂(x,y_l)). Elementwise; same shape as the inputs.
+    """
+    _check_same_shape(policy_logp, ref_logp=ref_logp)
+    return beta * (policy_logp - ref_logp)

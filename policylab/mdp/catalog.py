@@ -100,19 +100,35 @@ def garnet(S: int, A: int, b: int, seed: int = 0, gamma: float = 0.99,
         raise InvalidMDPError(f"garnet needs S >= 1, A >= 1 and 1 <= b <= S, got S={S}, A={A}, b={b}")
     rng = np.random.default_rng(seed)
     rows = S * A
-    succ = _distinct_successors(rng, rows, S, b)  # (S·A, b)
-    cuts = np.sort(rng.random((rows, b - 1)), axis=1)
-    prob = np.diff(np.concatenate([np.zeros((rows, 1)), cuts, np.ones((rows, 1))], axis=1), axis=1)
+    fast = b <= 32 and rows * b >= 1 << 16  # compiled row kernels: no (rows, b) temporaries
+    succ = _distinct_successors(rng, rows, S, b, fast)  # (S·A, b)
+    cuts = rng.random((rows, b - 1))
+    cuts.sort(axis=1)
+    if fast:
+        from policylab.mdp.kernels import spacings
+
+        prob = np.empty((rows, b))
+        spacings(cuts, prob)
+    else:
+        prob = np.diff(np.concatenate([np.zeros((rows, 1)), cuts, np.ones((rows, 1))], axis=1),
+                       axis=1)
+    del cuts
     prob /= prob.sum(axis=1, keepdims=True)  # exact row sums after round-off
     R = rng.random((S, A))
     if sparse is None:
         sparse = S > 2000
     if sparse:
-        order = np.argsort(succ, axis=1)
-        succ = np.take_along_axis(succ, order, axis=1)
-        prob = np.take_along_axis(prob, order, axis=1)
         idx_dtype = np.int32 if S < 2**31 else np.int64
-        P = sp.csr_array((prob.reshape(-1), succ.reshape(-1).astype(idx_dtype),
+        if fast:
+            from policylab.mdp.kernels import sort_rows_by_key
+
+            sort_rows_by_key(succ, prob)  # the same order as np.argsort: keys are distinct
+            succ = succ.astype(idx_dtype)
+        else:
+            order = np.argsort(succ, axis=1)
+            succ = np.take_along_axis(succ, order, axis=1).astype(idx_dtype)
+            prob = np.take_along_axis(prob, order, axis=1)
+        P = sp.csr_array((prob.reshape(-1), succ.reshape(-1),
                           np.arange(0, rows * b + 1, b, dtype=np.int64 if rows * b >= 2**31 else np.int32)),
                          shape=(rows, S))
     else:
@@ -121,14 +137,19 @@ def garnet(S: int, A: int, b: int, seed: int = 0, gamma: float = 0.99,
     return TabularMDP(P, R, gamma, layout="SAS")
 
 
-def _distinct_successors(rng, rows: int, S: int, b: int) -> np.ndarray:
+def _distinct_successors(rng, rows: int, S: int, b: int, fast: bool = False) -> np.ndarray:
     """(rows, b) successor indices, distinct within each row, uniform over subsets."""
     if b * 4 > S:  # dense regime: permutation per row
         return np.argsort(rng.random((rows, S)), axis=1)[:, :b]
     succ = rng.integers(0, S, size=(rows, b))
     while True:
-        srt = np.sort(succ, axis=1)
-        dup = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+        if fast:
+            from policylab.mdp.kernels import rows_with_duplicates
+
+            dup = rows_with_duplicates(succ)
+        else:
+            srt = np.sort(succ, axis=1)
+            dup = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
         if not dup.any():
             return succ
         succ[dup] = rng.integers(0, S, size=(int(dup.sum()), b))

@@ -300,7 +300,7 @@ class TabularMDP:
         when at most CSR_MAX_DENSITY of it is nonzero (a 3-d R then becomes CSR aligned with
         P); else keep it dense. Returns (P, row sums (S, A), R)."""
         S, A = P.shape[0], P.shape[1]
-        from policylab.mdp.dense import scan_dense
+        from policylab.mdp.kernels import scan_dense
 
         R3 = R_arr if R_arr is not None and R_arr.ndim == 3 else np.zeros((0, 0, 0))
         max_nnz = int(CSR_MAX_DENSITY * P.size)

@@ -90,8 +90,8 @@ def _fmt(x, ci=False):
 
 
 def _markdown(spec, rows, errors, best) -> str:
-    lines = [(f"# Sweep {spec.name}: {spec.kind} {spec.algo} on {spec.env}, {spec.steps:,} steps, "
-             f"seeds {spec.seeds}"), "",
+    where = f" on {spec.env}" if spec.env else ""
+    lines = [f"# Sweep {spec.name}: {spec.kind} {spec.algo}{where}, {spec.steps:,} steps, seeds {spec.seeds}", "",
              f"Final {spec.metric} (mean of the last 10 % of logged values), {spec.mode} is better.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:

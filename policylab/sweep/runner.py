@@ -106,10 +106,18 @@ def _scheduler(spec: SweepSpec, runs_per_trial: int):
     return ASHAScheduler(time_attr="step", max_t=max_t, grace_period=max(1, max_t // 8), reduction_factor=2)
 
 
-def _tune_trainable(config, spec=None, todo=None, out=None):
+def _same_cwd(cwd: str) -> None:
+    """Tune starts a trial in its own folder: go back to the driver's, so relative paths in the
+    spec (data files, a model folder) mean what they meant where the sweep was started."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+
+
+def _tune_trainable(config, spec=None, todo=None, out=None, cwd="."):
     """What a Ray worker runs for one grid trial (``config["trial_index"]`` into ``todo``)."""
     from ray import tune
 
+    _same_cwd(cwd)
     trial = todo[config["trial_index"]]
     status = run_trial(spec, trial, Path(out) / "trials" / trial.name,
                        report=lambda step, score: tune.report({"score": score, "step": step}))
@@ -125,8 +133,8 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
         scheduler = _scheduler(spec, 1)
         name = lambda tr: todo[tr.config["trial_index"]].name
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_tune_trainable, spec=spec, todo=todo, out=str(out)),
-                                {"cpu": 1}),
+            tune.with_resources(tune.with_parameters(_tune_trainable, spec=spec, todo=todo, out=str(out),
+                                                     cwd=os.getcwd()), {"cpu": 1}),
             param_space={"trial_index": tune.grid_search(list(range(len(todo))))},
             tune_config=tune.TuneConfig(metric="score", mode=spec.mode, scheduler=scheduler, reuse_actors=True,
                                         trial_name_creator=name, trial_dirname_creator=name),
@@ -146,10 +154,11 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
             ray.shutdown()
 
 
-def _searcher_trainable(config, spec=None, out=None):
+def _searcher_trainable(config, spec=None, out=None, cwd="."):
     """One searcher trial: its configuration on every seed in turn; reports the mean final score."""
     from ray import tune
 
+    _same_cwd(cwd)
     params = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
     cid, scores = searched_config_id(params), []
     for i, seed in enumerate(spec.seeds):
@@ -185,7 +194,8 @@ def _run_searcher(spec: SweepSpec, out: Path, num_cpus, address, verbose) -> Non
     started = _init_ray(num_cpus, address)
     try:
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_searcher_trainable, spec=spec, out=str(out)), {"cpu": 1}),
+            tune.with_resources(tune.with_parameters(_searcher_trainable, spec=spec, out=str(out), cwd=os.getcwd()),
+                                {"cpu": 1}),
             param_space=space,
             tune_config=tune.TuneConfig(metric="score", mode=spec.mode, search_alg=searcher, reuse_actors=True,
                                         num_samples=remaining, scheduler=_scheduler(spec, len(spec.seeds))),

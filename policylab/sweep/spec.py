@@ -1,10 +1,11 @@
 """A sweep spec: what to run, over which configurations and seeds, and what to report.
 
     name: ppo-cartpole
-    kind: train                  # train (deep RL) | learn (tabular)
-    algo: ppo                    # train: ppo, a2c, ...; learn: q-learning, sarsa, expected-sarsa
-    env: CartPole-v1             # train: a Gymnasium id;  learn: a catalog MDP (line-world, ...)
+    kind: train                  # train (deep RL) | learn (tabular) | llm (language models)
+    algo: ppo                    # train: ppo, a2c, ...; learn: q-learning, sarsa, ...; llm: sft, dpo, grpo
+    env: CartPole-v1             # train: a Gymnasium id;  learn: a catalog MDP;  llm: (none)
     config: CartPole-v1          # optional base config: bundled preset name, YAML path, or a mapping
+                                 #   (llm: e.g. configs/llm/grpo.yaml; model and data files come from it)
     steps: 20000                 # total env steps of every trial
     seeds: [0, 1, 2]             # every configuration runs on every seed
     metric: charts/episodic_return
@@ -40,7 +41,7 @@ from policylab.errors import ConfigError, MissingFileError
 
 __all__ = ["DISTRIBUTIONS", "KINDS", "SweepSpec", "Trial", "load_spec"]
 
-KINDS = ("train", "learn")
+KINDS = ("train", "learn", "llm")
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
 SCHEDULERS = ("asha",)
 SEARCHERS = ("optuna",)
@@ -49,6 +50,11 @@ LEARN_ALGOS = ("q-learning", "sarsa", "expected-sarsa")
 LEARN_FIELDS = {"alpha": float, "epsilon": float, "gamma": float, "max_episode_steps": int}
 #: metrics every run of a kind logs in its progress.csv (train adds the algorithm's own losses)
 LEARN_METRICS = ("charts/episodic_return", "charts/episodic_length")
+#: llm algorithms -> (trainer, config) names in ``policylab.llm``; ``steps`` is the trainer's max_steps
+LLM_TRAINERS = {"sft": ("SFTTrainer", "SFTConfig"), "dpo": ("DPOTrainer", "DPOConfig"),
+                "grpo": ("GRPOTrainer", "GRPOConfig")}
+#: fields a sweep sets itself in every llm trial
+LLM_OWN_FIELDS = ("output_dir", "seed", "max_steps", "progress")
 MAX_TRIALS = 10_000
 
 
@@ -150,12 +156,16 @@ def load_spec(spec) -> SweepSpec:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"sweep spec: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-    for need in ("kind", "algo", "env", "steps", "seeds", "metric"):
+    for need in ("kind", "algo", "steps", "seeds", "metric"):
         if need not in data:
             raise ConfigError(f"sweep spec: missing field {need!r}")
     kind = data["kind"]
     if kind not in KINDS:
         raise ConfigError(f"sweep spec: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind != "llm" and "env" not in data:
+        raise ConfigError("sweep spec: missing field 'env'")
+    if kind == "llm" and data.get("env") is not None:
+        raise ConfigError("sweep spec: kind llm takes no env (the model and data come from config)")
     steps = _whole(data["steps"], "steps", 1, 10**12)
     seeds = data["seeds"]
     if not isinstance(seeds, list) or not seeds:
@@ -178,7 +188,7 @@ def load_spec(spec) -> SweepSpec:
         raise ConfigError("sweep spec: space must be a mapping of field -> {distribution: args}")
     spec = SweepSpec(
         name=str(data.get("name") or (Path(source).stem if source else "sweep")),
-        kind=kind, algo=str(data["algo"]), env=str(data["env"]), steps=steps, seeds=list(seeds),
+        kind=kind, algo=str(data["algo"]), env=str(data.get("env") or ""), steps=steps, seeds=list(seeds),
         metric=str(data["metric"]), mode=mode, config=_base_config(data.get("config"), kind, data),
         space={k: _check_dim(k, v) for k, v in space.items()},
         num_samples=_whole(data.get("num_samples", 1), "num_samples", 1, MAX_TRIALS),
@@ -249,11 +259,17 @@ def _base_config(config, kind: str, data: dict) -> dict:
     env's bundled preset is the default, as for ``policylab train``)."""
     if isinstance(config, dict):
         return dict(config)
+    if kind == "llm":
+        from policylab.config import load_yaml
+
+        if config is None:
+            raise ConfigError("sweep spec: kind llm needs config (a YAML file or mapping naming model and data)")
+        return dict(load_yaml(config))
     if kind != "train":
         if config is not None:
             raise ConfigError("sweep spec: config for kind learn must be a mapping of fields")
         return {}
-    from policylab.deep.config import load_preset, preset_path
+    from policylab.config import load_preset, preset_path
 
     algo = str(data["algo"])
     name = config if config is not None else str(data["env"])
@@ -288,35 +304,47 @@ def _check_fields_and_metric(spec: SweepSpec) -> None:
             raise ConfigError(f"sweep spec: metric {spec.metric!r} is not logged by kind learn; "
                               f"choose from {', '.join(LEARN_METRICS)}")
         return
-    from policylab.deep.config import make_config
-    from policylab.io.logger import STANDARD_KEYS
+    from policylab.config import make_config
 
-    cls = _algorithm_class(spec.algo)
-    valid = [f.name for f in dataclasses.fields(cls.config_class)]
+    if spec.kind == "llm":
+        trainer_cls, config_cls = llm_classes(spec.algo)
+        own = sorted(names & set(LLM_OWN_FIELDS))
+        if own:
+            raise ConfigError(f"sweep spec: {', '.join(own)} are set by the sweep for every trial "
+                              "(steps, seeds, the trial folder); remove them from config/space")
+        logged = trainer_cls.progress_keys
+    else:
+        from policylab.io.logger import STANDARD_KEYS
+
+        config_cls, logged = _algorithm_class(spec.algo).config_class, STANDARD_KEYS
+    valid = [f.name for f in dataclasses.fields(config_cls)]
     unknown = sorted(names - set(valid))
     if unknown:
         raise ConfigError(f"sweep spec: unknown config field(s) {', '.join(unknown)} for {spec.algo}; "
                           f"valid: {', '.join(valid)}")
     for cid, params in spec.configurations():
         try:
-            make_config(cls.config_class, None, **spec.run_params(params))
+            make_config(config_cls, None, **spec.run_params(params))
         except ValueError as exc:
             raise ConfigError(f"sweep spec: configuration {cid} {params}: {exc}") from None
-    if spec.metric not in STANDARD_KEYS:
-        raise ConfigError(f"sweep spec: metric {spec.metric!r} is not logged by kind train; "
-                          f"choose from {', '.join(STANDARD_KEYS)}")
+    if spec.metric not in logged:
+        raise ConfigError(f"sweep spec: metric {spec.metric!r} is not logged by kind {spec.kind} "
+                          f"{spec.algo}; choose from {', '.join(logged)}")
+
+
+def llm_classes(algo: str):
+    """(Trainer, Config) classes of an llm algorithm (imports torch and transformers)."""
+    if algo not in LLM_TRAINERS:
+        raise ConfigError(f"sweep spec: algo for kind llm must be one of {', '.join(LLM_TRAINERS)}, got {algo!r}")
+    from policylab import llm
+
+    return tuple(getattr(llm, name) for name in LLM_TRAINERS[algo])
 
 
 def _algorithm_class(algo: str):
-    from policylab.deep import ALGORITHMS
+    from policylab.deep.registry import algorithm_class
 
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"sweep spec: unknown algo {algo!r} for kind train; choose from {', '.join(ALGORITHMS)}")
-    return _import_class(ALGORITHMS[algo])
-
-
-def _import_class(target: str):
-    import importlib
-
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return algorithm_class(algo)
+    except ValueError as exc:
+        raise ConfigError(f"sweep spec: algo for kind train: {exc}") from None

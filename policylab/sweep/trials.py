@@ -75,7 +75,7 @@ def run_trial(spec, trial, run_dir, report=None) -> dict:
         write_status(run_dir, **base, status="running")
         t0 = time.perf_counter()
         try:
-            runner = _train if spec.kind == "train" else _learn
+            runner = {"train": _train, "learn": _learn, "llm": _llm}[spec.kind]
             steps_done = runner(spec, trial, run_dir, report or (lambda step, score: None))
         except Exception as exc:  # noqa: BLE001 (recorded and reported; the sweep goes on)
             return write_status(run_dir, status="failed", error=f"{type(exc).__name__}: {exc}",
@@ -119,6 +119,31 @@ def _truncate_log(csv_path: Path, step: int) -> None:
     keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and float(ln.split(",", 1)[0]) <= step]
     if len(keep) != len(lines):
         atomic_write_bytes(csv_path, "".join(keep).encode())
+
+
+def _llm(spec, trial, run_dir: Path, report) -> int:
+    """SFT / DPO / GRPO exactly as ``policylab llm ALGO --config C --output_dir RUN --seed S
+    --max_steps N [--resume]``; log.jsonl is mirrored to progress.csv so ``policylab plot`` reads it."""
+    from policylab.config import make_config
+    from policylab.llm.checkpoint import latest_checkpoint
+    from policylab.sweep.spec import llm_classes
+
+    trainer_cls, config_cls = llm_classes(spec.algo)
+    cfg = make_config(config_cls, None, **spec.run_params(trial.params), output_dir=str(run_dir),
+                      seed=trial.seed, max_steps=spec.steps, progress=False)
+    trainer = trainer_cls(cfg.model, None, cfg)
+    trainer.train(resume_from="latest" if latest_checkpoint(run_dir) is not None else None)
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    keys = sorted({k for r in rows for k in r if k != "step" and isinstance(r[k], (int, float))})
+    lines = [",".join(["step", *keys])] + [",".join([str(r["step"]), *(_cell(r.get(k)) for k in keys)]) for r in rows]
+    atomic_write_bytes(run_dir / "progress.csv", ("\n".join(lines) + "\n").encode())
+    if rows and spec.metric in rows[-1]:
+        report(int(rows[-1]["step"]), float(rows[-1][spec.metric]))
+    return int(trainer.step)
+
+
+def _cell(v) -> str:
+    return "" if v is None else f"{float(v):.9g}"
 
 
 def _learn(spec, trial, run_dir: Path, report) -> int:

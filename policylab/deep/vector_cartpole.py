@@ -14,7 +14,7 @@ CartPole-v1), resets drawn uniformly from (−0.05, 0.05)⁴ by a per-copy gener
 ``SyncVectorEnv`` seeds its copies (copy i gets ``seed + i``). Trajectories are bit-identical.
 
 Autoreset mode — SAME_STEP by default, recorded in ``metadata["autoreset_mode"]``. Gymnasium 1.x's
-vector default is NEXT_STEP; policylab's trainers (``policylab.deep.common.make_vec_env``) build
+vector default is NEXT_STEP; policylab's trainers (``policylab.deep.vec_env.make_vec_env``) build
 ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)`` and require SAME_STEP of a ready vector env, so
 this env uses the same mode and "Gymnasium SyncVectorEnv" vs "VectorCartPole" differ only in speed:
 
@@ -225,7 +225,7 @@ class VectorCartPole(VectorEnv):
         n = self.num_envs
         self._low, self._high = -0.05, 0.05
         # Per-copy generators, like the sub-envs of SyncVectorEnv (copy i seeded with seed + i).
-        # Plain attributes so policylab.deep.common.env_state can checkpoint them.
+        # Plain attributes so policylab.deep.env_state.env_state can checkpoint them.
         self.envs: list[_CopyRNG] = []
         self._seed_rngs(self._seed)
         self._state = np.zeros((4, n))  # (4, N) float64: x, ẋ, θ, θ̇ — rows contiguous

@@ -1,12 +1,12 @@
 """A numpy mirror of :class:`~policylab.deep.networks.PolicyValueNet` with hand-written backward
-(PPO's ``backend="numpy"``).
+(the numpy backend's network).
 
 Why: on CartPole-sized problems the PPO update is 20 epochs × a handful of (256 × 64) matrix
 products per 256 env steps. Torch spends ~5–10 µs of dispatch and autograd bookkeeping per op,
 more than the arithmetic, so the update costs ~1 ms per gradient step; the same forward and
 backward in numpy cost a fraction of that. The mirror holds *views* of the torch parameters and
 gradients (the one flat buffer of :func:`~policylab.deep.networks.flatten_parameters`): torch's
-Adam state (stepped by :func:`adam_step`), ``load_state_dict`` and checkpoints work on the very
+Adam state (stepped by ``fast.optim.adam_step``), ``load_state_dict`` and checkpoints work on the very
 same memory; ``act``/``evaluate`` and the rollout read the weights through the mirror.
 
 Chain rule through the MLP (batch rows, W_l (out, in) as in ``nn.Linear``):
@@ -17,7 +17,7 @@ Chain rule through the MLP (batch rows, W_l (out, in) as in ``nn.Linear``):
 with σ' written in terms of the output h: tanh 1 − h², relu 𝟙[h > 0], elu 𝟙[h > 0] + (h + 1)·𝟙[h ≤ 0].
 Each layer is one numba kernel each way (BLAS product + bias + activation or its derivative in one
 pass): on 256 × 64 arrays Python-level call overhead is as large as the arithmetic.
-The loss derivatives come from ``policylab.losses.grads`` and the heads' ``np_backward``.
+The loss derivatives come from ``policylab.losses.grads`` and the numpy heads (``fast.heads``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import nn
 
 from policylab.errors import InputError
 
-__all__ = ["NumpyMLP", "NumpyPolicyValueNet", "adam_step", "clip_grad_norm"]
+__all__ = ["ACTIVATION_CODES", "NumpyMLP", "NumpyPolicyValueNet"]
 
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "elu": 2}  # kernels take a code; -1 = identity (output layer)
@@ -167,52 +167,3 @@ class NumpyPolicyValueNet:
 
     def value_backward(self, g_values: np.ndarray, cache) -> None:
         self.critic.backward(g_values[:, None], cache)
-
-
-def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
-    """Global-norm clipping in place, as ``torch.nn.utils.clip_grad_norm_``:
-    g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)). Returns ‖g‖₂ before clipping."""
-    norm = float(np.sqrt(np.dot(grad, grad)))
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1.0:
-        grad *= coef
-    return norm
-
-
-@numba.njit(cache=True, fastmath=True, error_model="numpy")
-def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step):
-    bias1, bias2_sqrt = 1.0 - beta1 ** step, np.sqrt(1.0 - beta2 ** step)
-    step_size = np.float32(lr / bias1)
-    b2, e, c2 = np.float32(beta2), np.float32(eps), np.float32(bias2_sqrt)
-    w1, w2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)  # 1 − β in double first, as torch
-    for i in range(param.size):
-        g = grad[i]
-        m[i] += w1 * (g - m[i])
-        v[i] = b2 * v[i] + w2 * (g * g)
-        param[i] -= step_size * m[i] / (np.sqrt(v[i]) / c2 + e)
-
-
-def adam_step(optimizer, param) -> None:
-    """One Adam step (Kingma & Ba 2015) of ``torch.optim.Adam`` ``optimizer`` on its flat ``param``,
-    in one compiled pass over numpy views of the optimizer's own state (so checkpoints and the
-    torch backend see the same ``step``, ``exp_avg``, ``exp_avg_sq``), with torch's update:
-
-        m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   θ ← θ − α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
-
-    ~10× cheaper than ``optimizer.step()`` on a 9k-parameter net (no dispatch, no temporaries).
-    """
-    group = optimizer.param_groups[0]
-    if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
-        raise InputError("adam_step implements plain Adam (no weight decay, amsgrad or maximize)")
-    state = optimizer.state[param]
-    if not state:  # what torch's Adam creates on its first step
-        import torch
-
-        state["step"] = torch.zeros((), dtype=torch.float32)
-        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-    step = state["step"].numpy()  # 0-d view: += without a torch op
-    step += 1
-    beta1, beta2 = group["betas"]
-    _adam_(param.detach().numpy(), param.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
-           float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step))

@@ -1,4 +1,7 @@
-"""A dense P checked and, when sparse enough, converted to CSR in one pass over memory.
+"""Compiled one-pass kernels of the MDP layer: a dense P checked and, when sparse enough,
+converted to CSR; the row-wise steps of the Garnet generator (no (rows, b) temporaries).
+
+Dense P.
 
 A dense (S, A, S) array of an MDP with few successors per (s, a) is mostly zeros: every
 value-iteration sweep over it reads all S·A·S entries, while CSR reads only the nonzeros.
@@ -65,3 +68,44 @@ def scan_dense(P, R3, max_nnz):
     m = min(nnz, max_nnz)
     return True, -1, -1, sums, nnz, indptr, indices[:m].copy(), data[:m].copy(), \
         rewards[:m].copy() if with_r else rewards
+
+
+@numba.njit(cache=True)
+def rows_with_duplicates(succ):
+    """(rows,) bool: row r of succ (rows, b) holds a repeated index (as np.sort + compare)."""
+    rows, b = succ.shape
+    out = np.zeros(rows, np.bool_)
+    for r in range(rows):
+        for i in range(1, b):
+            for j in range(i):
+                if succ[r, i] == succ[r, j]:
+                    out[r] = True
+        # O(b²) per row: Garnet rows are short (b ≪ S in the sparse regime)
+    return out
+
+
+@numba.njit(cache=True)
+def spacings(cuts, out):
+    """out[r] = the b gaps of [0, sorted cuts[r] (b−1,), 1] (np.diff of the padded row)."""
+    rows, b = out.shape
+    for r in range(rows):
+        prev = 0.0
+        for k in range(b - 1):
+            out[r, k] = cuts[r, k] - prev
+            prev = cuts[r, k]
+        out[r, b - 1] = 1.0 - prev
+
+
+@numba.njit(cache=True)
+def sort_rows_by_key(key, val):
+    """Sort each row of key (rows, b) ascending in place, permuting val's row alike
+    (insertion sort; the keys of a row are distinct, so the order equals np.argsort's)."""
+    rows, b = key.shape
+    for r in range(rows):
+        for i in range(1, b):
+            k, v = key[r, i], val[r, i]
+            j = i - 1
+            while j >= 0 and key[r, j] > k:
+                key[r, j + 1], val[r, j + 1] = key[r, j], val[r, j]
+                j -= 1
+            key[r, j + 1], val[r, j + 1] = k, v

@@ -1,0 +1,187 @@
+"""Off-policy deep RL: policylab DQN and SAC vs Stable-Baselines3, env steps and time to solve.
+
+Both sides use rl-baselines3-zoo's hyperparameters (the bundled presets, hyperparams/dqn.yml and
+sac.yml): DQN on CartPole-v1 (lr 2.3e-3, batch 64, buffer 1e5, learning_starts 1000,
+target_update_interval 10, train_freq 256, gradient_steps 128, ε 1 → 0.04 over 16% of the run,
+[256, 256] ReLU Q-net, Huber loss, max_grad_norm 10) and SAC on Pendulum-v1 (lr 1e-3, SB3
+defaults: batch 256, τ 0.005, train_freq 1, gradient_steps 1, learned α with H̄ = −1,
+[256, 256] ReLU actor and twin critics). Differences that remain: policylab's MLPs are
+orthogonally initialised (SB3: torch's default), SAC's actor has one output layer for mean and
+log σ (SB3: two heads on the same body — the same function class).
+
+Sides run interleaved seed by seed in ONE process (order rotating with the seed), one thread
+each (torch.set_num_threads(1), OMP_NUM_THREADS=1). Evaluation is the same code for both: at the
+first training-iteration boundary past each multiple of --eval-every env steps, 10 episodes of a
+separate SyncVectorEnv (reseeded identically), greedy/mean actions. A run solves at its first
+evaluation with mean return ≥ the threshold (CartPole 475, Pendulum −200), and stops there or at
+the cap (CartPole 60k, Pendulum 20k; the ε schedule runs over the cap on both sides).
+
+Reported per run: env steps at the solving evaluation, "train s" = wall-clock of training until
+then EXCLUDING evaluations, "cpu s" = this process's CPU time for the same span (steadier than
+wall-clock on a shared machine). One untimed 1,500-step warm-up run per side comes first.
+
+    python benchmarks/off_policy.py                       # 3 seeds per side, DQN and SAC
+    python benchmarks/off_policy.py --algos dqn --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from _common import machine_info, markdown_table
+
+TASKS = {  # algo → env, threshold, cap, eval_every, SB3 kwargs (policylab: the bundled preset)
+    "dqn": ("CartPole-v1", 475.0, 60_000, 2048,
+            {"learning_rate": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000,
+             "gamma": 0.99, "target_update_interval": 10, "train_freq": 256, "gradient_steps": 128,
+             "exploration_fraction": 0.16, "exploration_final_eps": 0.04,
+             "policy_kwargs": {"net_arch": [256, 256]}}),
+    "sac": ("Pendulum-v1", -200.0, 20_000, 1000, {"learning_rate": 1e-3}),
+}
+
+
+@dataclass
+class Run:
+    side: str
+    seed: int
+    steps: int | None = None   # env steps at the first solving evaluation (None: not solved)
+    train_s: float = 0.0
+    cpu_s: float = 0.0
+    last_eval: float = float("nan")
+
+
+def evaluate(act, env_id: str, seed: int, episodes: int = 10) -> float:
+    venv = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * episodes)
+    obs, _ = venv.reset(seed=10_000 + seed)
+    ret, running = np.zeros(episodes), np.ones(episodes, bool)
+    while running.any():
+        obs, r, term, trunc, _ = venv.step(act(obs))
+        ret += np.where(running, r, 0.0)
+        running &= ~(term | trunc)
+    venv.close()
+    return float(ret.mean())
+
+
+class Clock:
+    """Training time = elapsed − evaluations; decides when to evaluate and when to stop."""
+
+    def __init__(self, run: Run, env_id: str, threshold: float, every: int):
+        self.run, self.env_id, self.threshold, self.every = run, env_id, threshold, every
+        self.next_eval, self.eval_wall, self.eval_cpu = every, 0.0, 0.0
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def check(self, steps: int, act) -> bool:
+        """False = stop (solved)."""
+        if steps < self.next_eval:
+            return True
+        self.next_eval = (steps // self.every + 1) * self.every
+        w, c = time.perf_counter(), time.process_time()
+        self.run.last_eval = evaluate(act, self.env_id, self.run.seed)
+        self.eval_wall += time.perf_counter() - w
+        self.eval_cpu += time.process_time() - c
+        self.run.train_s = time.perf_counter() - self.t0 - self.eval_wall
+        self.run.cpu_s = time.process_time() - self.c0 - self.eval_cpu
+        if self.run.last_eval >= self.threshold:
+            self.run.steps = steps
+            return False
+        return True
+
+    def finish(self) -> Run:
+        """An unsolved run's time is the whole run (evaluations excluded)."""
+        if self.run.steps is None:
+            self.run.train_s = time.perf_counter() - self.t0 - self.eval_wall
+            self.run.cpu_s = time.process_time() - self.c0 - self.eval_cpu
+        return self.run
+
+
+def run_policylab(algo: str, seed: int) -> Run:
+    from policylab.deep.config import load_preset
+    from policylab.deep.dqn import DQN
+    from policylab.deep.sac import SAC
+
+    env_id, threshold, cap, every, _ = TASKS[algo]
+    run = Run("policylab", seed)
+    clock = Clock(run, env_id, threshold, every)
+    cls = DQN if algo == "dqn" else SAC
+    agent = cls(env_id, seed=seed, config=load_preset(env_id, algo))
+    agent.learn(cap, callback=lambda a, m: clock.check(a.num_steps, lambda o: a.act(o, deterministic=True)))
+    return clock.finish()
+
+
+def run_sb3(algo: str, seed: int) -> Run:
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    env_id, threshold, cap, every, kwargs = TASKS[algo]
+    run = Run("sb3", seed)
+    clock = Clock(run, env_id, threshold, every)
+
+    class EvalAtIteration(BaseCallback):  # after each train() round, as policylab's callback
+        def _on_rollout_start(self) -> None:
+            self.go = clock.check(self.num_timesteps, lambda o: self.model.predict(o, deterministic=True)[0])
+
+        def _on_step(self) -> bool:
+            return getattr(self, "go", True)
+
+    cls = sb3.DQN if algo == "dqn" else sb3.SAC
+    model = cls("MlpPolicy", env_id, seed=seed, device="cpu", **kwargs)
+    model.learn(cap, callback=EvalAtIteration())
+    return clock.finish()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--algos", nargs="+", default=["dqn", "sac"], choices=list(TASKS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--max-steps", type=int, default=None, help="override every cap (a smoke run)")
+    args = p.parse_args(argv)
+    if args.max_steps:
+        for k, (env_id, thr, _, every, kw) in list(TASKS.items()):
+            TASKS[k] = (env_id, thr, args.max_steps, min(every, args.max_steps), kw)
+    torch.set_num_threads(1)
+    import stable_baselines3
+
+    print(machine_info({"torch": torch.__version__, "stable-baselines3": stable_baselines3.__version__}))
+    for algo in args.algos:
+        env_id, threshold, cap, every, kw = TASKS[algo]
+        TASKS[algo] = (env_id, threshold, 1500, 1500, kw)  # untimed warm-up (imports, first calls)
+        run_policylab(algo, 99), run_sb3(algo, 99)
+        TASKS[algo] = (env_id, threshold, cap, every, kw)
+        runs: list[Run] = []
+        for seed in args.seeds:
+            sides = [run_policylab, run_sb3] if seed % 2 == 0 else [run_sb3, run_policylab]
+            for side in sides:
+                r = side(algo, seed)
+                runs.append(r)
+                print(f"  {algo} {r.side} seed {seed}: steps {r.steps} train {r.train_s:.1f}s cpu {r.cpu_s:.1f}s "
+                      f"last eval {r.last_eval:.1f}", flush=True)
+        env_id, threshold, cap = TASKS[algo][:3]
+        print(f"\n{algo.upper()} on {env_id}: first eval ≥ {threshold:g} (cap {cap:,} steps)\n")
+        rows, med = [], {}
+        for side in ("policylab", "sb3"):
+            mine = [r for r in runs if r.side == side]
+            solved = [r for r in mine if r.steps is not None]
+            med[side] = (statistics.median(r.train_s for r in mine), statistics.median(r.cpu_s for r in mine))
+            rows.append([side, f"{len(solved)}/{len(mine)}",
+                         " / ".join(str(r.steps) if r.steps else "—" for r in mine),
+                         " / ".join(f"{r.train_s:.1f}" for r in mine), " / ".join(f"{r.cpu_s:.1f}" for r in mine),
+                         f"{med[side][0]:.1f}", f"{med[side][1]:.1f}"])
+        rows.append(["ratio", "", "", "", "", f"{med['policylab'][0] / med['sb3'][0]:.2f}",
+                     f"{med['policylab'][1] / med['sb3'][1]:.2f}"])
+        print(markdown_table(["side", "solved", "steps (per seed)", "train s", "cpu s", "median train s",
+                              "median cpu s"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

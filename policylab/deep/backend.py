@@ -1,0 +1,95 @@
+"""How a policy-value network computes: the backend interface, the autograd backend and the choice.
+
+A backend wraps ``agent.net`` (weights in one flat buffer, see ``networks.flatten_parameters``) and
+the algorithm's torch optimizer over it. Agent and PPO call it without knowing which it is:
+
+    sample(obs)                 → (a, log π(a|s), V(s)) numpy (N, …) for the rollout
+    value(obs)                  → V(s) (B,) numpy
+    policy_params(obs)          → the head's torch params (no grad), for ``act``/``evaluate``
+    loss_and_grad(obs, a, loss, **constants)
+                                → forward on the minibatch, ``loss(logp, H, V, **constants)`` (a
+                                  ``functools.partial`` of a composed loss such as ``losses.ppo_loss``),
+                                  backward into the flat gradient; returns (terms, logp, H, V)
+    step(max_grad_norm)         → global-norm clip + the optimizer's step
+    verify()                    → raise if the flat parameter/gradient buffers were replaced
+
+``TorchBackend`` is autograd (any network, any loss, any device); ``fast.NumpyBackend`` is the hand-
+written chain rule on numpy views of the same memory (MLP on CPU, the two heads, losses with a
+derivative in ``losses.grads.DERIVATIVES``): ~3–4× faster per env step on CartPole-sized nets.
+``make_backend("auto" | "numpy" | "torch", …)`` picks one and says why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from policylab.deep.networks import flat_buffers_intact
+from policylab.errors import ConfigError
+
+__all__ = ["BACKENDS", "TorchBackend", "make_backend"]
+
+BACKENDS = ("auto", "numpy", "torch")
+
+REPLACED = ("the parameter/gradient buffers were replaced (e.g. by optimizer.zero_grad(set_to_none=True) "
+            "or load_state_dict(assign=True)); rebuild the agent or load it from a checkpoint")
+
+
+class TorchBackend:
+    """Autograd through the torch network; actions drawn with the torch Generator ``rng``."""
+
+    name = "torch"
+
+    def __init__(self, net, head, rng: torch.Generator, flat_params=None, optimizer=None):
+        self.net, self.head, self.rng = net, head, rng
+        self.flat_params, self.optimizer = flat_params, optimizer
+        self._grad_view = None if flat_params is None else flat_params.grad.numpy()
+
+    def sample(self, obs: np.ndarray):
+        obs_t = torch.from_numpy(obs)
+        params = self.net.policy_params(obs_t)
+        action = self.head.sample(params, self.rng)  # (N,) or (N, d)
+        return action.numpy(), self.head.log_prob(params, action).numpy(), self.net.value(obs_t).numpy()
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.net.value(torch.from_numpy(obs)).numpy()
+
+    def policy_params(self, obs: np.ndarray):
+        return self.net.policy_params(torch.from_numpy(obs))
+
+    def loss_and_grad(self, obs, actions, loss, **constants):
+        obs_t = torch.from_numpy(obs)
+        logp, entropy = self.head.log_prob_entropy(self.net.policy_params(obs_t), torch.from_numpy(actions))
+        values = self.net.value(obs_t)  # (b,)
+        consts = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in constants.items()}
+        terms = loss(logp, entropy, values, **consts)
+        self.flat_params.grad.zero_()
+        terms.total.backward()
+        terms = type(terms)(*(t.detach() for t in terms))
+        return terms, logp.detach().numpy(), entropy.detach().numpy(), values.detach().numpy()
+
+    def step(self, max_grad_norm: float) -> None:
+        torch.nn.utils.clip_grad_norm_([self.flat_params], max_grad_norm)
+        self.optimizer.step()
+
+    def verify(self) -> None:
+        if not flat_buffers_intact(self.flat_params, self._grad_view):
+            raise RuntimeError(REPLACED)
+
+
+def make_backend(choice: str, net, head, activation: str, torch_rng, np_rng, flat_params, optimizer, loss):
+    """(backend, why) for ``choice`` ∈ BACKENDS: "auto" takes numpy where ``fast.unsupported`` finds
+    nothing against it and torch otherwise; "numpy" where it cannot run is a ConfigError."""
+    from policylab.deep import fast
+
+    why_not = fast.unsupported(net, head, activation, loss)
+    if choice not in BACKENDS:
+        raise ConfigError(f"hyperparameter backend={choice!r} must be one of {', '.join(BACKENDS)}")
+    if choice == "numpy" and why_not:
+        raise ConfigError(f"hyperparameter backend='numpy' cannot run this network: {why_not}; "
+                          "use backend='auto' or 'torch'")
+    if choice == "torch" or why_not:
+        why = "asked for" if choice == "torch" else f"auto: {why_not}"
+        return TorchBackend(net, head, torch_rng, flat_params, optimizer), why
+    why = "asked for" if choice == "numpy" else "auto: MLP on CPU, a supported head and loss"
+    return fast.NumpyBackend(net, head, activation, np_rng, flat_params, optimizer), why

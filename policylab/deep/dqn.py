@@ -1,0 +1,251 @@
+"""DQN (Mnih et al. 2015) with the double-DQN target (van Hasselt et al. 2016) and n-step returns.
+
+    from policylab.deep import DQN
+    from policylab.deep.config import load_preset
+    agent = DQN("CartPole-v1", seed=0, config=load_preset("CartPole-v1", "dqn"))   # rl-zoo preset
+    agent.learn(50_000); agent.evaluate(20).mean
+    DQN("CartPole-v1").learn_offline({"obs": ..., "actions": ..., "rewards": ..., "next_obs": ...,
+                                      "terminated": ...}, gradient_steps=20_000)   # no env steps
+
+One iteration of ``learn`` (the Agent hooks): ``collect`` steps every env ``train_freq`` times with
+ε-greedy actions (uniform random before ``learning_starts``) into the replay buffer; ``update``
+applies the target-network updates due over those steps, then ``gradient_steps`` minibatch steps on
+
+    y = r + γ^m (1 − terminated) · max_a′ Q_θ⁻(s′, a′)          (double_q: Q_θ⁻(s′, argmax Q_θ(s′, ·)))
+    L = mean Huber(y − Q_θ(s, a))                                (loss="mse": mean (y − Q)²)
+
+with the gradient's global norm clipped to ``max_grad_norm``. Hyperparameter names and defaults
+are Stable-Baselines3's (``target_update_interval`` counts env steps over all envs; τ = 1 is a hard
+copy; ``gradient_steps=-1`` = as many as env steps collected).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from policylab.deep.agent import Agent
+from policylab.deep.config import AgentOptions, check, check_fields
+from policylab.deep.networks import mlp
+from policylab.deep.replay import ReplayBuffer, replay_for
+from policylab.errors import DataError, InputError
+from policylab.losses.value_based import (
+    double_q_learning_target,
+    dqn_loss,
+    polyak_update,
+    q_learning_target,
+)
+
+__all__ = ["DQN", "DQNConfig", "QNetworks"]
+
+
+@dataclass
+class DQNConfig(AgentOptions):
+    RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]"}  # −1: as many as env steps collected
+
+    learning_rate: float = 1e-4            # Adam step size
+    buffer_size: int = 1_000_000           # replay capacity, transitions over all envs
+    learning_starts: int = 100             # env steps of uniform-random actions before the first update
+    batch_size: int = 32                   # minibatch size
+    tau: float = 1.0                       # target update θ⁻ ← τθ + (1 − τ)θ⁻ (1 = copy)
+    gamma: float = 0.99                    # discount γ
+    train_freq: int = 4                    # env steps per env between updates
+    gradient_steps: int = 1                # minibatch steps per update; −1 = env steps collected
+    target_update_interval: int = 10_000   # env steps between target-network updates
+    exploration_fraction: float = 0.1      # share of the run over which ε decays linearly
+    exploration_initial_eps: float = 1.0   # ε at the start
+    exploration_final_eps: float = 0.05    # ε after the decay
+    max_grad_norm: float = 10.0            # global gradient-norm clip
+    n_steps: int = 1                       # n-step returns (1 = one-step Q-learning)
+    double_q: bool = False                 # double-DQN target (van Hasselt et al. 2016)
+    loss: str = "huber"                    # TD loss: "huber" (Mnih et al.) or "mse"
+    n_envs: int = 1                        # parallel envs
+    hidden_sizes: tuple[int, ...] = (64, 64)  # Q-network widths
+    activation: str = "relu"               # hidden activation
+    save_replay_buffer: bool = False       # write the buffer with each checkpoint (exact resume)
+
+    def validate(self) -> None:
+        check_fields(self, at_least_one=("buffer_size", "batch_size", "train_freq", "target_update_interval",
+                                         "n_envs", "n_steps"),
+                     positive=("learning_rate", "max_grad_norm", "tau"), nonnegative=("learning_starts",),
+                     unit=("gamma", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps", "tau"),
+                     widths=("hidden_sizes",))
+        check(self.gradient_steps >= 1 or self.gradient_steps == -1, "gradient_steps", self.gradient_steps, "≥ 1 or −1")
+        check(self.learning_starts <= self.buffer_size, "learning_starts", self.learning_starts,
+              f"≤ buffer_size={self.buffer_size} (the warm-up would overwrite itself)")
+        check(self.buffer_size >= self.n_envs, "buffer_size", self.buffer_size, f"≥ n_envs={self.n_envs}")
+        check(self.loss in ("huber", "mse"), "loss", self.loss, "'huber' or 'mse'")
+
+
+class QNetworks(nn.Module):
+    """Q_θ(s, ·) (``q``) and its target copy Q_θ⁻ (``q_target``), both saved in checkpoints.
+    ``policy_params`` returns Q(s, ·) as the categorical head's logits, so the Agent's greedy ``act``
+    (the head's mode) is argmax_a Q(s, a)."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden, activation: str, ortho_init: bool = True):
+        super().__init__()
+        self.q = mlp(obs_dim, hidden, n_actions, activation, ortho_init=ortho_init)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+
+    def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q(obs)  # (B, A)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q(obs).max(dim=-1).values  # V(s) = max_a Q(s, a), (B,)
+
+
+def linear_epsilon(c: DQNConfig, progress_remaining: float) -> float:
+    """ε = ε₀ + (ε₁ − ε₀) · min(1, (1 − progress) / exploration_fraction)  (SB3's linear schedule)."""
+    done = 1.0 - progress_remaining
+    frac = 1.0 if c.exploration_fraction == 0 else min(1.0, done / c.exploration_fraction)
+    return c.exploration_initial_eps + frac * (c.exploration_final_eps - c.exploration_initial_eps)
+
+
+class DQN(Agent):
+    """``DQN(env, seed=0, **hyperparameters)``; see :class:`DQNConfig` and :class:`Agent`."""
+
+    algo = "dqn"
+    config_class = DQNConfig
+    discrete_only = True
+    uses_critic = False
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def build_net(self) -> QNetworks:
+        c = self.config
+        return QNetworks(self.obs_dim, self.head.n, c.hidden_sizes, c.activation, c.ortho_init)
+
+    def make_storage(self) -> ReplayBuffer:
+        return replay_for(self, self.config.n_steps)
+
+    def setup(self) -> None:
+        self.optimizers["q"] = torch.optim.Adam(self.net.q.parameters(), lr=self.config.learning_rate, foreach=True)
+        self.exploration_rate = self.config.exploration_initial_eps
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """ε-greedy on Q_θ (uniform random actions before ``learning_starts``), drawn from ``np_rng``."""
+        n = len(obs)
+        random = self.np_rng.integers(0, self.head.n, size=n)
+        if self.num_steps < self.config.learning_starts:
+            return random
+        greedy = self.net.q(torch.from_numpy(obs)).argmax(dim=-1).numpy()
+        return np.where(self.np_rng.random(n) < self.exploration_rate, random, greedy)
+
+    def collect(self) -> None:
+        self.exploration_rate = linear_epsilon(self.config, self.progress_remaining)
+        self.collect_transitions(self.storage, self.config.train_freq)
+
+    def update(self) -> dict:
+        c = self.config
+        metrics = {"losses/value_loss": None, "losses/q_values": None, "charts/exploration_rate": self.exploration_rate}
+        interval = max(c.target_update_interval // self.n_envs, 1)  # in vector steps, as SB3
+        calls = self.num_steps // self.n_envs
+        for _ in range(calls // interval - (calls - c.train_freq) // interval):  # target updates due
+            polyak_update(self.net.q_target.parameters(), self.net.q.parameters(), c.tau)
+        if self.num_steps <= c.learning_starts:
+            return metrics
+        n = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
+        return {**metrics, **self.gradient_steps(self.storage, n)}
+
+    # -- the update ---------------------------------------------------------------------------------
+    def gradient_steps(self, buf: ReplayBuffer, n: int) -> dict:
+        """``n`` minibatch steps of the TD regression on samples of ``buf``; mean loss and Q."""
+        c, net, opt = self.config, self.net, self.optimizers["q"]
+        losses, qs = np.empty(n), np.empty(n)
+        for i in range(n):
+            b = buf.sample(c.batch_size)
+            obs, next_obs = torch.from_numpy(b.obs), torch.from_numpy(b.next_obs)   # (B, obs_dim)
+            rewards, discounts = torch.from_numpy(b.rewards), torch.from_numpy(b.discounts)  # (B,)
+            with torch.no_grad():
+                q_next = net.q_target(next_obs)  # (B, A)
+                if c.double_q:
+                    y = double_q_learning_target(rewards, discounts, q_next, net.q(next_obs))
+                else:
+                    y = q_learning_target(rewards, discounts, q_next)
+            q_sa = net.q(obs).gather(1, torch.from_numpy(b.actions).long().unsqueeze(1)).squeeze(1)  # (B,)
+            loss = dqn_loss(q_sa, y, c.loss)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.q.parameters(), c.max_grad_norm)
+            opt.step()
+            losses[i], qs[i] = loss.item(), q_sa.detach().mean().item()
+        return {"losses/value_loss": float(losses.mean()), "losses/q_values": float(qs.mean())}
+
+    # -- learning from logged experience ------------------------------------------------------------
+    def learn_offline(self, dataset, gradient_steps: int, *, target_update_every: int | None = None,
+                      log_dir=None, tensorboard: bool = True, log_every: int = 1000, callback=None):
+        """Fit Q_θ on a fixed dataset, no env interaction: ``gradient_steps`` minibatch steps.
+
+        ``dataset``: a replay-buffer file (``ReplayBuffer.save`` or a checkpoint's
+        ``replay_buffer.safetensors``), a ``ReplayBuffer``, or a mapping of arrays obs (B, obs_dim),
+        actions (B,), rewards (B,), next_obs (B, obs_dim), terminated (B,), optional truncated (B,)
+        — checked (lengths, finite values, actions in range) before any work. The target net is
+        updated every ``target_update_every`` gradient steps; by default at the online schedule's
+        ratio, ⌈target_update_interval / (train_freq·n_envs)⌉ · gradient_steps per update (online,
+        the target moves between rounds of gradient steps, never inside one). ``callback(agent,
+        metrics)`` every ``log_every`` steps; returning False stops. Returns self.
+        """
+        for name, v in (("gradient_steps", gradient_steps), ("log_every", log_every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"{name} must be an int ≥ 1, got {v!r}")
+        c = self.config
+        per_round = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
+        every = target_update_every or -(-c.target_update_interval // (c.train_freq * self.n_envs)) * per_round
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise InputError(f"target_update_every must be an int ≥ 1, got {target_update_every!r}")
+        buf = self._dataset(dataset)
+        logger = None
+        if log_dir is not None:
+            from policylab.io.logger import RunLogger
+
+            logger = RunLogger(log_dir, tensorboard=tensorboard)
+        done, rows = 0, []
+        try:
+            while done < gradient_steps:
+                n = min(gradient_steps - done, every - done % every, log_every - done % log_every)
+                rows.append(self.gradient_steps(buf, n))
+                done += n
+                if done % every == 0:
+                    polyak_update(self.net.q_target.parameters(), self.net.q.parameters(), c.tau)
+                if done % log_every == 0 or done == gradient_steps:
+                    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                    rows.clear()
+                    if logger is not None:
+                        logger.log(done, metrics)
+                    if callback is not None and callback(self, metrics) is False:
+                        break
+        finally:
+            if logger is not None:
+                logger.close()
+        return self
+
+    def _dataset(self, dataset) -> ReplayBuffer:
+        if isinstance(dataset, (str, Path)):
+            dataset = ReplayBuffer.load(dataset)
+        if isinstance(dataset, ReplayBuffer):
+            if not dataset.discrete or dataset.obs_dim != self.obs_dim:
+                raise DataError(f"the replay buffer holds obs_dim={dataset.obs_dim}, "
+                                f"{'discrete' if dataset.discrete else 'continuous'} actions; this agent needs "
+                                f"obs_dim={self.obs_dim}, discrete actions")
+            bad = np.flatnonzero((dataset.actions[:dataset.size] >= self.head.n).any(axis=1))
+            if bad.size:
+                raise DataError(f"replay buffer row {bad[0]} has an action outside [0, {self.head.n})")
+            return dataset
+        if not hasattr(dataset, "__getitem__"):
+            raise InputError(f"dataset must be a replay-buffer file, a ReplayBuffer or a mapping of arrays, "
+                             f"got {type(dataset).__name__}")
+        try:
+            cols = {k: dataset[k] for k in ("obs", "actions", "rewards", "next_obs", "terminated")}
+        except KeyError as exc:
+            raise DataError(f"dataset has no field {exc}; need obs, actions, rewards, next_obs, terminated") from None
+        truncated = dataset.get("truncated") if hasattr(dataset, "get") else None
+        buf = ReplayBuffer.from_arrays(**cols, truncated=truncated, n_actions=self.head.n, n_step=self.config.n_steps,
+                                       gamma=self.config.gamma, seed=self.seed)
+        if buf.obs_dim != self.obs_dim:
+            raise DataError(f"dataset obs have {buf.obs_dim} features, the env has {self.obs_dim}")
+        return buf

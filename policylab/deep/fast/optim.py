@@ -1,0 +1,61 @@
+"""The numpy backend's optimizer step: global gradient-norm clipping and Adam, on the flat buffers
+that torch's optimizer also owns (so checkpoints and the torch backend see the same state).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from policylab.errors import InputError
+
+__all__ = ["adam_step", "clip_grad_norm"]
+
+
+def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
+    """Global-norm clipping in place, as ``torch.nn.utils.clip_grad_norm_``:
+    g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)). Returns ‖g‖₂ before clipping."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        grad *= coef
+    return norm
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy")
+def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step):
+    bias1, bias2_sqrt = 1.0 - beta1 ** step, np.sqrt(1.0 - beta2 ** step)
+    step_size = np.float32(lr / bias1)
+    b2, e, c2 = np.float32(beta2), np.float32(eps), np.float32(bias2_sqrt)
+    w1, w2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)  # 1 − β in double first, as torch
+    for i in range(param.size):
+        g = grad[i]
+        m[i] += w1 * (g - m[i])
+        v[i] = b2 * v[i] + w2 * (g * g)
+        param[i] -= step_size * m[i] / (np.sqrt(v[i]) / c2 + e)
+
+
+def adam_step(optimizer, param) -> None:
+    """One Adam step (Kingma & Ba 2015) of ``torch.optim.Adam`` ``optimizer`` on its flat ``param``,
+    in one compiled pass over numpy views of the optimizer's own state (so checkpoints and the
+    torch backend see the same ``step``, ``exp_avg``, ``exp_avg_sq``), with torch's update:
+
+        m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   θ ← θ − α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+
+    ~10× cheaper than ``optimizer.step()`` on a 9k-parameter net (no dispatch, no temporaries).
+    """
+    group = optimizer.param_groups[0]
+    if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+        raise InputError("adam_step implements plain Adam (no weight decay, amsgrad or maximize)")
+    state = optimizer.state[param]
+    if not state:  # what torch's Adam creates on its first step
+        import torch
+
+        state["step"] = torch.zeros((), dtype=torch.float32)
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    step = state["step"].numpy()  # 0-d view: += without a torch op
+    step += 1
+    beta1, beta2 = group["betas"]
+    _adam_(param.detach().numpy(), param.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
+           float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step))

@@ -1,0 +1,132 @@
+"""Reward models (lecture §7.3, the step DPO removes): Bradley–Terry training of a sequence classifier
+with one label on {"prompt", "chosen", "rejected"[, "margin"]} rows, and a trained reward model as a
+GRPO reward function.
+
+Per step: a batch of pairs → [prompt+chosen rows; prompt+rejected rows] right-padded → one forward of
+``AutoModelForSequenceClassification`` (num_labels = 1: the score at the last non-pad token) →
+:func:`policylab.losses.bradley_terry_loss` (+ optional centering term) → AdamW. Logs TRL's names:
+loss, accuracy, margin, min_reward, mean_reward, max_reward, num_tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from policylab.errors import DataError
+from policylab.llm.batching import pad
+from policylab.llm.data import (
+    DPO_FIELDS,
+    check_prompt_lengths,
+    encode_completion,
+    encode_completions,
+    encode_prompt,
+    load_jsonl,
+)
+from policylab.llm.models import max_positions, resolve_model
+from policylab.llm.trainer import TrainConfig, Trainer
+from policylab.losses import bradley_terry_loss
+
+__all__ = ["RewardConfig", "RewardModelReward", "RewardTrainer"]
+
+
+@dataclass
+class RewardConfig(TrainConfig):
+    """Reward-model hyper-parameters (common fields in TrainConfig); defaults are TRL 1.16's RewardConfig."""
+
+    output_dir: str = "runs/llm/reward"  #: checkpoints and log.jsonl go here
+    learning_rate: float = 1e-4  #: AdamW learning rate (TRL RewardConfig default)
+    max_length: int = 1024  #: prompt + completion tokens; longer completions are truncated
+    center_rewards_coefficient: float | None = None  #: adds c·mean((r_w + r_l)²) to center rewards at 0 (None: off)
+
+    RANGES: ClassVar[dict] = {"max_length": "[2, 1048576]", "center_rewards_coefficient": "[0, inf)"}
+
+
+class RewardTrainer(Trainer):
+    """``RewardTrainer("tiny" | folder | model, tokenizer, RewardConfig(...), records_or_jsonl).train()``.
+
+    TRL 1.16 RewardConfig equivalents (single process): batch_size = per_device_train_batch_size (pairs),
+    learning_rate, center_rewards_coefficient, max_length (here completions are truncated, TRL drops
+    the pair); rows are tokenized as prompt (with BOS) + completion + EOS like TRL's plain-text path;
+    an optional numeric "margin" column enters the loss as TRL's.
+    """
+
+    config_class = RewardConfig
+    progress_keys = ("loss", "accuracy")
+    model_kind = "reward"
+
+    def _prepare(self):
+        self.records, labels = load_jsonl(self.train_data, DPO_FIELDS)
+        tok, cfg = self.tokenizer, self.config
+        self.prompt_ids = [encode_prompt(tok, r["prompt"]) for r in self.records]
+        check_prompt_lengths(self.prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
+        context = max_positions(self.model)
+        self.chosen_ids, self.rejected_ids = (
+            encode_completions(tok, self.records, labels, key, self.prompt_ids, cfg.max_length, context)
+            for key in ("chosen", "rejected"))
+        self.margins = None
+        if any("margin" in r for r in self.records):
+            for r, where in zip(self.records, labels):
+                m = r.get("margin")
+                if isinstance(m, bool) or not isinstance(m, numbers.Real) or not math.isfinite(m):
+                    raise DataError(f"{where}: field 'margin' must be a finite number in every row, got {m!r}")
+            self.margins = torch.tensor([float(r["margin"]) for r in self.records])
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = tok.pad_token_id  # the classifier finds the last non-pad token
+
+    def rewards(self, rows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(r_chosen (b,), r_rejected (b,), attention mask (2b, T)) for pair indices ``rows``."""
+        seqs = [self.prompt_ids[i] + self.chosen_ids[i] for i in rows] + \
+               [self.prompt_ids[i] + self.rejected_ids[i] for i in rows]
+        ids, attention = pad(seqs, self.tokenizer.pad_token_id, "right")  # (2b, T)
+        scores = self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits.squeeze(-1)  # (2b,)
+        return (*scores.chunk(2), attention)
+
+    def _step(self, step: int) -> dict:
+        rows = self.batch_indices(step)
+        r_w, r_l, attention = self.rewards(rows)  # (B,), (B,)
+        margin = None if self.margins is None else self.margins[rows]
+        loss = bradley_terry_loss(r_w, r_l, margin)
+        if self.config.center_rewards_coefficient is not None:
+            loss = loss + self.config.center_rewards_coefficient * ((r_w + r_l) ** 2).mean()
+        grad_norm = self._update(loss)
+        with torch.no_grad():
+            both = torch.cat([r_w, r_l])
+            return {"loss": loss.item(), "grad_norm": grad_norm, "accuracy": (r_w > r_l).float().mean().item(),
+                    "margin": (r_w - r_l).mean().item(), "min_reward": both.min().item(),
+                    "mean_reward": both.mean().item(), "max_reward": both.max().item(),
+                    "num_tokens": float(attention.sum())}
+
+
+class RewardModelReward:
+    """A trained reward model as a GRPO reward function: ``f(prompts, completions) -> [r(x, y), ...]``.
+
+    ``model``: a reward-model folder or run folder (its newest verified checkpoint), or an in-memory
+    ``AutoModelForSequenceClassification`` with its ``tokenizer``. Scores prompt + completion + EOS, tokenized
+    as :class:`RewardTrainer` does, ``batch_size`` sequences per forward, without gradient.
+    """
+
+    __name__ = "reward_model"
+
+    def __init__(self, model, tokenizer=None, batch_size: int = 64):
+        self.model, self.tokenizer = resolve_model(model, tokenizer, kind="reward")
+        self.model.eval().requires_grad_(False)
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, prompts, completions, **_) -> list[float]:
+        tok, out = self.tokenizer, []
+        seqs = []
+        for p, c in zip(prompts, completions):
+            p_ids = encode_prompt(tok, p)
+            seqs.append(p_ids + encode_completion(tok, p, c, p_ids))
+        for i in range(0, len(seqs), self.batch_size):
+            ids, attention = pad(seqs[i : i + self.batch_size], tok.pad_token_id, "right")
+            out += self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, 0].tolist()
+        return out

@@ -1,0 +1,151 @@
+"""LoRA through PEFT (issue 13 item 2): the reference is the base model with adapters disabled (no second
+copy of the weights), adapters saved and resumed, `llm merge`, bad target modules, one DPO step = TRL 1.16."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip("peft", reason="LoRA needs the optional 'llm' extra (peft)")
+from peft import LoraConfig, get_peft_model
+
+from policylab.errors import ConfigError
+from policylab.llm import (
+    DPOConfig,
+    DPOTrainer,
+    GRPOConfig,
+    GRPOTrainer,
+    make_char_tokenizer,
+    make_tiny_llama,
+)
+from policylab.llm.models import merge_lora, resolve_model
+from policylab.llm.task import dpo_records, make_addition_problems
+
+torch.set_num_threads(1)
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning")]
+TRAIN, _ = make_addition_problems(max_a=9, max_b=9, test_fraction=0.2, seed=0)
+
+
+def dpo_cfg(tmp_path, **kw):
+    base = {"output_dir": str(tmp_path / "run"), "max_steps": 2, "batch_size": 4, "learning_rate": 1e-2,
+            "progress": False, "use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+    return DPOConfig(**{**base, **kw})
+
+
+def trainable(m):
+    return torch.cat([p.detach().flatten() for p in m.parameters() if p.requires_grad])
+
+
+def test_reference_is_the_base_model_with_adapters_disabled_and_holds_no_tensors(tmp_path):
+    tok = make_char_tokenizer()
+    base = make_tiny_llama(len(tok))
+    frozen = copy.deepcopy(base)
+    trainer = DPOTrainer(base, tok, dpo_cfg(tmp_path), dpo_records(TRAIN))
+    assert list(trainer.ref_model.parameters()) == []  # zero reference tensors
+    n_base = sum(1 for _ in frozen.parameters())
+    assert sum(1 for p in trainer.model.parameters() if not p.requires_grad) == n_base  # one copy of the base
+    trainer.train()
+    batch = trainer.batch([0, 1, 2])
+    ref = trainer.sequence_logps(trainer.ref_model, batch)
+    torch.testing.assert_close(ref[:2], trainer.sequence_logps(frozen, batch)[:2])  # = the untouched base
+    moved = trainer.sequence_logps(trainer.model, batch)[0]
+    assert (moved - ref[0]).abs().max().item() > 1e-4  # while the adapted policy moved
+    grpo = GRPOTrainer("tiny", tok, GRPOConfig(output_dir=str(tmp_path / "g"), max_steps=1, batch_size=4,
+                                               num_generations=4, max_completion_length=3, beta=0.04,
+                                               use_peft=True, progress=False, lora_r=4), TRAIN)
+    assert list(grpo.ref_model.parameters()) == []
+    assert grpo.train()[-1]["kl"] == pytest.approx(0.0, abs=1e-6)  # B = 0 at init: π = π_ref at step 1
+
+
+def test_adapter_checkpoints_resume_exactly_and_merge(tmp_path):
+    tok = make_char_tokenizer()
+    straight = DPOTrainer("tiny", tok, dpo_cfg(tmp_path / "a", max_steps=3), dpo_records(TRAIN))
+    straight.train()
+    first = DPOTrainer("tiny", tok, dpo_cfg(tmp_path / "b", max_steps=2), dpo_records(TRAIN))
+    first.train()
+    ckpt = tmp_path / "b" / "run" / "checkpoint-2"
+    assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+    resumed = DPOTrainer("tiny", tok, dpo_cfg(tmp_path / "b", max_steps=3), dpo_records(TRAIN))
+    resumed.train(resume_from="latest")
+    assert torch.equal(trainable(resumed.model), trainable(straight.model))
+
+    merged, _ = resolve_model(merge_lora(tmp_path / "b" / "run", tmp_path / "merged"))
+    assert not hasattr(merged, "disable_adapter")
+    ids = torch.tensor([tok("3+4=7")["input_ids"]])
+    torch.testing.assert_close(merged(ids).logits, resumed.model(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_lora_errors(tmp_path):
+    tok = make_char_tokenizer()
+    with pytest.raises(ConfigError, match="lora_target_modules=\\['nope'\\]"):
+        DPOTrainer("tiny", tok, dpo_cfg(tmp_path, lora_target_modules=["nope"]), dpo_records(TRAIN))
+    with pytest.raises(ConfigError, match="lora_r"):
+        dpo_cfg(tmp_path, lora_r=0)
+    with pytest.raises(ConfigError, match="lora_dropout"):
+        dpo_cfg(tmp_path, lora_dropout=1.0)
+
+
+def test_lora_dpo_one_step_matches_trl(tmp_path):
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from test_llm_parity_trainers import DPO_ROWS, LR, PARAM_RTOL, _trl_args
+
+    tok = make_char_tokenizer()
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    base = make_tiny_llama(len(tok))
+    trl_trainer = trl.DPOTrainer(  # TRL wraps the base with peft_config; its reference = adapters disabled
+        model=copy.deepcopy(base), peft_config=lora, processing_class=tok,
+        train_dataset=datasets.Dataset.from_list(DPO_ROWS),
+        args=trl.DPOConfig(**_trl_args(tmp_path / "trl"), per_device_train_batch_size=8, max_steps=1, beta=0.1,
+                           max_grad_norm=0.0),
+    )
+    trl_model = trl_trainer.model
+    ours_model = get_peft_model(copy.deepcopy(base), lora)
+    with torch.no_grad():  # same adapters on both sides; nonzero B so the policy differs from the reference
+        g = torch.Generator().manual_seed(0)
+        trl_params = dict(trl_model.named_parameters())
+        for name, p in ours_model.named_parameters():
+            if "lora_B" in name:
+                trl_params[name].copy_(0.1 * torch.randn(p.shape, generator=g))
+            if "lora_" in name:
+                p.copy_(trl_params[name])
+    ours_grads, trl_grads = _capture_grads(ours_model), _capture_grads(trl_model)
+    trl_trainer.train()
+    cfg = DPOConfig(output_dir=str(tmp_path / "ours"), max_steps=1, batch_size=8, learning_rate=LR, beta=0.1,
+                    max_grad_norm=0.0, progress=False, use_peft=True)
+    history = DPOTrainer(ours_model, tok, cfg, DPO_ROWS).train()
+    assert history[0]["loss"] == pytest.approx(trl_trainer.state.log_history[0]["loss"], abs=1e-4)
+    assert history[0]["rewards/margins"] != 0.0
+    assert set(ours_grads) == set(trl_grads) and len(ours_grads) == 8  # A and B of q, v in 2 layers
+    trl_params = dict(trl_model.named_parameters())
+    for name, p in ours_model.named_parameters():
+        if name in trl_grads:
+            scale = trl_grads[name].abs().max().item()
+            assert scale > 0 and (ours_grads[name] - trl_grads[name]).abs().max().item() <= 1e-4 * scale, name
+        assert (p.detach() - trl_params[name].detach()).abs().max().item() <= PARAM_RTOL * LR, name
+
+
+def _capture_grads(model) -> dict[str, torch.Tensor]:
+    grads: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            p.register_post_accumulate_grad_hook(lambda p, name=name: grads.__setitem__(name, p.grad.detach().clone()))
+    return grads
+
+
+def test_cli_lora_run_and_merge(tmp_path, capsys):
+    from policylab.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(__import__("json").dumps(r) + "\n" for r in dpo_records(TRAIN)[:16]))
+    run = tmp_path / "run"
+    assert main(["llm", "dpo", "--model", "tiny", "--train_file", str(data), "--output_dir", str(run), "--max_steps",
+                 "1", "--batch_size", "4", "--use_peft", "true", "--lora_r", "4", "--lora_target_modules",
+                 "q_proj,v_proj", "--progress", "false"]) == 0
+    assert main(["llm", "merge", str(run), "--out", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["llm", "merge", str(tmp_path / "merged"), "--out", str(tmp_path / "m2")]) == 2
+    assert "no LoRA adapters" in capsys.readouterr().err

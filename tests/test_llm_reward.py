@@ -1,0 +1,121 @@
+"""Reward models (issue 13 item 4): bradley_terry_loss against its formula, RewardTrainer one step = TRL 1.16's
+RewardTrainer, a trained reward model as a GRPO reward, the CLI, bad margins."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from policylab.errors import DataError
+from policylab.llm import (
+    RewardConfig,
+    RewardModelReward,
+    RewardTrainer,
+    make_char_tokenizer,
+    make_tiny_reward_model,
+)
+from policylab.llm.grpo import GRPOConfig, GRPOTrainer
+from policylab.llm.task import correctness_reward, dpo_records, make_addition_problems
+from policylab.losses import bradley_terry_loss
+
+torch.set_num_threads(1)
+TRAIN, _ = make_addition_problems(max_a=9, max_b=9, test_fraction=0.2, seed=0)
+ROWS = [{"prompt": f"{a}+{b}=", "chosen": f"{a + b}", "rejected": f"{a + b + d}"}
+        for a, b, d in [(1, 2, 1), (3, 4, -2), (10, 5, 10), (7, 7, 1), (12, 30, -1), (2, 2, 100), (9, 1, 2), (40, 2, -10)]]
+
+
+def test_bradley_terry_loss_is_its_formula():
+    rw, rl = torch.tensor([1.0, -0.5, 3.0]), torch.tensor([0.0, 0.5, 3.5])
+    m = torch.tensor([0.5, 0.0, 1.0])
+    expected = -sum(math.log(1 / (1 + math.exp(-(w - l)))) for w, l in zip(rw.tolist(), rl.tolist())) / 3
+    assert bradley_terry_loss(rw, rl).item() == pytest.approx(expected, rel=1e-6)
+    expected_m = -sum(math.log(1 / (1 + math.exp(-(w - l - g)))) for w, l, g in zip(rw.tolist(), rl.tolist(), m.tolist())) / 3
+    assert bradley_terry_loss(rw, rl, m).item() == pytest.approx(expected_m, rel=1e-6)
+    assert bradley_terry_loss(rw, rl, 0.5).item() == pytest.approx(
+        bradley_terry_loss(rw, rl, torch.full((3,), 0.5)).item())
+    # gradient: ∂L/∂r_w = −σ(−(r_w − r_l))/B
+    rw.requires_grad_(True)
+    bradley_terry_loss(rw, rl).backward()
+    torch.testing.assert_close(rw.grad, -torch.sigmoid(-(rw.detach() - rl)) / 3)
+    with pytest.raises(ValueError, match="rejected_rewards has shape"):
+        bradley_terry_loss(rw, rl[:2])
+
+
+def test_reward_trainer_one_step_matches_trl(tmp_path):
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from test_llm_parity_trainers import LR, PARAM_RTOL, _capture_grads, _trl_args
+
+    tok = make_char_tokenizer()
+    m0 = make_tiny_reward_model(len(tok), seed=0)
+    m0.config.pad_token_id = tok.pad_token_id
+    ours_model, trl_model = copy.deepcopy(m0), copy.deepcopy(m0)
+    ours_grads, trl_grads = _capture_grads(ours_model), _capture_grads(trl_model)
+    trl_trainer = trl.RewardTrainer(
+        model=trl_model, processing_class=tok, train_dataset=datasets.Dataset.from_list(ROWS),
+        args=trl.RewardConfig(**_trl_args(tmp_path / "trl"), per_device_train_batch_size=8, max_steps=1,
+                              max_grad_norm=1.0),
+    )
+    trl_trainer.train()
+    cfg = RewardConfig(output_dir=str(tmp_path / "ours"), max_steps=1, batch_size=8, learning_rate=LR,
+                       max_grad_norm=1.0, progress=False)
+    history = RewardTrainer(ours_model, tok, cfg, ROWS).train()
+    trl_log = trl_trainer.state.log_history[0]
+    assert history[0]["loss"] == pytest.approx(trl_log["loss"], abs=1e-4)
+    assert history[0]["accuracy"] == pytest.approx(trl_log["accuracy"])
+    assert history[0]["grad_norm"] == pytest.approx(trl_log["grad_norm"], rel=1e-4)
+    trl_params = dict(trl_model.named_parameters())
+    for name, p in ours_model.named_parameters():
+        g_ours, g_trl = ours_grads[name], trl_grads[name]
+        scale = max(g_trl.abs().max().item(), 1e-12)
+        assert (g_ours - g_trl).abs().max().item() <= 1e-4 * scale, name
+        # Adam moves a weight by ≈ lr·g/(|g| + ε): where |g| ~ ε = 1e-8 (here 1e-9 in the deep MLP rows)
+        # that ratio is float noise on both sides, so parameters are compared where |g| ≥ 100 ε
+        diff = (p.detach() - trl_params[name].detach()).abs()
+        sure = torch.maximum(g_ours.abs(), g_trl.abs()) >= 1e-6
+        assert diff[sure].max().item() <= PARAM_RTOL * LR if sure.any() else True, name
+        assert diff.max().item() <= 2 * LR, name
+    assert max((p - q).abs().max().item() for p, q in zip(ours_model.parameters(), m0.parameters())) > 0.5 * LR
+
+
+def test_trained_reward_model_ranks_pairs_and_serves_as_a_grpo_reward(tmp_path):
+    tok = make_char_tokenizer()
+    cfg = RewardConfig(output_dir=str(tmp_path / "rm"), max_steps=200, batch_size=16, learning_rate=1e-3,
+                       progress=False)
+    rows = dpo_records(TRAIN)
+    history = RewardTrainer("tiny", tok, cfg, rows).train()
+    assert history[-1]["loss"] < history[0]["loss"]
+    scorer = RewardModelReward(tmp_path / "rm")  # the run folder: its newest verified checkpoint
+    good = scorer([r["prompt"] for r in rows], [r["chosen"] for r in rows])
+    bad = scorer([r["prompt"] for r in rows], [r["rejected"] for r in rows])
+    assert sum(g > b for g, b in zip(good, bad)) / len(rows) >= 0.7  # training pairs ranked (0.8 measured)
+    gcfg = GRPOConfig(max_steps=1, batch_size=8, num_generations=4, max_completion_length=3, progress=False,
+                      output_dir=str(tmp_path / "g"), reward_model=str(tmp_path / "rm"), reward_weights=[1.0, 0.5])
+    trainer = GRPOTrainer("tiny", tok, gcfg, TRAIN, reward_funcs=[correctness_reward])
+    stats = trainer.train()[-1]
+    assert "rewards/reward_model" in stats and "rewards/correctness_reward" in stats
+    expected = stats["rewards/correctness_reward"] + 0.5 * stats["rewards/reward_model"]
+    assert stats["rewards/mean"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_bad_margin_column_names_the_row(tmp_path):
+    rows = [dict(r, margin=1.0) for r in ROWS]
+    rows[3]["margin"] = "big"
+    with pytest.raises(DataError, match="record 3: field 'margin' must be a finite number"):
+        RewardTrainer("tiny", make_char_tokenizer(), RewardConfig(output_dir=str(tmp_path)), rows)
+
+
+def test_cli_reward(tmp_path, capsys):
+    from policylab.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    out = tmp_path / "rm"
+    assert main(["llm", "reward", "--model", "tiny", "--train_file", str(data), "--output_dir", str(out),
+                 "--max_steps", "2", "--batch_size", "4", "--progress", "false"]) == 0
+    assert (out / "checkpoint-2" / "manifest.json").is_file()
+    assert main(["llm", "reward", "--model", "tiny", "--train_file", str(data), "--learning_rate", "nan"]) == 2

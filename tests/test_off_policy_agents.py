@@ -1,0 +1,152 @@
+"""DQN and SAC on the Agent hooks: bad input, short runs, resume with and without the replay
+buffer, offline DQN, the CLI. (Learning runs are in test_off_policy_slow.py.)"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from policylab.deep.dqn import DQN, linear_epsilon
+from policylab.deep.replay import REPLAY_FILE, ReplayBuffer
+from policylab.deep.sac import SAC
+from policylab.errors import CheckpointError, DataError, InputError
+
+SMALL_DQN = {"learning_starts": 64, "batch_size": 16, "buffer_size": 500, "train_freq": 8, "gradient_steps": 4,
+             "target_update_interval": 32, "hidden_sizes": (16, 16), "n_steps": 3, "double_q": True}
+SMALL_SAC = {"learning_starts": 32, "batch_size": 16, "buffer_size": 400, "train_freq": 4, "gradient_steps": 2,
+             "hidden_sizes": (16, 16)}
+
+
+def _same_params(a, b) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.net.state_dict().values(), b.net.state_dict().values()))
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_bad_input_is_one_clear_error():
+    with pytest.raises(InputError, match="discrete actions only"):
+        DQN("Pendulum-v1")
+    with pytest.raises(InputError, match="continuous"):
+        SAC("CartPole-v1")
+    with pytest.raises(InputError, match="learning_starts"):
+        DQN("CartPole-v1", learning_starts=1000, buffer_size=100)
+    with pytest.raises(InputError, match="learning_starts"):
+        SAC("Pendulum-v1", learning_starts=1000, buffer_size=100)
+    with pytest.raises(InputError, match="ent_coef"):
+        SAC("Pendulum-v1", ent_coef="sometimes")
+    with pytest.raises(InputError, match="loss"):
+        DQN("CartPole-v1", loss="l1")
+    agent = DQN("CartPole-v1", **SMALL_DQN)
+    data = {"obs": np.zeros((5, 4)), "actions": [0, 1, 0, 1, 0], "rewards": np.ones(5),
+            "next_obs": np.zeros((5, 4)), "terminated": np.zeros(5, bool)}
+    with pytest.raises(DataError, match="'rewards' has 4 rows"):
+        agent.learn_offline(data | {"rewards": np.ones(4)}, gradient_steps=1)
+    with pytest.raises(DataError, match="row 3: action 2"):
+        agent.learn_offline(data | {"actions": [0, 1, 0, 2, 0]}, gradient_steps=1)
+    with pytest.raises(DataError, match="features"):
+        agent.learn_offline(data | {"obs": np.zeros((5, 3)), "next_obs": np.zeros((5, 3))}, gradient_steps=1)
+
+
+def test_epsilon_schedule_is_linear_then_flat():
+    c = DQN.config_class(exploration_fraction=0.5, exploration_initial_eps=1.0, exploration_final_eps=0.1)
+    assert [round(linear_epsilon(c, p), 6) for p in (1.0, 0.75, 0.5, 0.0)] == [1.0, 0.55, 0.1, 0.1]
+
+
+# ---------------------------------------------------------------------------- short runs
+def test_dqn_short_run_logs_and_acts(tmp_path):
+    agent = DQN("CartPole-v1", seed=1, **SMALL_DQN).learn(400, log_dir=tmp_path, tensorboard=False)
+    assert agent.num_steps == 400 and len(agent.storage) == 400
+    rows = list(csv.DictReader((tmp_path / "progress.csv").open()))
+    assert {"losses/value_loss", "losses/q_values", "charts/exploration_rate"} <= set(rows[0])
+    assert rows[0]["losses/value_loss"] == "" and float(rows[-1]["losses/value_loss"]) >= 0
+    a = agent.act(np.zeros(4, np.float32))
+    q = agent.net.q(torch.zeros(1, 4))
+    assert a == int(q.argmax())  # greedy action = argmax_a Q(s, a)
+    # the target net was refreshed from the online net at the last multiple of 32 steps, not after
+    assert not torch.equal(agent.net.q[0].weight, agent.net.q_target[0].weight)
+
+
+def test_sac_short_run_actions_in_box():
+    agent = SAC("Pendulum-v1", seed=0, **SMALL_SAC).learn(200)
+    a = agent.act(np.zeros((7, 3), np.float32), deterministic=False)
+    assert a.shape == (7, 1) and np.all(np.abs(a) <= 2.0)
+    acts = agent.storage.actions[: agent.storage.size, 0]
+    assert np.all(np.abs(acts) <= 2.0) and acts.std() > 0.1
+    assert agent.net.log_ent_coef.item() != 0.0  # α is learned
+
+
+@pytest.mark.parametrize("cls, kwargs, env", [(DQN, SMALL_DQN, "CartPole-v1"), (SAC, SMALL_SAC, "Pendulum-v1")])
+def test_resume_with_buffer_is_identical(tmp_path, cls, kwargs, env):
+    full = cls(env, seed=3, save_replay_buffer=True, **kwargs).learn(320)
+    half = cls(env, seed=3, save_replay_buffer=True, **kwargs).learn(160, checkpoint_dir=tmp_path)
+    assert (tmp_path / REPLAY_FILE).is_file()
+    resumed = cls.load(tmp_path)
+    assert len(resumed.storage) == 160 and np.array_equal(resumed.storage.obs, half.storage.obs)
+    resumed.learn(320)
+    assert _same_params(full, resumed)
+    assert np.array_equal(full.storage.sample(8).obs, resumed.storage.sample(8).obs)
+
+
+def test_resume_without_buffer_starts_empty_and_mismatch_is_caught(tmp_path):
+    DQN("CartPole-v1", seed=0, **SMALL_DQN).learn(160, checkpoint_dir=tmp_path / "a")
+    assert not (tmp_path / "a" / REPLAY_FILE).exists()
+    agent = DQN.load(tmp_path / "a")
+    assert len(agent.storage) == 0 and agent.num_steps == 160
+    agent.learn(240)  # continues (refills the buffer)
+    assert agent.num_steps == 240
+    b = DQN("CartPole-v1", seed=0, save_replay_buffer=True, **SMALL_DQN).learn(160, checkpoint_dir=tmp_path / "b")
+    b.storage.save(tmp_path / "b" / REPLAY_FILE, num_steps=999)
+    with pytest.raises(CheckpointError, match="step 999"):
+        DQN.load(tmp_path / "b")
+
+
+# ---------------------------------------------------------------------------- offline
+def test_learn_offline_fits_one_step_returns(tmp_path):
+    """Every logged transition terminates with reward 1 (action 0) or 3 (action 1): Q → r."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(256, 4)).astype(np.float32)
+    actions = rng.integers(0, 2, size=256)
+    data = {"obs": obs, "actions": actions, "rewards": 1.0 + 2.0 * actions, "next_obs": obs,
+            "terminated": np.ones(256, bool)}
+    agent = DQN("CartPole-v1", seed=0, learning_rate=3e-3, batch_size=64, hidden_sizes=(32, 32),
+                target_update_interval=50, loss="mse")
+    steps_before = agent.num_steps
+    agent.learn_offline(data, gradient_steps=600, log_dir=tmp_path / "log", tensorboard=False)
+    q = agent.net.q(torch.from_numpy(obs)).detach().numpy()
+    assert np.abs(q.mean(axis=0) - [1.0, 3.0]).max() < 0.1
+    assert agent.num_steps == steps_before  # no env interaction
+    # the same data as a replay-buffer file gives the same fit
+    ReplayBuffer.from_arrays(**data, n_actions=2).save(tmp_path / "d.safetensors")
+    again = DQN("CartPole-v1", seed=0, learning_rate=3e-3, batch_size=64, hidden_sizes=(32, 32),
+                target_update_interval=50, loss="mse").learn_offline(tmp_path / "d.safetensors", gradient_steps=600)
+    assert np.allclose(again.net.q(torch.from_numpy(obs)).detach().numpy(), q, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_train_dqn_and_sac(tmp_path, capsys):
+    from policylab.cli import main
+
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--steps", "300", "--out", str(tmp_path / "d"),
+                 "--no-progress", "--no-tensorboard", "--set", "learning_starts=100", "--set", "train_freq=50",
+                 "--set", "gradient_steps=2"]) == 0
+    assert (tmp_path / "d" / "checkpoint.json").is_file()
+    assert main(["train", "sac", "--env", "Pendulum-v1", "--steps", "150", "--out", str(tmp_path / "s"),
+                 "--no-progress", "--no-tensorboard", "--set", "learning_starts=100", "--set", "batch_size=16",
+                 "--set", "hidden_sizes=[8, 8]"]) == 0
+    assert main(["train", "sac", "--env", "CartPole-v1", "--steps", "10", "--out", str(tmp_path / "x"),
+                 "--no-progress"]) == 2
+    assert "continuous" in capsys.readouterr().err
+
+
+def test_collection_stores_truncation_apart_from_termination():
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1", max_episode_steps=5)
+    agent = DQN(env, seed=0, **SMALL_DQN).learn(64)
+    buf = agent.storage
+    assert buf.truncated[:64, 0].sum() >= 5 and not (buf.truncated & buf.terminated).any()
+    # the stored next obs of a truncated row is the final observation, not the reset one
+    i = int(np.flatnonzero(buf.truncated[:63, 0])[0])
+    assert not np.array_equal(buf.next_obs[i, 0], buf.obs[i + 1, 0])
