@@ -94,7 +94,8 @@ def _train(spec, trial, run_dir: Path, report) -> int:
     if (run_dir / "checkpoint.json").is_file():
         agent = cls.load(run_dir)
         _truncate_log(run_dir / "progress.csv", agent.num_steps)
-    else:
+    else:  # a trial killed before its first checkpoint starts again, log included (learn refuses foreign logs)
+        (run_dir / "progress.csv").unlink(missing_ok=True)
         agent = cls(spec.env, seed=trial.seed, **spec.run_params(trial.params))
     last = [None]
 
