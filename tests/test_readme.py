@@ -203,7 +203,7 @@ TESTED_ELSEWHERE = {
 }
 # README command -> the reduced command the test runs ("+" appends arguments, "-" runs it unchanged)
 REDUCED = {
-    "policylab train ppo --env CartPole-v1 --steps 5e4 --seed 0 --out runs/ppo-cp": ("5e4", "2e3"),
+    "policylab train ppo --env CartPole-v1 --steps 1e5 --seed 0 --out runs/ppo-cp": ("1e5", "4e3"),
     "policylab train ppo --env CartPole-v1 --steps 1e5 --seed 0 --out runs/ppo-cp --resume": ("1e5", "4e3"),
     "policylab train a2c --env Pendulum-v1 --config my.yaml --set learning_rate=3e-4 --steps 2e5 --out runs/a2c":
         ("2e5", "1e3"),
