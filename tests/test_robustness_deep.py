@@ -350,7 +350,7 @@ def test_ctrl_c_saves_a_checkpoint_then_exits_130(tmp_path, capsys):
     assert steps == list(range(16, 20001, 16))
     capsys.readouterr()
     # in-process: the first Ctrl-C is held for the end of the iteration, a second one stops at once
-    from policylab.deep.guards import deferred_interrupt
+    from policylab.io.interrupt import deferred_interrupt
 
     with deferred_interrupt() as pending:
         os.kill(os.getpid(), signal.SIGINT)

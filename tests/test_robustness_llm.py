@@ -362,3 +362,42 @@ def test_cli_make_data_bad_fraction_exits_2(tmp_path, capsys):
 def test_dpo_rows_still_train_after_the_checks(tmp_path, tok):
     cfg = DPOConfig(max_steps=1, batch_size=4, learning_rate=1e-3, progress=False, output_dir=str(tmp_path / "d"))
     assert DPOTrainer(make_tiny_llama(len(tok)), tok, cfg, dpo_records(TRAIN)).train()[-1]["step"] == 1
+
+
+def test_ctrl_c_saves_the_finished_step_then_exits_130(tmp_path):
+    """Issue 11 item 7 on the LLM side: a first Ctrl-C lets the running optimizer step finish,
+    saves checkpoint-<step> of that consistent state, and exits 130; --resume continues from it."""
+    import json as _json
+    import os as _os
+    import signal as _signal
+    import subprocess as _sp
+    import sys as _sys
+    import time as _time
+
+    from policylab.llm.task import write_addition_data
+
+    write_addition_data(tmp_path / "data", 20, 5, 0.2, 0, 0.5)
+    out = tmp_path / "run"
+    cmd = [_sys.executable, "-m", "policylab", "llm", "sft", "--model", "tiny", "--train_file",
+           str(tmp_path / "data" / "sft.jsonl"), "--batch_size", "4", "--max_prompt_length", "16",
+           "--max_length", "24", "--save_steps", "0", "--max_steps", "100000", "--output_dir", str(out),
+           "--progress", "false"]
+    proc = _sp.Popen(cmd, stdout=_sp.PIPE, stderr=_sp.PIPE, text=True, env={**_os.environ, "OMP_NUM_THREADS": "1"})
+    log = out / "log.jsonl"
+    deadline = _time.monotonic() + 240
+    while _time.monotonic() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().splitlines()) >= 3:
+            break
+        _time.sleep(0.05)
+    proc.send_signal(_signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err
+    steps = [_json.loads(x)["step"] for x in log.read_text().splitlines()]
+    saved = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert saved == [steps[-1]]  # the step the interrupt let finish, and only it
+    resume = _sp.run([*cmd[:-6], "--max_steps", str(steps[-1] + 2), "--output_dir", str(out), "--progress",
+                      "false", "--resume"], check=False, capture_output=True, text=True, timeout=300,
+                     env={**_os.environ, "OMP_NUM_THREADS": "1"})
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    assert [_json.loads(x)["step"] for x in log.read_text().splitlines()] == [*steps, steps[-1] + 1, steps[-1] + 2]

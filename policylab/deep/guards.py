@@ -3,22 +3,21 @@
 - :func:`check_finite`: after each iteration, the rewards, losses, gradients and parameters are
   checked for NaN/inf; the first bad one stops the run with a DivergenceError naming the step and
   the quantity — before anything is logged or saved, so the last good checkpoint stays.
-- :func:`deferred_interrupt`: Ctrl-C (SIGINT) during ``learn`` is held until the current
-  iteration ends, so the checkpoint written then is a consistent state that resumes exactly; a
-  second Ctrl-C interrupts at once (without saving).
+- :func:`~policylab.io.interrupt.deferred_interrupt` (re-exported): Ctrl-C (SIGINT) during
+  ``learn`` is held until the current iteration ends, so the checkpoint written then is a
+  consistent state that resumes exactly; a second Ctrl-C interrupts at once (without saving).
 - :func:`run_locks`: the ``RunLock`` of each run directory the loop writes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 
 import numpy as np
 import torch
 
 from policylab.errors import DivergenceError
+from policylab.io.interrupt import deferred_interrupt
 from policylab.io.lock import RunLock
 
 __all__ = ["check_finite", "deferred_interrupt", "divergence_quantities", "run_locks"]
@@ -53,28 +52,6 @@ def check_finite(agent, metrics: dict) -> None:
             raise DivergenceError(
                 f"training diverged at step {agent.num_steps:,} (iteration {agent.iteration}): {name} is NaN/inf; "
                 "stopped without logging or saving this iteration (try a smaller learning rate)")
-
-
-@contextlib.contextmanager
-def deferred_interrupt():
-    """``with deferred_interrupt() as pending:`` — a first SIGINT sets ``pending[0]`` instead of
-    raising; the loop checks it at the end of an iteration. A second SIGINT raises at once.
-    Outside the main thread (no signal handlers there) this does nothing."""
-    pending = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
-
-    def handler(signum, frame):
-        if pending[0]:
-            raise KeyboardInterrupt
-        pending[0] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield pending
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 @contextlib.contextmanager

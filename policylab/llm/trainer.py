@@ -31,6 +31,7 @@ import torch
 
 from policylab.errors import CheckpointError, DivergenceError, InputError
 from policylab.io.checkpoint import atomic_write_bytes
+from policylab.io.interrupt import deferred_interrupt
 from policylab.io.lock import RunLock
 from policylab.llm.checkpoint import (
     checkpoint_step,
@@ -230,24 +231,29 @@ class Trainer:
             self._truncate_log(out / "log.jsonl")
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not cfg.progress, desc=type(self).__name__)
         log = None
-        try:
-            while self.step < cfg.max_steps:
-                lr = self.lr_at(self.step)
-                stats = self._step(self.step)
-                self.step += 1
-                stats = {"step": self.step, "learning_rate": lr, **{k: float(v) for k, v in stats.items()}}
-                self.history.append(stats)
-                if self.step % cfg.logging_steps == 0:
-                    log = log or (out / "log.jsonl").open("a")  # opened on the first row: no empty leftovers
-                    log.write(json.dumps(stats) + "\n")
-                    log.flush()
-                    bar.set_postfix({k: f"{stats[k]:.3g}" for k in self.progress_keys if k in stats})
-                bar.update(1)
-                if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
-                    self.save()
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
-        self.save()
+        with deferred_interrupt() as interrupted:  # Ctrl-C: finish the step, save it, then stop
+            try:
+                while self.step < cfg.max_steps:
+                    lr = self.lr_at(self.step)
+                    stats = self._step(self.step)
+                    self.step += 1
+                    stats = {"step": self.step, "learning_rate": lr, **{k: float(v) for k, v in stats.items()}}
+                    self.history.append(stats)
+                    if self.step % cfg.logging_steps == 0:
+                        log = log or (out / "log.jsonl").open("a")  # opened on the first row: no empty leftovers
+                        log.write(json.dumps(stats) + "\n")
+                        log.flush()
+                        bar.set_postfix({k: f"{stats[k]:.3g}" for k in self.progress_keys if k in stats})
+                    bar.update(1)
+                    if interrupted[0]:
+                        break
+                    if cfg.save_steps and self.step % cfg.save_steps == 0 and self.step < cfg.max_steps:
+                        self.save()
+            finally:
+                bar.close()
+                if log is not None:
+                    log.close()
+            self.save()
+        if interrupted[0]:
+            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint-{self.step} saved")
         return self.history
