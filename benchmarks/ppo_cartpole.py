@@ -14,7 +14,7 @@ for all:
     sb3                   stable_baselines3.PPO on DummyVecEnv(8 × gymnasium CartPole-v1) (rl-zoo's setup)
     policylab             policylab.deep.PPO backend="torch" (autograd) on gymnasium SyncVectorEnv(8)
     policylab-fast        policylab.deep.PPO backend="torch" on policylab VectorCartPole(8)
-    policylab-numpy       policylab.deep.PPO backend="numpy" (the default) on gymnasium SyncVectorEnv(8)
+    policylab-numpy       policylab.deep.PPO backend="numpy" (what the default "auto" picks) on SyncVectorEnv(8)
     policylab-fast-numpy  policylab.deep.PPO backend="numpy" on policylab VectorCartPole(8)
 
 Evaluation is identical code for all: after each PPO update (iteration) that crosses a multiple of

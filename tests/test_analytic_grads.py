@@ -16,7 +16,8 @@ from policylab.deep import PPO
 from policylab.deep.distributions import CategoricalHead, GaussianHead
 from policylab.deep.fast.heads import numpy_head
 from policylab.deep.fast.mlp import ACTIVATION_CODES, _layer_backward, _layer_forward
-from policylab.deep.fast.optim import adam_step, clip_grad_norm
+from policylab.deep.fast.optim import adam_step
+from policylab.deep.networks import clip_grad_norm
 from policylab.losses import ppo_clip_loss, ppo_loss, value_loss
 from policylab.losses.grads import ppo_clip_loss_grad, ppo_loss_grad, value_loss_grad
 

@@ -6,10 +6,12 @@ the algorithm's torch optimizer over it. Agent and PPO call it without knowing w
     sample(obs)                 → (a, log π(a|s), V(s)) numpy (N, …) for the rollout
     value(obs)                  → V(s) (B,) numpy
     policy_params(obs)          → the head's torch params (no grad), for ``act``/``evaluate``
-    loss_and_grad(obs, a, loss, **constants)
+    loss_and_grad(obs, a, loss, terms=True, **constants)
                                 → forward on the minibatch, ``loss(logp, H, V, **constants)`` (a
                                   ``functools.partial`` of a composed loss such as ``losses.ppo_loss``),
-                                  backward into the flat gradient; returns (terms, logp, H, V)
+                                  backward into the flat gradient; returns (the loss's total and
+                                  terms, or None if not ``terms`` and the backend need not compute
+                                  them; logp, H, V as numpy)
     step(max_grad_norm)         → global-norm clip + the optimizer's step
     verify()                    → raise if the flat parameter/gradient buffers were replaced
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from policylab.deep.networks import flat_buffers_intact
+from policylab.deep.networks import clip_grad_norm, flat_buffers_intact
 from policylab.errors import ConfigError
 
 __all__ = ["BACKENDS", "TorchBackend", "make_backend"]
@@ -57,19 +59,18 @@ class TorchBackend:
     def policy_params(self, obs: np.ndarray):
         return self.net.policy_params(torch.from_numpy(obs))
 
-    def loss_and_grad(self, obs, actions, loss, **constants):
+    def loss_and_grad(self, obs, actions, loss, terms: bool = True, **constants):
         obs_t = torch.from_numpy(obs)
         logp, entropy = self.head.log_prob_entropy(self.net.policy_params(obs_t), torch.from_numpy(actions))
         values = self.net.value(obs_t)  # (b,)
         consts = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in constants.items()}
-        terms = loss(logp, entropy, values, **consts)
+        out = loss(logp, entropy, values, **consts)
         self.flat_params.grad.zero_()
-        terms.total.backward()
-        terms = type(terms)(*(t.detach() for t in terms))
-        return terms, logp.detach().numpy(), entropy.detach().numpy(), values.detach().numpy()
+        out.total.backward()
+        return type(out)(*(t.detach() for t in out)), logp.detach().numpy(), entropy.detach().numpy(), values.detach().numpy()
 
     def step(self, max_grad_norm: float) -> None:
-        torch.nn.utils.clip_grad_norm_([self.flat_params], max_grad_norm)
+        clip_grad_norm(self._grad_view, max_grad_norm)
         self.optimizer.step()
 
     def verify(self) -> None:

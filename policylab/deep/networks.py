@@ -11,12 +11,13 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from policylab.errors import InputError
 
-__all__ = ["ACTIVATIONS", "PolicyValueNet", "flat_buffers_intact", "flatten_parameters", "mlp"]
+__all__ = ["ACTIVATIONS", "PolicyValueNet", "clip_grad_norm", "flat_buffers_intact", "flatten_parameters", "mlp"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -103,3 +104,14 @@ def flat_buffers_intact(flat: nn.Parameter, grad_view) -> bool:
     """True while ``flat.grad`` is still the buffer ``grad_view`` (a numpy view taken after
     :func:`flatten_parameters`) points at — False after ``zero_grad(set_to_none=True)``."""
     return flat.grad is not None and flat.grad.data_ptr() == grad_view.ctypes.data
+
+
+def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
+    """Global-norm clipping in place of a flat gradient (numpy view of ``flatten_parameters``'s buffer),
+    as ``torch.nn.utils.clip_grad_norm_`` but one BLAS dot instead of ~10 torch ops:
+    g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)). Returns ‖g‖₂ before clipping."""
+    norm = float(np.sqrt(np.dot(grad, grad)))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        grad *= coef
+    return norm

@@ -128,11 +128,12 @@ class PPO(Agent):
                 if c.normalize_advantage and a.size > 1:  # (Â − mean) / (std + 1e-8), std with n − 1
                     a = a - a.mean()
                     a /= np.sqrt(np.dot(a, a) / (a.size - 1)) + 1e-8
+                log = c.target_kl is not None or _epoch == c.n_epochs - 1  # diagnostics: last epoch
                 terms, logp, entropy, _ = backend.loss_and_grad(
-                    obs[mb], actions[mb], self.loss, old_logp=old_logp[mb], advantages=a,
+                    obs[mb], actions[mb], self.loss, terms=log, old_logp=old_logp[mb], advantages=a,
                     returns=returns_flat[mb], old_values=old_values[mb], clip_eps=clip_eps)
                 backend.step(c.max_grad_norm)
-                if c.target_kl is not None or _epoch == c.n_epochs - 1:  # diagnostics: last epoch
+                if log:  # the loss (and its terms) before this step, as differentiated
                     kl = float(approx_kl(logp, old_logp[mb]))
                     stats.append([float(terms.policy), float(terms.value), float(entropy.mean()), kl,
                                   float(clip_fraction(logp, old_logp[mb], clip_eps))])

@@ -170,4 +170,5 @@ def ppo_loss(logp, entropy, values, old_logp, advantages, returns, *, clip_eps: 
     policy = ppo_clip_loss(logp, old_logp, advantages, clip_eps)
     value = value_loss(values, returns, None if clip_eps_vf is None else old_values, clip_eps_vf)
     ent = entropy_bonus(entropy)
-    return PPOLoss(policy + vf_coef * value + ent_coef * ent, policy, value, ent)
+    total = policy + vf_coef * value
+    return PPOLoss(total + ent_coef * ent if ent_coef else total, policy, value, ent)  # c_H = 0: no H graph

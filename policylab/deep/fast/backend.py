@@ -18,8 +18,8 @@ from torch import nn
 from policylab.deep.backend import REPLACED
 from policylab.deep.fast.heads import numpy_head
 from policylab.deep.fast.mlp import ACTIVATION_CODES, NumpyPolicyValueNet
-from policylab.deep.fast.optim import adam_step, clip_grad_norm
-from policylab.deep.networks import ACTIVATIONS, PolicyValueNet, flat_buffers_intact
+from policylab.deep.fast.optim import adam_step
+from policylab.deep.networks import ACTIVATIONS, PolicyValueNet, clip_grad_norm, flat_buffers_intact
 from policylab.losses.grads import DERIVATIVES
 
 __all__ = ["NumpyBackend", "unsupported"]
@@ -80,17 +80,16 @@ class NumpyBackend:
         out = torch.from_numpy(self.mirror.actor.forward(obs)[0])  # ~5× cheaper per call than torch
         return out if self.torch_head.discrete else (out, self.net.log_std)
 
-    def loss_and_grad(self, obs, actions, loss, **constants):
+    def loss_and_grad(self, obs, actions, loss, terms: bool = True, **constants):
         mirror, head = self.mirror, self.head
         params, actor_cache = mirror.policy_params(obs)
         logp, entropy, head_cache = head.log_prob_entropy(params, actions)  # (b,), (b,)
         values, critic_cache = mirror.value(obs)  # (b,)
-        terms = loss(logp, entropy, values, **constants)
         g_logp, g_entropy, g_values = DERIVATIVES[loss.func](logp, entropy, values, *loss.args,
                                                              **loss.keywords, **constants)
         mirror.policy_backward(head.backward(head_cache, actions, g_logp, g_entropy), actor_cache)
         mirror.value_backward(g_values, critic_cache)
-        return terms, logp, entropy, values
+        return (loss(logp, entropy, values, **constants) if terms else None), logp, entropy, values
 
     def step(self, max_grad_norm: float) -> None:
         clip_grad_norm(self._grad_view, max_grad_norm)

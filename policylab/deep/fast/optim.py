@@ -1,5 +1,6 @@
-"""The numpy backend's optimizer step: global gradient-norm clipping and Adam, on the flat buffers
-that torch's optimizer also owns (so checkpoints and the torch backend see the same state).
+"""The numpy backend's optimizer step: Adam in one compiled pass on the flat buffers that torch's
+optimizer also owns (so checkpoints and the torch backend see the same state). Gradient clipping on
+the flat buffer is ``networks.clip_grad_norm`` (both backends use it).
 """
 
 from __future__ import annotations
@@ -9,17 +10,7 @@ import numpy as np
 
 from policylab.errors import InputError
 
-__all__ = ["adam_step", "clip_grad_norm"]
-
-
-def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
-    """Global-norm clipping in place, as ``torch.nn.utils.clip_grad_norm_``:
-    g ← g · min(1, max_norm / (‖g‖₂ + 1e-6)). Returns ‖g‖₂ before clipping."""
-    norm = float(np.sqrt(np.dot(grad, grad)))
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1.0:
-        grad *= coef
-    return norm
+__all__ = ["adam_step"]
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
