@@ -484,5 +484,7 @@ def test_replaced_buffers_detected_and_old_checkpoints_keep_their_backend(tmp_pa
     meta_path = tmp_path / "old" / "checkpoint.json"
     meta = json.loads(meta_path.read_text())
     del meta["config"]["backend"]
-    meta_path.write_text(json.dumps(meta))  # the SHA-256 covers the weights file, not the JSON
+    meta["format"] = "policylab-checkpoint-v1"  # old files had no meta_sha256 over the JSON
+    del meta["meta_sha256"]
+    meta_path.write_text(json.dumps(meta))
     assert PPO.load(tmp_path / "old").config.backend == "torch"

@@ -40,9 +40,9 @@ class TourConfig:
 
 
 FULL = TourConfig(q_steps=20_000, pg_episodes=4_000, ac_steps=30_000, ac_target=100.0, ppo_seeds=(0, 1, 2, 3, 4),
-                  ppo_max_steps=60_000, sft_steps=500, grpo_steps=100, dpo_steps=200)
+                  ppo_max_steps=60_000, sft_steps=500, grpo_steps=150, dpo_steps=200)
 QUICK = TourConfig(q_steps=2_000, pg_episodes=2_000, ac_steps=10_000, ac_target=80.0, ppo_seeds=(0,),
-                   ppo_max_steps=60_000, sft_steps=500, grpo_steps=100, dpo_steps=200)
+                   ppo_max_steps=60_000, sft_steps=500, grpo_steps=150, dpo_steps=200)
 GAMMAS = (0.0, 0.5, 0.9, 0.99)
 PPO_SOLVED = 475.0
 GRPO_MARGIN = 0.15
@@ -269,19 +269,27 @@ def stage_llm(out, cfg, args, summary):
              "pip install -e '.[llm]' (from a checkout) or pip install 'policylab[llm]', then rerun policylab tour.")])
     import torch
 
-    from policylab.llm import sft
-    from policylab.llm.dpo import DPOConfig, DPOTrainer
-    from policylab.llm.grpo import GRPOConfig, GRPOTrainer
-    from policylab.llm.task import accuracy, dpo_records, make_addition_problems, sft_records
-    from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama
+    from policylab.llm import (
+        DPOConfig,
+        DPOTrainer,
+        GRPOConfig,
+        GRPOTrainer,
+        SFTConfig,
+        SFTTrainer,
+        accuracy,
+        make_char_tokenizer,
+        make_tiny_llama,
+    )
+    from policylab.llm.task import dpo_records, make_addition_problems, sft_records
 
     torch.set_num_threads(1)
     seed = args.seed
     train, test = make_addition_problems(seed=seed)
     tok = make_char_tokenizer()
     base = make_tiny_llama(len(tok), seed=seed)
-    sft(base, tok, sft_records(train, off_by_one=0.6, seed=seed), max_steps=cfg.sft_steps, batch_size=32,
-        learning_rate=3e-3, seed=seed, output_dir=str(out / "llm" / "sft"))
+    SFTTrainer(base, tok, SFTConfig(max_steps=cfg.sft_steps, batch_size=32, learning_rate=3e-3, seed=seed,
+                                    output_dir=str(out / "llm" / "sft"), progress=True),
+               sft_records(train, off_by_one=0.6, seed=seed)).train()
     acc_sft = accuracy(base, tok, test)
     _say(f"  SFT {cfg.sft_steps} steps on a noisy teacher (60% answers a+b+1): held-out accuracy {acc_sft:.3f}")
 

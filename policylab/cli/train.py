@@ -4,9 +4,16 @@
 Trains a policylab.deep agent with a progress bar, writing ``progress.csv`` + TensorBoard logs and
 a checkpoint (safetensors + JSON) to ``--out`` every ``--checkpoint-every`` iterations and at the
 end. ``--resume`` continues the run in ``--out`` towards the same ``--steps`` with identical
-numbers to an uninterrupted run. Hyperparameters: ``--config`` (a YAML preset) or else the bundled
+numbers to an uninterrupted run (same ``--steps``: the learning-rate and clip schedules run over
+it). Hyperparameters: ``--config`` (a YAML preset) or else the bundled
 preset for the env when it has a section for the algorithm, then ``--set key=value`` overrides;
 names are the fields of the algorithm's config dataclass (e.g. ``PPOConfig``).
+
+Guarantees: ``--out`` is locked while the run writes it (a second writer fails at once, exit 2);
+a NaN/inf loss, gradient, reward or parameter stops the run with the step and the quantity
+(exit 2) and keeps the last good checkpoint; Ctrl-C saves a checkpoint at the end of the current
+iteration, then exits 130; ``--resume`` truncates the logs to the checkpoint's step and keeps the
+run's saved hyperparameters (``--config``/``--set`` are validated and must repeat them).
 """
 
 from __future__ import annotations
@@ -28,12 +35,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one hyperparameter (repeatable), e.g. --set learning_rate=1e-3")
     p.add_argument("--steps", default=None,
-                   help="total env steps of the run, e.g. 1e5 (default: the preset's n_timesteps)")
+                   help="total env steps of the run, e.g. 1e5 (default: the preset's n_timesteps) [range [1, 1e12]]")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", required=True, help="run directory, e.g. runs/ppo-cartpole")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--checkpoint-every", type=int, default=10, metavar="ITERS",
-                   help="checkpoint every ITERS training iterations (default 10)")
+                   help="checkpoint every ITERS training iterations, 0: only at the end (default 10)")
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                    help="deterministic evaluation every STEPS env steps (eval/mean_return; best model in OUT/best)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
@@ -68,18 +75,49 @@ def _hyperparameters(args) -> tuple[dict, str | None]:
     return params, source
 
 
-def run(args) -> int:
-    from policylab.cli import UsageError, parse_count
+def _check_unchanged(args, agent) -> None:
+    """``--resume`` keeps the run's saved hyperparameters: ``--config``/``--set`` are validated and
+    must repeat them; a value that differs is refused (UsageError naming the field)."""
+    from policylab.cli import UsageError
+    from policylab.config import make_config
 
+    params, _ = _hyperparameters(args)
+    given = make_config(type(agent.config), params)  # ConfigError for a bad value, e.g. gamma=5
+    for key in params:
+        old, new = getattr(agent.config, key), getattr(given, key)
+        if old != new:
+            raise UsageError(f"--resume: {args.out} was trained with {key}={old!r}, not {new!r}; a resumed run "
+                             "keeps its saved hyperparameters (drop --set/--config or use another --out)")
+
+
+def run(args) -> int:
+    from policylab.cli import parse_count
+    from policylab.errors import PolicylabError
+    from policylab.io.lock import RunLock
+
+    # --seed, --checkpoint-every, --eval-every, --eval-episodes: in [0, 2147483647], checked while parsing
     steps = None if args.steps is None else parse_count(args.steps)
     out = Path(args.out)
+    created = not out.exists()
+    try:
+        with RunLock(out):  # one writer per run directory: a second `train` fails here at once
+            return _train(args, out, steps)
+    except PolicylabError:
+        if created and out.is_dir() and not any(out.iterdir()):  # a refused run leaves no empty folder
+            out.rmdir()
+        raise
+
+
+def _train(args, out: Path, steps: int) -> int:
+    import sys
+
+    from policylab.cli import UsageError
+
     has_ckpt = (out / "checkpoint.json").is_file()
     if args.resume and not has_ckpt:
         raise UsageError(f"--resume: no checkpoint in {out}")
     if not args.resume and has_ckpt:
         raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if args.checkpoint_every < 0:
-        raise UsageError("--checkpoint-every must be ≥ 0")
     if args.eval_every < 0 or (args.stop_at_return is not None and args.eval_every == 0):
         raise UsageError("--eval-every must be a positive number of env steps (--stop-at-return needs it)")
     if args.eval_episodes < 1:
@@ -97,6 +135,8 @@ def run(args) -> int:
             raise UsageError(f"{out} was trained on {agent.env_id}, not {args.env}")
         if agent.seed != args.seed:
             raise UsageError(f"{out} was trained with --seed {agent.seed}, not {args.seed}")
+        if args.overrides or args.config is not None:
+            _check_unchanged(args, agent)
         steps = steps or agent.config.n_timesteps
         if steps is None:
             raise UsageError("--steps is required to resume this run (its config has no n_timesteps)")
@@ -112,9 +152,14 @@ def run(args) -> int:
     if agent.num_steps >= steps:
         print(f"nothing to do: the run already has {agent.num_steps:,} ≥ {steps:,} steps")
         return 0
-    agent.learn(steps, progress_bar=not args.no_progress, log_dir=out, tensorboard=not args.no_tensorboard,
-                checkpoint_dir=out, checkpoint_every=args.checkpoint_every,
-                eval_every=args.eval_every, eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
+    try:
+        agent.learn(steps, progress_bar=not args.no_progress, log_dir=out, tensorboard=not args.no_tensorboard,
+                    checkpoint_dir=out, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                    eval_episodes=args.eval_episodes, stop_at_return=args.stop_at_return)
+    except KeyboardInterrupt:
+        print(f"policylab train: interrupted at step {agent.num_steps:,}; checkpoint saved in {out} "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
     recent = list(agent.recent_returns)
     tail = f"; mean return of the last {len(recent)} episodes {sum(recent) / len(recent):.1f}" if recent else ""
     if agent.eval_callback is not None and agent.eval_callback.history:

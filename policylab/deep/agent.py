@@ -32,17 +32,20 @@ from policylab.deep.backend import TorchBackend
 from policylab.deep.config import AgentOptions, make_config
 from policylab.deep.distributions import head_for
 from policylab.deep.env_state import env_state, set_env_state
+from policylab.deep.guards import check_finite, deferred_interrupt, run_locks
 from policylab.deep.networks import PolicyValueNet
 from policylab.deep.normalize import Normalizer
-from policylab.deep.registry import algorithm_class
+from policylab.deep.registry import ALGORITHMS, algorithm_class
 from policylab.deep.replay import ReplayBuffer, restore_replay, save_replay
 from policylab.deep.storage import RolloutStorage
 from policylab.deep.threads import single_threaded_math
 from policylab.deep.vec_env import env_id_of, gym_env_type, make_vec_env
 from policylab.errors import CheckpointError, InputError
-from policylab.io.checkpoint import load_checkpoint, save_checkpoint
+from policylab.io.checkpoint import check_meta, load_checkpoint, save_checkpoint
 
 __all__ = ["Agent", "EvalStats", "load_agent"]
+
+MAX_STEPS = 10**12  # largest total_steps accepted by learn (int64-safe)
 
 log = logging.getLogger("policylab.deep")
 
@@ -67,8 +70,8 @@ class Agent:
 
     def __init__(self, env, seed: int = 0, *, config=None, **hyperparameters):
         self.config = make_config(self.config_class, config, **hyperparameters)
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise InputError(f"seed must be an int, got {seed!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise InputError(f"seed must be an int ≥ 0, got {seed!r}")
         self.seed = int(seed)
         single_threaded_math()
         c = self.config if isinstance(self.config, AgentOptions) else AgentOptions()  # plug-in configs: defaults
@@ -174,15 +177,28 @@ class Agent:
         ``eval_every`` > 0: a deterministic ``evaluate(eval_episodes)`` every that many env steps,
         logged as ``eval/mean_return``/``eval/std_return``; the best agent is saved to
         ``checkpoint_dir/best``; training stops at the first evaluation with mean ≥
-        ``stop_at_return`` (``policylab.deep.callbacks.EvalCallback``). Returns self."""
+        ``stop_at_return`` (``policylab.deep.callbacks.EvalCallback``). Returns self.
+
+        Guards (``policylab.deep.guards``): ``log_dir`` and ``checkpoint_dir`` are locked for the
+        call (RunLockedError if another process writes them); a NaN/inf reward, loss, gradient or
+        parameter raises DivergenceError before that iteration is logged or saved; Ctrl-C ends the
+        current iteration, saves a checkpoint (if ``checkpoint_dir``) and raises KeyboardInterrupt;
+        a log continued at ``num_steps > 0`` drops rows after ``num_steps`` (from a killed run)."""
+        with run_locks(log_dir, checkpoint_dir), deferred_interrupt() as interrupted:
+            return self._learn(total_steps, progress_bar, log_dir, tensorboard, checkpoint_dir, checkpoint_every,
+                               callback, eval_every, eval_episodes, stop_at_return, interrupted)
+
+    def _learn(self, total_steps, progress_bar, log_dir, tensorboard, checkpoint_dir, checkpoint_every, callback,
+               eval_every, eval_episodes, stop_at_return, interrupted):
         from tqdm.auto import tqdm
 
         if total_steps is None:
             total_steps = getattr(self.config, "n_timesteps", None)
             if total_steps is None:
                 raise InputError("total_steps is required (the config has no n_timesteps)")
-        if not isinstance(total_steps, (int, float, np.integer)) or not np.isfinite(total_steps) or total_steps < 1:
-            raise InputError(f"total_steps must be a positive number, got {total_steps!r}")
+        if (not isinstance(total_steps, (int, float, np.integer)) or isinstance(total_steps, bool)
+                or not 1 <= total_steps <= MAX_STEPS):
+            raise InputError(f"total_steps must be a number in [1, 1e12], got {total_steps!r}")
         total_steps = int(total_steps)
         evaluator = None
         if eval_every or stop_at_return is not None:
@@ -196,7 +212,7 @@ class Agent:
         if log_dir is not None:
             from policylab.io.logger import RunLogger
 
-            logger = RunLogger(log_dir, tensorboard=tensorboard)
+            logger = RunLogger(log_dir, tensorboard=tensorboard, resume_step=self.num_steps or None)
         if self._obs is None:
             self._obs = self._reset_env()
         bar = tqdm(total=total_steps, initial=min(self.num_steps, total_steps), disable=not progress_bar,
@@ -209,7 +225,11 @@ class Agent:
             while self.num_steps < total_steps:
                 before = self.num_steps
                 self.progress_remaining = 1.0 - self.num_steps / total_steps
-                metrics = self._train_iteration(total_steps)
+                try:
+                    metrics = self._train_iteration(total_steps)
+                except Exception:
+                    check_finite(self, {})  # a NaN/inf made the iteration fail: report the divergence
+                    raise
                 self.iteration += 1
                 bar.update(min(self.num_steps, total_steps) - min(before, total_steps))
                 if self._finished:
@@ -220,12 +240,17 @@ class Agent:
                     if progress_bar:
                         bar.set_postfix(ret=f"{np.mean(self.recent_returns):.1f}", refresh=False)
                 metrics["charts/SPS"] = (self.num_steps - s0) / max(time.perf_counter() - t0, 1e-9)
+                check_finite(self, metrics)
                 go_on = evaluator is None or evaluator(self, metrics) is not False
                 go_on = (callback is None or callback(self, metrics) is not False) and go_on
                 if logger is not None:
                     logger.log(self.num_steps, metrics)
                 if checkpoint_dir is not None and checkpoint_every and self.iteration % checkpoint_every == 0:
                     self.save(checkpoint_dir)
+                if interrupted[0]:  # Ctrl-C: checkpoint this consistent state, then stop
+                    if checkpoint_dir is not None:
+                        self.save(checkpoint_dir)
+                    raise KeyboardInterrupt
                 if not go_on:
                     break
         finally:
@@ -404,17 +429,34 @@ class Agent:
         state, so ``learn`` continues exactly as an uninterrupted run would. ``env`` is needed
         only when the agent was trained on an env without a registered id."""
         tensors, meta = load_checkpoint(path)
-        algo = meta.get("algo")
+        where = Path(path) / "checkpoint.json" if Path(path).is_dir() else Path(path)
+        check_meta(meta, CHECKPOINT_FIELDS, where)
+        algo = meta["algo"]
+        if algo not in ALGORITHMS:
+            raise CheckpointError(f"{where}: unknown algorithm {algo!r:.40}")
         target = algorithm_class(algo) if cls is Agent else cls
         if algo != target.algo:
             raise CheckpointError(f"{path} holds a {algo!r} checkpoint, not {cls.algo!r}")
         source = env if env is not None else meta.get("env_id")
         if source is None:
             raise InputError(f"{path} was trained on an unregistered env: pass env= to load it")
+        if not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in meta.get("recent_returns", [])):
+            raise CheckpointError(f"{where}: field 'recent_returns' must hold numbers")
         # fields added to a config after a checkpoint was written keep the behaviour it was trained with
-        agent = target(source, seed=meta["seed"], config={**target.legacy_config, **meta["config"]})
+        try:
+            config = make_config(target.config_class, {**target.legacy_config, **meta["config"]})
+        except InputError as exc:
+            raise CheckpointError(f"{where}: saved config: {exc}") from None
+        agent = target(source, seed=meta["seed"], config=config)
         if str(agent.env.single_action_space) != meta["action_space"] or agent.obs_dim != meta["obs_dim"]:
             raise CheckpointError(f"env spaces do not match checkpoint {path}")
+        try:
+            agent.np_rng.bit_generator.state = meta["np_rng"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{where}: field 'np_rng' is not a numpy Generator state ({exc})") from None
+        for name, opt in agent.optimizers.items():
+            _check_param_groups(meta["optimizer_param_groups"].get(name), opt.state_dict()["param_groups"],
+                                f"{where}: optimizer_param_groups.{name}")
         try:
             agent.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
             agent.torch_rng.set_state(tensors["rng/torch"])
@@ -427,21 +469,53 @@ class Agent:
                 opt.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"][name]})
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit {target.__name__}: {exc}") from None
-        agent.np_rng.bit_generator.state = meta["np_rng"]
-        agent.num_steps, agent.iteration = int(meta["num_steps"]), int(meta["iteration"])
+        agent.num_steps, agent.iteration = meta["num_steps"], meta["iteration"]
         agent.recent_returns.extend(meta.get("recent_returns", []))
         if agent.normalizer is not None:
             agent.normalizer.load_state_dict({k[10:]: v.numpy() for k, v in tensors.items()
                                               if k.startswith("normalize/")})
         if "state/obs" in tensors:
-            agent._obs = tensors["state/obs"].numpy().copy()
-            agent._ep_return = tensors["state/ep_return"].numpy().copy()
-            agent._ep_length = tensors["state/ep_length"].numpy().copy()
+            state = {k: tensors.get(f"state/{k}") for k in ("obs", "ep_return", "ep_length")}
+            shapes = {"obs": ((agent.n_envs, agent.obs_dim), torch.float32), "ep_return": ((agent.n_envs,), torch.float64),
+                      "ep_length": ((agent.n_envs,), torch.int64)}
+            for k, t in state.items():
+                if t is None or (tuple(t.shape), t.dtype) != shapes[k]:
+                    raise CheckpointError(f"checkpoint {path}: tensor state/{k} is missing or has the wrong shape/dtype")
+            agent._obs, agent._ep_return, agent._ep_length = (state[k].numpy().copy() for k in shapes)
             agent.env.reset(seed=agent.seed)  # create sub-env state, then overwrite it
-            set_env_state(agent.env, meta["env_state"])
+            set_env_state(agent.env, meta["env_state"], where)
         if isinstance(agent.storage, ReplayBuffer):
             restore_replay(agent, path)
         return agent
+
+
+# checkpoint.json of an agent: field → type (int fields ≥ 0; "?" = optional); nothing else is accepted
+CHECKPOINT_FIELDS = {
+    "algo": str, "env_id": (str, type(None)), "seed": int, "config": dict, "num_steps": int, "iteration": int,
+    "obs_dim": int, "action_space": str, "optimizer_param_groups": dict, "np_rng": dict,
+    "recent_returns?": list, "env_state": (list, type(None)),
+}
+
+
+def _check_param_groups(saved, fresh: list, where: str) -> None:
+    """Saved optimizer param groups must have the fresh optimizer's layout: same groups, known keys,
+    each value of the same kind (finite number, bool, None, list of numbers) and the same params."""
+    def same_kind(a, b) -> bool:
+        if isinstance(b, bool) or b is None:
+            return a is None or isinstance(a, bool)
+        if isinstance(b, (int, float)):
+            return isinstance(a, (int, float)) and not isinstance(a, bool) and np.isfinite(a)
+        if isinstance(b, (list, tuple)):
+            return isinstance(a, list) and len(a) == len(b) and all(same_kind(x, y) for x, y in zip(a, b))
+        return isinstance(a, type(b))
+
+    if not isinstance(saved, list) or len(saved) != len(fresh):
+        raise CheckpointError(f"{where}: expected {len(fresh)} parameter group(s)")
+    for g_saved, g_fresh in zip(saved, fresh):
+        bad = [k for k in g_saved if k not in g_fresh or not same_kind(g_saved[k], g_fresh[k])] if isinstance(
+            g_saved, dict) else ["(not an object)"]
+        if bad or g_saved.get("params") != g_fresh["params"]:
+            raise CheckpointError(f"{where}: bad entries {bad or ['params']!r:.80}")
 
 
 def load_agent(path, env=None) -> Agent:

@@ -1,6 +1,8 @@
 """Checkpointing a vector env: its numbers, small numeric arrays and numpy Generator states, found in
 the attributes of the vector env, its wrappers and its sub-envs, as JSON (``env_state``), and their
-restoration in place (``set_env_state``), so a resumed run steps the env exactly as before.
+restoration in place (``set_env_state``), so a resumed run steps the env exactly as before. The JSON
+is data with a fixed schema: restoring only sets attributes the env already has, each with a value
+of the same kind; no name in it is ever looked up as code (a crafted file raises CheckpointError).
 A MuJoCo env's physics (``MjData``: qpos, qvel, act, warm start, controls, …) is saved with
 ``mujoco.mj_getState(..., mjSTATE_INTEGRATION)``, the state MuJoCo documents as enough to continue
 the simulation exactly. Sub-envs in subprocesses (``AsyncVectorEnv``) are not reachable: a resumed
@@ -70,20 +72,74 @@ def env_state(venv) -> list[dict]:
     return out
 
 
-def set_env_state(venv, state: list[dict]) -> None:
-    """Restore :func:`env_state` in place (Generators keep their identity)."""
+_NP_SCALARS = {t.__name__: t for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                        np.uint32, np.uint64, np.float16, np.float32, np.float64)}
+_NUMBER = (bool, int, float, np.bool_, np.integer, np.floating)
+
+
+def _decode_env_value(v, current):
+    """One saved attribute → its value (or None after restoring a Generator in place). The JSON is
+    data with a fixed schema: each kind must replace an attribute of the same kind (or None)."""
+    if not isinstance(v, dict):
+        raise TypeError(f"expected an object, got {type(v).__name__}")
+    if set(v) == {"rng"}:
+        if not isinstance(current, np.random.Generator) or not isinstance(v["rng"], dict):
+            raise ValueError("not a numpy Generator")
+        current.bit_generator.state = v["rng"]
+        return None
+    if set(v) == {"array", "dtype", "shape"}:
+        dtype, shape = np.dtype(str(v["dtype"])), v["shape"]
+        if current is not None and not isinstance(current, np.ndarray):
+            raise ValueError(f"is a {type(current).__name__}, not an array")
+        if dtype.kind not in "biuf" or not isinstance(shape, list) or len(shape) > 8 or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError(f"bad dtype {v['dtype']!r} or shape {shape!r}")
+        values = np.asarray(v["array"])
+        if values.dtype.kind not in "biuf" or values.size != int(np.prod(shape)) or values.size > 100_000:
+            raise ValueError(f"array values do not fit shape {shape} (numbers only, ≤ 100000)")
+        return values.astype(dtype).reshape(shape)
+    if set(v) == {"scalar", "np"}:
+        scalar, name = v["scalar"], v["np"]
+        if current is not None and not isinstance(current, _NUMBER):
+            raise ValueError(f"is a {type(current).__name__}, not a number")
+        if scalar is not None and not isinstance(scalar, (bool, int, float)):
+            raise ValueError(f"{scalar!r:.40} is not a number")
+        if name is None:
+            return scalar
+        if name not in _NP_SCALARS or scalar is None:
+            raise ValueError(f"numpy type {name!r:.40} is not one of {', '.join(_NP_SCALARS)}")
+        return _NP_SCALARS[name](scalar)
+    raise ValueError(f"unknown entry with keys {sorted(v)!r:.80}")
+
+
+def set_env_state(venv, state: list[dict], where="checkpoint") -> None:
+    """Restore :func:`env_state` in place (Generators keep their identity). Only attributes that
+    the env already has are set, each with a value of its kind (Generator state, numeric array,
+    number); no name in the JSON is ever looked up as code. CheckpointError naming ``where``."""
     objs = _env_objects(venv)
-    if [type(o).__name__ for o in objs] != [d["__class__"] for d in state]:
-        raise CheckpointError("saved env state does not match this env's wrapper structure")
+    if not isinstance(state, list) or not all(isinstance(d, dict) for d in state) or (
+            [type(o).__name__ for o in objs] != [d.get("__class__") for d in state]):
+        raise CheckpointError(f"{where}: saved env state does not match this env's wrapper structure")
     for obj, d in zip(objs, state):
+        current = vars(obj)
         for k, v in d.items():
             if k == "__class__":
                 continue
-            if "mujoco" in v:
-                _set_mujoco_state(obj, v["mujoco"])
-            elif "rng" in v:
-                getattr(obj, k).bit_generator.state = v["rng"]
-            elif "array" in v:
-                setattr(obj, k, np.array(v["array"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]))
-            else:
-                setattr(obj, k, getattr(np, v["np"])(v["scalar"]) if v["np"] else v["scalar"])
+            if k == "__mujoco__":  # the physics of a MuJoCo env: a list of numbers, size checked by MuJoCo
+                try:
+                    if _mujoco_state(obj) is None or set(v) != {"mujoco"} or not all(
+                            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v["mujoco"]):
+                        raise ValueError("not the integration state of this MuJoCo env")
+                    _set_mujoco_state(obj, v["mujoco"])
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise CheckpointError(f"{where}: env_state {type(obj).__name__} physics: {exc}") from None
+                continue
+            if k not in current:
+                raise CheckpointError(f"{where}: env_state names {type(obj).__name__}.{k!s:.40}, "
+                                      "which this env does not have")
+            try:
+                value = _decode_env_value(v, current[k])
+            except (TypeError, ValueError, KeyError, OverflowError) as exc:
+                raise CheckpointError(f"{where}: env_state {type(obj).__name__}.{k}: {exc}") from None
+            if not (isinstance(v, dict) and "rng" in v):
+                setattr(obj, k, value)

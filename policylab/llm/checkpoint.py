@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from policylab.errors import CheckpointError
-from policylab.io.checkpoint import atomic_write_bytes
+from policylab.io.checkpoint import atomic_write_bytes, fsync_dir
 
 __all__ = [
     "MANIFEST",
@@ -47,14 +47,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(directory, model, tokenizer, optimizer, step: int, config, extra: dict | None = None) -> Path:
@@ -86,7 +78,7 @@ def save_checkpoint(directory, model, tokenizer, optimizer, step: int, config, e
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,6 +1,7 @@
 """JSONL data for the LLM trainers, validated before any training, and its tokenization.
 
-Formats (one JSON object per line; extra keys are kept and passed to GRPO reward functions):
+Sources: JSONL files, Parquet/JSON files (via ``datasets``), ``datasets.Dataset``, ``DatasetDict``
+(its "train" split), lists of dicts. Rows (extra keys are kept and passed to GRPO reward functions):
 
 - SFT:  ``{"prompt": ..., "completion": ...}``
 - DPO:  ``{"prompt": ..., "chosen": ..., "rejected": ...}``
@@ -17,7 +18,7 @@ import json
 import warnings
 from pathlib import Path
 
-from policylab.errors import ConfigError, InputError, MissingFileError
+from policylab.errors import ConfigError, DataError, InputError, MissingFileError
 
 __all__ = [
     "DPO_FIELDS",
@@ -42,13 +43,27 @@ def _is_conversation(x) -> bool:
 
 
 def load_jsonl(source, required: tuple[str, ...]) -> tuple[list[dict], list[str]]:
-    """Records and their labels ("file.jsonl:LINE" or "record I") from a JSONL path or a list of dicts.
+    """Records and their labels ("file.jsonl:LINE", "file.parquet row I", "record I") from a JSONL path,
+    a Parquet or JSON file (read with ``datasets``), a ``datasets.Dataset``, a ``DatasetDict`` (its
+    "train" split) or a list of dicts.
 
     Raises ValueError naming the row and field for: an empty file/list, invalid JSON, a row that is
     not an object, a missing required field, or a required field that is empty or not a string or
     conversation.
     """
-    if isinstance(source, (str, Path)):
+    if hasattr(source, "column_names") and isinstance(source.column_names, dict):  # DatasetDict
+        if "train" not in source:
+            raise DataError(f"the DatasetDict has no 'train' split (splits: {', '.join(source)}); pass one split")
+        source = source["train"]
+    name = "dataset"
+    if isinstance(source, (str, Path)) and Path(source).suffix in (".parquet", ".json") and Path(source).is_file():
+        source, name = _load_with_datasets(Path(source)), Path(source).name
+    if hasattr(source, "column_names") and hasattr(source, "to_list"):  # datasets.Dataset
+        records = source.to_list()
+        labels = [f"{name} row {i}" for i in range(len(records))]
+        if not records:
+            raise DataError(f"{name} is empty")
+    elif isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise MissingFileError(f"data file {str(path)!r} not found")
@@ -80,6 +95,17 @@ def load_jsonl(source, required: tuple[str, ...]) -> tuple[list[dict], list[str]
             if not value or (isinstance(value, str) and not value.strip()):
                 raise InputError(f"{where}: field {field!r} is empty")
     return records, labels
+
+
+def _load_with_datasets(path: Path):
+    """A Parquet or JSON (array or JSON lines) file as a ``datasets.Dataset`` (errors name the file)."""
+    import datasets
+
+    builder = "parquet" if path.suffix == ".parquet" else "json"
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as exc:  # noqa: BLE001 (pyarrow / datasets raise many error types for a bad file)
+        raise DataError(f"{path.name}: cannot read as {builder} ({str(exc).splitlines()[0]})") from None
 
 
 def write_jsonl(path, records) -> None:

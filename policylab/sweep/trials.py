@@ -92,9 +92,9 @@ def _train(spec, trial, run_dir: Path, report) -> int:
 
     cls = _algorithm_class(spec.algo)
     if (run_dir / "checkpoint.json").is_file():
-        agent = cls.load(run_dir)
-        _truncate_log(run_dir / "progress.csv", agent.num_steps)
-    else:
+        agent = cls.load(run_dir)  # learn() cuts progress.csv back to the checkpoint's step
+    else:  # a trial killed before its first checkpoint starts again, log included (learn refuses foreign logs)
+        (run_dir / "progress.csv").unlink(missing_ok=True)
         agent = cls(spec.env, seed=trial.seed, **spec.run_params(trial.params))
     last = [None]
 
@@ -109,16 +109,6 @@ def _train(spec, trial, run_dir: Path, report) -> int:
         agent.learn(spec.steps, log_dir=run_dir, checkpoint_dir=run_dir,
                     checkpoint_every=spec.checkpoint_every, callback=callback)
     return agent.num_steps
-
-
-def _truncate_log(csv_path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint's step (a killed run logged past its last save)."""
-    if not csv_path.is_file():
-        return
-    lines = csv_path.read_text().splitlines(keepends=True)
-    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and float(ln.split(",", 1)[0]) <= step]
-    if len(keep) != len(lines):
-        atomic_write_bytes(csv_path, "".join(keep).encode())
 
 
 def _llm(spec, trial, run_dir: Path, report) -> int:

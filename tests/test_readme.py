@@ -1,0 +1,265 @@
+"""Every example in README.md runs as written, and the numbers it states are computed here.
+
+Python blocks run top-level statement by statement in a fresh namespace inside a scratch folder;
+the value of every bare expression line is kept (as a REPL shows it), so the checks below compare
+what the README's comments claim with what the code returns. A block may be shrunk only by the
+listed substitutions (each must match exactly once). Shell commands run through
+``policylab.cli.main`` with reduced sizes; a command that cannot run here is listed with the reason.
+A block or command the tables below do not know fails the test, so a new example cannot go untested.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policylab.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def run_python(code: str) -> dict:
+    """Run ``code`` statement by statement; return {source line of each bare expression: its value}."""
+    ns, values = {"__name__": "__readme__"}, {}
+    for node in ast.parse(code).body:
+        src = ast.get_source_segment(code, node)
+        if isinstance(node, ast.Expr):
+            values[src] = eval(compile(ast.Expression(node.value), "<README>", "eval"), ns)
+        else:
+            exec(compile(ast.Module([node], []), "<README>", "exec"), ns)  # noqa: S102 (the README's own code)
+    return values
+
+
+def value(values: dict, prefix: str):
+    hits = [v for k, v in values.items() if k.startswith(prefix)]
+    assert len(hits) == 1, f"no single README expression starting with {prefix!r}"
+    return hits[0]
+
+
+def comment_after(block: str, code: str) -> str:
+    line = next(ln for ln in block.splitlines() if ln.startswith(code))
+    return line.split("#", 1)[1]
+
+
+# ------------------------------------------------------------------ python blocks
+def check_planning(block, v):
+    from policylab import planning
+    from policylab.mdp import catalog
+
+    stated = np.array(eval(re.sub(r"(?<=[\d.\]])\s+(?=[\d\[])", ", ", comment_after(block, "res.Q").strip())))
+    np.testing.assert_allclose(value(v, "res.Q"), stated, atol=1e-6)
+    V = value(v, "planning.evaluate_policy(catalog.gridworld_5x5()")
+    # Sutton & Barto (2018) figure 3.2, top row of V for the equiprobable random policy
+    np.testing.assert_allclose(V[:5], [3.3, 8.8, 4.4, 5.3, 1.5], atol=0.05)
+    pi = value(v, "planning.policy_iteration(from_gymnasium")
+    lake = catalog.get("frozen-lake", gamma=0.99)
+    assert pi.shape == (16,)
+    np.testing.assert_allclose(planning.evaluate_policy(lake, pi), planning.value_iteration(lake, tol=1e-10).V,
+                               atol=1e-6)                                   # π is optimal
+
+
+def check_tabular(block, v):
+    err = value(v, "abs(res.Q - planning.value_iteration(mdp).Q).max()")
+    bound = float(re.search(r"< ([\d.]+)", comment_after(block, "abs(res.Q")).group(1))
+    assert err < bound
+    trace = value(v, 'trace[["s"')
+    assert len(trace) == 40 and trace.dtype.names == ("s", "a", "r", "s_next", "td_error", "q_before", "q_after")
+    res = value(v, "tabular.sarsa(")
+    assert len(res.episode_returns) > 100 and np.isfinite(res.Q).all()
+
+
+def check_ppo(block, v, full=False):
+    ret = value(v, "agent.evaluate(episodes=")
+    assert ret >= 475 if full else ret > 0          # 50k steps with the rl-zoo settings solve CartPole
+    assert value(v, "agent.act(obs, deterministic=True)") in (0, 1)
+
+
+def check_llm(block, v, full):
+    acc = value(v, "accuracy(model, tok, test)")
+    assert 0.0 <= acc <= 1.0
+    text = comment_after(block, "train, test = make_addition_problems()")
+    assert re.search(r"(\d+) train / (\d+) held-out", text).groups() == ("800", "200")
+    from policylab.llm import make_char_tokenizer, make_tiny_llama
+
+    model = make_tiny_llama(len(make_char_tokenizer()))
+    n = sum(p.numel() for p in model.parameters())
+    assert re.search(r"(\d+)k-parameter", comment_after(block, "tok = make_char_tokenizer()")).group(1) == f"{round(n / 1000)}"
+    if full:  # the stated result, measured on the development machine (see the comment's date)
+        before, after = map(float, re.search(r"([\d.]+) after SFT -> ([\d.]+) after GRPO",
+                                             comment_after(block, "accuracy(model, tok, test)")).groups())
+        assert acc == pytest.approx(after, abs=0.05)
+        assert after - before >= 0.15
+
+
+def check_figures(block, v):
+    Q = value(v, "figures.fig4_data()[0.9]")
+    np.testing.assert_allclose(Q[:3, 1], [0.81, 0.9, 1.0], atol=1e-7)    # γ^(3−i)
+    assert len(value(v, 'figures.fig6("figures/").data')["shown"]) == 12
+    point, low, high = value(v, "figures.stratified_bootstrap_ci(scores")
+    assert low <= point <= high
+
+
+PYTHON = {  # a line unique to the block -> (substitutions, check)
+    "res = planning.value_iteration(mdp)": ({}, check_planning),
+    "res = tabular.q_learning(mdp, 2_000_000": ({}, check_tabular),
+    "agent = PPO(\"CartPole-v1\"": ({"agent.learn(50_000": "agent.learn(3_000", "episodes=20": "episodes=2"},
+                                   check_ppo),
+    "tok = make_char_tokenizer(); model = make_tiny_llama(len(tok))": ({"max_steps=500": "max_steps=20",
+                                                                        "max_steps=150": "max_steps=2"}, check_llm),
+    "figures.fig4_data()[0.9]": ({}, check_figures),
+}
+
+
+# Blocks of sections added by other work that do not run as written yet (fragments with undefined
+# names, long MuJoCo runs): listed so that they are visible, skipped with the reason. TODO: cover them.
+NOT_YET = {
+    "runs = tabular.q_learning(mdp, 1_000_000, 0.1, 0.1, seeds=range(32))": "fragment: `mdp` undefined",
+    "agent = DQN(\"CartPole-v1\", seed=0": "fragment: `s`, `a`, `obs`, … undefined",
+    "agent = PPO(\"HalfCheetah-v5\"": "MuJoCo, a long run",
+}
+
+
+def python_cases():
+    blocks = code_blocks(README.read_text(), "python")
+    cases = []
+    for b in blocks:
+        keys = [k for k in (*PYTHON, *NOT_YET) if k in b]
+        cases.append(pytest.param(b, keys[0] if len(keys) == 1 else None, id=(keys or ["unknown"])[0][:24]))
+    return cases
+
+
+def _llm_blocked():
+    # a submodule named sft shadows the function once imported: the llm helper renames it
+    return importlib.util.find_spec("policylab.llm.sft") is not None
+
+
+@pytest.mark.parametrize("block,key", python_cases())
+def test_python_block_runs_as_written(block, key, tmp_path, monkeypatch):
+    assert key is not None, f"README python block not covered by tests/test_readme.py:\n{block}"
+    if key in NOT_YET:
+        pytest.skip(f"README block not run yet: {NOT_YET[key]}")
+    subs, check = PYTHON[key]
+    if check is check_llm and _llm_blocked():
+        pytest.skip("`from policylab.llm import sft` still yields the module (the llm loader fix has not landed)")
+    for old, new in subs.items():
+        assert block.count(old) == 1, old
+        block = block.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    values = run_python(block)
+    check(block, values, full=False) if check in (check_llm, check_ppo) else check(block, values)
+
+
+@pytest.mark.slow
+def test_ppo_block_full_size_solves_cartpole(tmp_path, monkeypatch):
+    block = next(b for b in code_blocks(README.read_text(), "python") if 'agent = PPO("CartPole-v1"' in b)
+    monkeypatch.chdir(tmp_path)
+    check_ppo(block, run_python(block), full=True)
+
+
+@pytest.mark.slow
+def test_llm_block_full_size_gives_the_stated_result(tmp_path, monkeypatch):
+    if _llm_blocked():
+        pytest.skip("`from policylab.llm import sft` still yields the module")
+    block = next(b for b in code_blocks(README.read_text(), "python") if "make_tiny_llama(len(tok))" in b)
+    monkeypatch.chdir(tmp_path)
+    check_llm(block, run_python(block), full=True)
+
+
+# ------------------------------------------------------------------ shell commands
+TESTED_ELSEWHERE = {
+    'pip install -c constraints.txt -e ".[deep,llm,plot]" && policylab tour --out tour/':
+        "installs; `policylab tour --quick --out DIR` runs in tests/test_tour.py",
+    'pip install -c constraints.txt -e ".[test]" && pytest': "installs; pytest is this suite",
+    "policylab tour --out tour/": "`policylab tour --quick --out DIR` runs in tests/test_tour.py",
+    'pip install -c constraints.txt -e ".[deep,sweep]"': "installs",
+    "policylab sweep configs/sweeps/ppo_cartpole.yaml": "the Ray sweep runs in tests/test_sweep.py",
+    "policylab sweep configs/sweeps/ppo_cartpole.yaml --report": "the Ray sweep runs in tests/test_sweep.py",
+    "ray start --head --port=6379": "needs a Ray cluster",
+    # added by other work, not run by a test yet (TODO): DQN/SAC and MuJoCo sections
+    "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp": "not run yet (TODO)",
+    "policylab train sac --env Pendulum-v1 --steps 2e4 --out runs/sac-pend --set save_replay_buffer=true":
+        "not run yet (TODO)",
+    'pip install -e ".[deep,mujoco]"': "installs",
+    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --eval-every 20000 --stop-at-return 5000":
+        "MuJoCo, a long run (TODO)",
+    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --resume": "MuJoCo, a long run (TODO)",
+    "policylab eval runs/hc/best --episodes 10": "needs the MuJoCo run (TODO)",
+    "tensorboard --logdir runs/hc": "starts a server",
+    "ray start --address=HEAD_IP:6379": "needs a Ray cluster",
+    "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": "needs a Ray cluster",
+    "policylab sweep spec.yaml --address ray://HEAD_IP:10001 --out /shared/sweeps/x": "needs a Ray cluster",
+}
+# README command -> the reduced command the test runs ("+" appends arguments, "-" runs it unchanged)
+REDUCED = {
+    "policylab train ppo --env CartPole-v1 --steps 1e5 --seed 0 --out runs/ppo-cp": ("1e5", "4e3"),
+    "policylab train ppo --env CartPole-v1 --steps 1e5 --seed 0 --out runs/ppo-cp --resume": ("1e5", "4e3"),
+    "policylab train a2c --env Pendulum-v1 --config my.yaml --set learning_rate=3e-4 --steps 2e5 --out runs/a2c":
+        ("2e5", "1e3"),
+    "policylab eval runs/ppo-cp --episodes 20": ("--episodes 20", "--episodes 2"),
+    "policylab llm make-data --out data/": None,
+    "policylab llm sft  --config configs/llm/sft.yaml": ("sft.yaml", "sft.yaml --max-steps 3"),
+    "policylab llm grpo --config configs/llm/grpo.yaml --max_steps 100": ("100", "2"),
+    "policylab llm dpo  --config configs/llm/dpo.yaml": ("dpo.yaml", "dpo.yaml --max-steps 2"),
+    "policylab llm dpo  --config configs/llm/dpo.yaml --max_steps 400 --resume": ("400", "3"),
+    "policylab llm eval --model runs/llm/grpo --data data/test.jsonl": None,
+    "policylab figures --out figures/": ("figures/", "figures/ --only 4"),
+    "policylab plot runs/ppo-s0 runs/ppo-s1 runs/ppo-s2 --metric charts/episodic_return --agg iqm --out ppo.png": None,
+}
+SETUP = {  # what a command needs that the README shows elsewhere (the runs that `plot` reads, my.yaml)
+    "policylab train a2c": lambda: Path("my.yaml").write_text("n_envs: 4\n"),
+    "policylab plot": lambda: [main(["train", "ppo", "--env", "CartPole-v1", "--steps", "1e3", "--seed", str(s),
+                                     "--out", f"runs/ppo-s{s}"]) for s in range(3)],
+    "policylab llm sft": lambda: shutil.copytree(ROOT / "configs", "configs", dirs_exist_ok=True),
+}
+
+
+def shell_commands() -> list[str]:
+    cmds = []
+    for block in code_blocks(README.read_text(), "bash"):
+        for line in block.splitlines():
+            cmd = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+            if cmd:
+                cmds.append(re.sub(r"\s+#.*$", "", cmd))
+    return cmds
+
+
+def test_every_shell_command_is_covered():
+    unknown = [c for c in shell_commands() if c not in REDUCED and c not in TESTED_ELSEWHERE]
+    assert unknown == [], f"README commands not covered by tests/test_readme.py: {unknown}"
+    assert '"tour", "--quick", "--out"' in (ROOT / "tests" / "test_tour.py").read_text()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="llm extra not installed")
+def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    for cmd in shell_commands():
+        if cmd in TESTED_ELSEWHERE:
+            continue
+        red = REDUCED[cmd]
+        if red is not None:
+            assert cmd.count(red[0]) == 1, (cmd, red[0])
+            cmd = cmd.replace(red[0], red[1])
+        for prefix, setup in SETUP.items():
+            if cmd.startswith(prefix):
+                setup()
+        argv = shlex.split(cmd)
+        assert argv[0] == "policylab"
+        rc = main(argv[1:])
+        assert rc == 0, (cmd, capsys.readouterr().err[-2000:])
+        ran += 1
+    assert ran == len(REDUCED)
+    assert Path("ppo.png").stat().st_size > 0 and Path("figures/fig4_line_world_q_star.png").exists()
+    assert Path("runs/llm/grpo").is_dir() and Path("data/test.jsonl").exists()
