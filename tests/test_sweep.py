@@ -177,6 +177,23 @@ def _kill_and_rerun(proc, path, out, spec, tmp_path):
     assert _table(out) == _table(tmp_path / "whole")
 
 
+def test_second_driver_on_the_same_folder_fails_at_once(tmp_path, capsys):
+    out = tmp_path / "sw"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(json.dumps(LEARN))
+    holder = subprocess.Popen([sys.executable, "-c", (f"from policylab.io.lock import RunLock; import time; "
+                               f"RunLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["sweep", str(spec), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"space": {"no_such_field": {"grid": [1, 2]}}}, "unknown config field"),
     ({"space": {"learning_rate": {"grid": []}}}, "non-empty list"),

@@ -16,12 +16,14 @@ from __future__ import annotations
 def add_parser(subparsers) -> None:
     import argparse
 
+    from policylab.config import number
+
     p = subparsers.add_parser("sweep", help="seeds × hyperparameters on Ray Tune (local or a cluster)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="sweep spec (YAML), e.g. configs/sweeps/ppo_cartpole.yaml")
     p.add_argument("--out", default=None, help="output folder (default sweeps/<spec name>)")
-    p.add_argument("--num-cpus", type=int, default=None, metavar="N",
-                   help="local Ray: CPUs = trials at once, N >= 1 (default: all cores)")
+    p.add_argument("--num-cpus", type=number(int, "[1, 4096]"), default=None, metavar="N",
+                   help="local Ray: CPUs = trials at once, in [1, 4096] (default: all cores)")
     p.add_argument("--address", default=None,
                    help="join a running Ray cluster: auto, HOST:6379 or ray://HOST:10001")
     p.add_argument("--report", action="store_true", help="only (re)write the report from finished trials")
@@ -31,13 +33,14 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from policylab.cli import writable_dir
     from policylab.errors import UsageError
     from policylab.sweep.spec import load_spec
 
-    if args.num_cpus is not None and args.num_cpus < 1:
-        raise UsageError(f"--num-cpus must be >= 1, got {args.num_cpus}")
     spec = load_spec(args.spec)  # every check before Ray starts
     out = Path(args.out) if args.out else Path("sweeps") / spec.name
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is an existing file, not a folder")
     if args.report:
         from policylab.sweep.report import summarize
 
@@ -52,6 +55,7 @@ def run(args) -> int:
         from policylab.sweep.runner import pending_trials
         from policylab.sweep.runner import run as run_sweep
 
+        writable_dir(out, "--out")
         if spec.searcher is None:
             total, todo = len(spec.trials()), len(pending_trials(spec, out.resolve()))
             print(f"sweep {spec.name}: {total} trials ({total - todo} already done) -> {out}", flush=True)

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from policylab.errors import UsageError
+from policylab.io.lock import RunLock
 from policylab.sweep.spec import SweepSpec, Trial, load_spec, searched_config_id
 from policylab.sweep.trials import DONE, read_status, run_trial, searched, write_status
 
@@ -50,14 +51,15 @@ def run(spec, out=None, *, num_cpus: int | None = None, address: str | None = No
         raise UsageError("--num-cpus applies to a local Ray instance; a cluster brings its own CPUs")
     if out.exists() and not out.is_dir():
         raise UsageError(f"sweep output {str(out)!r} is an existing file")
-    (out / "trials").mkdir(parents=True, exist_ok=True)
-    _write_spec_copy(spec, out)
-    todo = pending_trials(spec, out)
-    if spec.searcher is not None:
-        _run_searcher(spec, out, num_cpus, address, verbose)
-    elif todo:
-        _run_grid(spec, out, todo, num_cpus, address, verbose)
-    return summarize(spec, out)
+    with RunLock(out):  # one driver per sweep folder: a second one fails at once, naming the first
+        (out / "trials").mkdir(parents=True, exist_ok=True)
+        _write_spec_copy(spec, out)
+        todo = pending_trials(spec, out)
+        if spec.searcher is not None:
+            _run_searcher(spec, out, num_cpus, address, verbose)
+        elif todo:
+            _run_grid(spec, out, todo, num_cpus, address, verbose)
+        return summarize(spec, out)
 
 
 def _write_spec_copy(spec: SweepSpec, out: Path) -> None:
