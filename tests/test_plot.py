@@ -113,3 +113,15 @@ def test_bad_inputs_name_the_culprit(tmp_path, capsys, runs):
     assert "does not exist" in error_of(capsys, ["plot", str(tmp_path / "missing")])
     never = write_run(tmp_path / "never", [100, 200], [None, None])
     assert "in no row" in error_of(capsys, ["plot", str(never)])
+
+
+def test_runs_that_stopped_early_align_over_their_common_range_when_asked(tmp_path):
+    """The tour's PPO seeds stop once solved (14k vs 30k steps): refused by default, curved over the
+    common range with min_overlap=0."""
+    write_run(tmp_path / "ppo-s0", np.arange(1, 15) * 1000, np.linspace(10, 500, 14))
+    write_run(tmp_path / "ppo-s1", np.arange(1, 31) * 1000, np.linspace(10, 500, 30))
+    dirs = [tmp_path / "ppo-s0", tmp_path / "ppo-s1"]
+    with pytest.raises(ValueError, match="lengths differ"):
+        learning_curves(dirs, METRIC)
+    res = learning_curves(dirs, METRIC, min_overlap=0.0, points=14)
+    assert list(res.groups) == ["ppo"] and "ppo" in res.table

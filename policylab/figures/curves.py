@@ -152,9 +152,10 @@ def _ci(x, stat, reps, alpha, seed):
 
 def learning_curves(run_dirs, metric: str, agg: str = "iqm", align: str = "interp", points: int = 100,
                     reps: int = 2000, alpha: float = 0.05, seed: int = 0, final_fraction: float = 0.1,
-                    out=None) -> CurveResult:
+                    out=None, min_overlap: float = 0.5) -> CurveResult:
     """Read, align, aggregate and (if ``out``) plot the runs' ``metric``; returns a CurveResult
-    whose ``table`` is the Markdown final-performance table (IQM, mean, CIs) per group."""
+    whose ``table`` is the Markdown final-performance table (IQM, mean, CIs) per group.
+    ``min_overlap`` as in :func:`align_runs` (0 accepts runs that stopped early, e.g. once solved)."""
     if agg not in AGGREGATES:
         raise InputError(f"agg must be one of {sorted(AGGREGATES)}, got {agg!r}")
     if not 0 < final_fraction <= 1:
@@ -165,7 +166,7 @@ def learning_curves(run_dirs, metric: str, agg: str = "iqm", align: str = "inter
     curves = {str(r): load_run(r, metric) for r in run_dirs}           # every run checked before any work
     res = CurveResult(metric, agg)
     for name, members in group_runs(run_dirs).items():
-        grid, Y = align_runs({m: curves[m] for m in members}, align, points)   # (K,), (n, K)
+        grid, Y = align_runs({m: curves[m] for m in members}, align, points, min_overlap)   # (K,), (n, K)
         point, low, high = _ci(Y[None], AGGREGATES[agg], reps, alpha, seed)    # (K,) each
         k = max(1, math.ceil(final_fraction * len(grid)))
         final = Y[:, -k:].mean(axis=1)                                          # (n,)
