@@ -127,7 +127,8 @@ def test_failing_trial_is_reported_and_the_others_finish(local_ray, tmp_path):
 def test_killed_driver_resumes_only_missing_trials(local_ray, tmp_path):
     import yaml
 
-    spec = {**LEARN, "steps": 20000, "seeds": [0, 1], "space": {"alpha": {"grid": [0.1, 0.3, 0.5]}}}
+    # trials long enough (~0.1 s each) that the driver is killed between the first and the last
+    spec = {**LEARN, "steps": 3_000_000, "seeds": [0, 1], "space": {"alpha": {"grid": [0.1, 0.3, 0.5]}}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "killed"
@@ -156,12 +157,12 @@ def _kill_and_rerun(proc, path, out, spec, tmp_path):
     deadline = time.monotonic() + 240
     done = lambda: [p for p in (out / "trials").glob("*/trial.json")
                     if json.loads(p.read_text()).get("status") == "finished"] if (out / "trials").is_dir() else []
-    while len(done()) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    while len(done()) < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)  # the driver only, by its pid
     proc.wait(30)
     before = {p.parent.name: p.read_text() for p in done()}
-    assert 2 <= len(before) < 6, "the driver must be killed mid-sweep"
+    assert 1 <= len(before) < 6, "the driver must be killed mid-sweep"
     for run_dir in (out / "trials").iterdir():  # Ray stops the dead driver's workers: locks free up
         for _ in range(300):
             try:
