@@ -235,6 +235,10 @@ REDUCED = {
     "policylab llm eval --model runs/llm/grpo --data data/test.jsonl": None,
     "policylab figures --out figures/": ("figures/", "figures/ --only 4"),
     "policylab plot runs/ppo-s0 runs/ppo-s1 runs/ppo-s2 --metric charts/episodic_return --agg iqm --out ppo.png": None,
+    "policylab learn q-learning --mdp frozen-lake --steps 1e6 --seeds 0-31 --out runs/ql":
+        ("--steps 1e6 --seeds 0-31", "--steps 2e4 --seeds 0-2 --no-progress"),
+    "policylab plot runs/ql/* --metric charts/episodic_return":  # the shell expands the glob
+        ("runs/ql/*", "runs/ql/q-learning-s0 runs/ql/q-learning-s1 runs/ql/q-learning-s2"),
 }
 SETUP = {  # what a command needs that the README shows elsewhere (the runs that `plot` reads, my.yaml)
     "policylab train a2c": lambda: Path("my.yaml").write_text("n_envs: 4\n"),
