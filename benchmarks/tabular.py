@@ -10,7 +10,9 @@ Measured in one run, interleaved round by round, on FrozenLake 4×4 and 8×8 (sl
   3. policylab Python path on the same MDP (same random stream, identical numbers)
   4. a straightforward Python Q-learning loop over gymnasium's FrozenLake-v1
   5. policylab's Python path over the same gymnasium env
-  6. pymdptoolbox ``mdptoolbox.mdp.QLearning`` (its own loop; 4×4 only)
+  6. row 2 with ``numba.set_num_threads(1)``: its CPU time against row 2's is what the second
+     thread costs (false sharing, spinning, serial parts), its wall time what it gains
+  7. pymdptoolbox ``mdptoolbox.mdp.QLearning`` (its own loop; 4×4 only)
 Each row: minimum wall and CPU seconds over --repeats runs. Targets (issue 18): one stream
 ≥ 25M updates/s on 4×4 and 8×8; 32 seeds on 2 cores ≥ 1.8× the one-stream rate; ≥ 200× the
 plain gymnasium loop. The machine may be shared: the load average is printed.
@@ -62,6 +64,23 @@ def plain_gym_q_learning(env, steps: int, seed: int = 0) -> np.ndarray:
     return Q
 
 
+ONE_THREAD = "policylab compiled, seeds=[0..{last}], numba.set_num_threads(1)"
+
+
+def one_thread(fn):
+    """fn() with numba's parallel loops on one thread: the same work as the 2-thread row, so
+    CPU s per update compares the two (≈ equal: no false sharing, spinning or serial part),
+    and wall s shows the speed-up the machine's scheduler actually gave the second thread."""
+    import numba
+
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(n)
+
+
 def measure(name: str, env_kw: dict, args, steps: int, seed_steps: int, py_steps: int,
             seeds: list[int]) -> tuple[list, tuple]:
     """Rows (method, updates, best wall s, best CPU s) for one FrozenLake map, interleaved."""
@@ -84,6 +103,8 @@ def measure(name: str, env_kw: dict, args, steps: int, seed_steps: int, py_steps
         "policylab Python path, gymnasium env": (py_steps, lambda: tabular.q_learning(
             env, py_steps, ALPHA, EPSILON, gamma=GAMMA)),
     }
+    fns[ONE_THREAD.format(last=len(seeds) - 1)] = (seed_steps * len(seeds), lambda: one_thread(
+        lambda: tabular.q_learning(mdp, seed_steps, ALPHA, EPSILON, seeds=seeds)))
     if name == "frozen-lake":
         try:
             import mdptoolbox.mdp
@@ -143,6 +164,11 @@ def main() -> None:
               f"CPU-second (target ≥ 25M); {r1 / rate[plain[0]]:.0f}× the plain gymnasium loop "
               f"(target ≥ 200×); {len(seeds)} seeds: {rm / 1e6:.1f}M updates/s wall = "
               f"{rm / r1:.2f}× one stream (target ≥ 1.8× on 2 cores)")
+        single = next(r for r in rows if r[0] == ONE_THREAD.format(last=len(seeds) - 1))
+        print(f"- {len(seeds)} seeds, {numba.get_num_threads()} threads vs 1 thread: CPU s "
+              f"{many[3]:.3f} vs {single[3]:.3f} ({many[3] / single[3]:.2f}×: the cost of the "
+              f"second thread), wall s {many[2]:.3f} vs {single[2]:.3f} ({single[2] / many[2]:.2f}× "
+              "speed-up from the second thread on this machine at this load)")
     print()
     print(machine_info({"gymnasium": gym.__version__, "numba": numba.__version__}))
 
