@@ -236,10 +236,15 @@ class _Runs:
         self.ep_lengths = np.concatenate([self.ep_lengths, np.empty((K, cap), np.int64)], axis=1)
 
     def run(self, n, trace_i, trace_f):
-        """n more steps on every run; the trace (one run only) fills trace_i/trace_f (n, ·)."""
+        """n more steps on every run; the trace (one run only) fills trace_i/trace_f (n, ·).
+
+        Untraced runs, even a single one, go through :func:`_kernel_many` on at most one thread
+        per run: measured on FrozenLake 4×4 and 8×8, one stream does ≈ 25 % more updates per
+        CPU-second that way than through a direct call of :func:`_kernel` (the same numbers:
+        the same compiled loop, reached through numba's parallel pipeline)."""
         todo = np.full(len(self.q), n, np.int64)
         while todo.any():
-            if len(self.q) == 1:  # one run: the kernel itself, with the trace
+            if trace_i.shape[0]:  # one run with its trace: the kernel itself
                 off = n - todo[0]
                 todo[0] -= _kernel(*self.head, self.q[0], self.v[0], self.n_sa[0], self.n_s[0],
                                    self.rng[0], self.carry[0], self.carry_ret[0], todo[0],
@@ -247,9 +252,14 @@ class _Runs:
                                    trace_f[off:])
             else:
                 done = np.zeros_like(todo)
-                _kernel_many(*self.head, self.q, self.v, self.n_sa, self.n_s, self.rng,
-                             self.carry, self.carry_ret, todo, self.ep_returns, self.ep_lengths,
-                             done)
+                threads = numba.get_num_threads()
+                numba.set_num_threads(min(threads, len(self.q)))  # no idle spinning thread
+                try:
+                    _kernel_many(*self.head, self.q, self.v, self.n_sa, self.n_s, self.rng,
+                                 self.carry, self.carry_ret, todo, self.ep_returns,
+                                 self.ep_lengths, done)
+                finally:
+                    numba.set_num_threads(threads)
                 todo -= done
             if todo.any():
                 self._grow()
