@@ -238,21 +238,24 @@ def test_compiled_path_equals_python_path(algo, mdp_name):
     eps = tabular.linear(1.0, 0.05, 1500)
     pi = np.random.default_rng(0).dirichlet(np.ones(mdp.n_actions), size=mdp.n_states)
 
-    def run(backend):
+    def run(backend, trace=True):
         if algo == "td0":
-            return tabular.td0_prediction(mdp, pi, 3000, alpha, seed=7, trace=True,
+            return tabular.td0_prediction(mdp, pi, 3000, alpha, seed=7, trace=trace,
                                           max_episode_steps=max_ep, backend=backend)
         if algo == "mc":
-            return tabular.mc_prediction(mdp, pi, 300, seed=7, trace=True,
+            return tabular.mc_prediction(mdp, pi, 300, seed=7, trace=trace,
                                          max_episode_steps=max_ep, backend=backend)
-        return CONTROL[algo](mdp, 3000, alpha, eps, seed=7, trace=True, max_episode_steps=max_ep,
+        return CONTROL[algo](mdp, 3000, alpha, eps, seed=7, trace=trace, max_episode_steps=max_ep,
                              backend=backend)
 
     fast, slow = run("compiled"), run("python")
+    untraced = run("compiled", trace=False)  # TD: through the prange kernel, not the traced one
     assert (fast.backend, slow.backend) == ("compiled", "python")
     for name in ("V", "Q", "policy", "episode_returns", "episode_lengths", "visits", "trace"):
         a, b = getattr(fast, name), getattr(slow, name)
         assert (a is None and b is None) or np.array_equal(a, b), name
+        c = getattr(untraced, name)
+        assert name == "trace" or (c is None and b is None) or np.array_equal(c, b), name
     assert len(fast.episode_returns) > 10
 
 
