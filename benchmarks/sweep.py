@@ -72,7 +72,7 @@ def main() -> None:
             cli = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
         startup = time.perf_counter() - t0
         run(sp, out=work / "ray")

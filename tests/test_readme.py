@@ -197,6 +197,7 @@ def test_llm_block_full_size_gives_the_stated_result(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ shell commands
+CLUSTER = "a two-node Ray cluster started this way runs a sweep in tests/test_sweep_cluster.py"
 TESTED_ELSEWHERE = {
     'pip install -c constraints.txt -e ".[deep,llm,plot]" && policylab tour --out tour/':
         "installs; `policylab tour --quick --out DIR` runs in tests/test_tour.py",
@@ -205,7 +206,9 @@ TESTED_ELSEWHERE = {
     'pip install -c constraints.txt -e ".[deep,sweep]"': "installs",
     "policylab sweep configs/sweeps/ppo_cartpole.yaml": "the Ray sweep runs in tests/test_sweep.py",
     "policylab sweep configs/sweeps/ppo_cartpole.yaml --report": "the Ray sweep runs in tests/test_sweep.py",
-    "ray start --head --port=6379": "needs a Ray cluster",
+    "export RAY_AUTH_MODE=token": CLUSTER,
+    "ray get-auth-token --generate": CLUSTER,
+    "ray start --head --port=6379": CLUSTER,
     # added by other work, not run by a test yet (TODO): DQN/SAC and MuJoCo sections
     "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp": "not run yet (TODO)",
     "policylab train sac --env Pendulum-v1 --steps 2e4 --out runs/sac-pend --set save_replay_buffer=true":
@@ -216,9 +219,9 @@ TESTED_ELSEWHERE = {
     "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --resume": "MuJoCo, a long run (TODO)",
     "policylab eval runs/hc/best --episodes 10": "needs the MuJoCo run (TODO)",
     "tensorboard --logdir runs/hc": "starts a server",
-    "ray start --address=HEAD_IP:6379": "needs a Ray cluster",
-    "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": "needs a Ray cluster",
-    "policylab sweep spec.yaml --address ray://HEAD_IP:10001 --out /shared/sweeps/x": "needs a Ray cluster",
+    "ray start --address=HEAD_IP:6379": CLUSTER,
+    "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": CLUSTER,
+    "policylab sweep spec.yaml --address ray://HEAD_IP:10001 --out /shared/sweeps/x": CLUSTER,
 }
 # README command -> the reduced command the test runs ("+" appends arguments, "-" runs it unchanged)
 REDUCED = {

@@ -30,7 +30,7 @@ PPO = {"name": "ppo", "kind": "train", "algo": "ppo", "env": "CartPole-v1", "ste
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for the module: start-up is paid once."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield
     ray.shutdown()

@@ -122,7 +122,9 @@ def _init_ray(num_cpus, address):
     kwargs = {"include_dashboard": False, "log_to_driver": False,
               "runtime_env": {"env_vars": THREAD_ENV}}
     if address is None:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        # "local": a new instance even when a `ray start` cluster runs on this machine (without it,
+        # ray.init() joins that cluster, and refuses num_cpus there)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
     else:
         try:
             ray.init(address=address, **kwargs)
