@@ -19,9 +19,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the sweep extra (ray[tune]) is not installed")
 
-from test_sweep import LEARN, _kill_session, _table  # noqa: E402
+from test_sweep import LEARN, _kill_session, _table
 
-from policylab import sweep  # noqa: E402
+from policylab import sweep
 
 
 def _free_port() -> int:
@@ -52,7 +52,7 @@ def _cpus(address: str) -> float:
     """The cluster's CPUs, asked from a separate driver (this process keeps no Ray connection)."""
     code = (f"import ray; ray.init(address={address!r}, log_to_driver=False); "
             "print(ray.cluster_resources().get('CPU', 0)); ray.shutdown()")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                          env={**os.environ, **AUTH})
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0.0
 
@@ -99,7 +99,7 @@ def test_sweep_runs_unchanged_on_a_cluster(cluster, kind, tmp_path):
     path.write_text(yaml.safe_dump(LEARN))
     out = tmp_path / "sw"
     cmd = [sys.executable, "-m", "policylab", "sweep", str(path), "--out", str(out), "--address", cluster[kind]]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **AUTH, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| config |" in proc.stdout
