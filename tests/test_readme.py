@@ -120,6 +120,15 @@ def check_llm(block, v, full):
         assert after - before >= 0.15
 
 
+def check_mujoco(block, v):
+    from policylab.deep import PPO
+
+    mean = value(v, "agent.normalizer.obs_rms.mean")
+    assert mean.shape == (17,) and np.isfinite(mean).all() and np.abs(mean).max() > 0
+    assert Path("runs/hc/best/checkpoint.json").is_file()                   # "best model: runs/hc/best"
+    np.testing.assert_array_equal(PPO.load("runs/hc").normalizer.obs_rms.mean, mean)   # "saved in the checkpoint"
+
+
 def check_figures(block, v):
     Q = value(v, "figures.fig4_data()[0.9]")
     np.testing.assert_allclose(Q[:3, 1], [0.81, 0.9, 1.0], atol=1e-7)    # γ^(3−i)
@@ -140,21 +149,19 @@ PYTHON = {  # a line unique to the block -> (substitutions, check)
     "tok = make_char_tokenizer(); model = make_tiny_llama(len(tok))": ({"max_steps=500": "max_steps=20",
                                                                         "max_steps=150": "max_steps=2"}, check_llm),
     "figures.fig4_data()[0.9]": ({}, check_figures),
+    # 1M steps (the preset's n_timesteps) become 2,048 with an evaluation of one episode every 1,024
+    "agent = PPO(\"HalfCheetah-v5\"": ({"agent.learn(eval_every=20_000, eval_episodes=10,":
+                                      "agent.learn(2_048, eval_every=1_024, eval_episodes=1,"}, check_mujoco),
 }
+NEEDS = {check_mujoco: "mujoco", check_llm: "transformers"}   # the extra a block needs (skipped without it)
 
-
-# Blocks of sections added by other work that do not run as written yet (fragments with undefined
-# names, long MuJoCo runs): listed so that they are visible, skipped with the reason. TODO: cover them.
-NOT_YET = {
-    "agent = PPO(\"HalfCheetah-v5\"": "MuJoCo, a long run",
-}
 
 
 def python_cases():
     blocks = code_blocks(README.read_text(), "python")
     cases = []
     for b in blocks:
-        keys = [k for k in (*PYTHON, *NOT_YET) if k in b]
+        keys = [k for k in PYTHON if k in b]
         cases.append(pytest.param(b, keys[0] if len(keys) == 1 else None, id=(keys or ["unknown"])[0][:24]))
     return cases
 
@@ -167,9 +174,9 @@ def _llm_blocked():
 @pytest.mark.parametrize("block,key", python_cases())
 def test_python_block_runs_as_written(block, key, tmp_path, monkeypatch):
     assert key is not None, f"README python block not covered by tests/test_readme.py:\n{block}"
-    if key in NOT_YET:
-        pytest.skip(f"README block not run yet: {NOT_YET[key]}")
     subs, check = PYTHON[key]
+    if check in NEEDS and importlib.util.find_spec(NEEDS[check]) is None:
+        pytest.skip(f"{NEEDS[check]} is not installed")
     if check is check_llm and _llm_blocked():
         pytest.skip("`from policylab.llm import sft` still yields the module (the llm loader fix has not landed)")
     for old, new in subs.items():
@@ -206,15 +213,7 @@ TESTED_ELSEWHERE = {
     "policylab sweep configs/sweeps/ppo_cartpole.yaml": "the Ray sweep runs in tests/test_sweep.py",
     "policylab sweep configs/sweeps/ppo_cartpole.yaml --report": "the Ray sweep runs in tests/test_sweep.py",
     "ray start --head --port=6379": "needs a Ray cluster",
-    # added by other work, not run by a test yet (TODO): DQN/SAC and MuJoCo sections
-    "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp": "not run yet (TODO)",
-    "policylab train sac --env Pendulum-v1 --steps 2e4 --out runs/sac-pend --set save_replay_buffer=true":
-        "not run yet (TODO)",
     'pip install -e ".[deep,mujoco]"': "installs",
-    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --eval-every 20000 --stop-at-return 5000":
-        "MuJoCo, a long run (TODO)",
-    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --resume": "MuJoCo, a long run (TODO)",
-    "policylab eval runs/hc/best --episodes 10": "needs the MuJoCo run (TODO)",
     "tensorboard --logdir runs/hc": "starts a server",
     "ray start --address=HEAD_IP:6379": "needs a Ray cluster",
     "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": "needs a Ray cluster",
@@ -235,7 +234,17 @@ REDUCED = {
     "policylab llm eval --model runs/llm/grpo --data data/test.jsonl": None,
     "policylab figures --out figures/": ("figures/", "figures/ --only 4"),
     "policylab plot runs/ppo-s0 runs/ppo-s1 runs/ppo-s2 --metric charts/episodic_return --agg iqm --out ppo.png": None,
+    "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp": ("6e4", "1.5e3"),
+    "policylab train sac --env Pendulum-v1 --steps 2e4 --out runs/sac-pend --set save_replay_buffer=true":
+        ("2e4", "3e2"),
+    # HalfCheetah: the preset's 1M steps become 2,048, evaluations of one episode every 1,024 steps;
+    # the resumed run goes on to 3,072 steps; `eval` plays one episode
+    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --eval-every 20000 --stop-at-return 5000":
+        ("--eval-every 20000", "--steps 2048 --eval-every 1024 --eval-episodes 1"),
+    "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --resume": ("--resume", "--steps 3072 --resume"),
+    "policylab eval runs/hc/best --episodes 10": ("--episodes 10", "--episodes 1"),
 }
+NEEDS_MODULE = {"--env HalfCheetah": "mujoco", "runs/hc": "mujoco"}   # commands skipped when the extra is missing
 SETUP = {  # what a command needs that the README shows elsewhere (the runs that `plot` reads, my.yaml)
     "policylab train a2c": lambda: Path("my.yaml").write_text("n_envs: 4\n"),
     "policylab plot": lambda: [main(["train", "ppo", "--env", "CartPole-v1", "--steps", "1e3", "--seed", str(s),
@@ -263,9 +272,12 @@ def test_every_shell_command_is_covered():
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="llm extra not installed")
 def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    ran = 0
+    ran, skipped = 0, 0
     for cmd in shell_commands():
         if cmd in TESTED_ELSEWHERE:
+            continue
+        if any(k in cmd and importlib.util.find_spec(m) is None for k, m in NEEDS_MODULE.items()):
+            skipped += 1
             continue
         red = REDUCED[cmd]
         if red is not None:
@@ -279,6 +291,9 @@ def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, cap
         rc = main(argv[1:])
         assert rc == 0, (cmd, capsys.readouterr().err[-2000:])
         ran += 1
-    assert ran == len(REDUCED)
+    assert ran + skipped == len(REDUCED)
     assert Path("ppo.png").stat().st_size > 0 and Path("figures/fig4_line_world_q_star.png").exists()
+    assert Path("runs/dqn-cp/checkpoint.json").is_file() and Path("runs/sac-pend/replay_buffer.safetensors").is_file()
+    if not skipped:
+        assert Path("runs/hc/best/checkpoint.json").is_file()
     assert Path("runs/llm/grpo").is_dir() and Path("data/test.jsonl").exists()
