@@ -297,3 +297,67 @@ def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, cap
     if not skipped:
         assert Path("runs/hc/best/checkpoint.json").is_file()
     assert Path("runs/llm/grpo").is_dir() and Path("data/test.jsonl").exists()
+
+
+# ------------------------------------------------------------------ numbers stated in the prose
+def _prose() -> str:
+    """README.md outside code blocks, whitespace collapsed (sentences wrap across lines)."""
+    text = re.sub(r"^```.*?^```", "", README.read_text(), flags=re.DOTALL | re.MULTILINE)
+    return re.sub(r"\s+", " ", text)
+
+
+def _help(*words) -> str:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main([*words, "--help"]) == 0
+    return re.sub(r"\s+", " ", buf.getvalue())
+
+
+def test_prose_numbers_match_the_code():
+    """Numbers the README states in prose that the code fixes: each is recomputed or read from the code."""
+    from policylab import planning, tabular
+    from policylab.cli import tour
+    from policylab.deep.config import PRESET_DIR
+    from policylab.mdp import catalog, model
+
+    prose = _prose()
+    # planning and tabular limits
+    assert "`tabular.MAX_STEPS` = 10¹²" in prose and tabular.MAX_STEPS == 10**12
+    assert "(≥ 2²⁰ entries) that is at most 25 % nonzero" in prose
+    assert model.CSR_MIN_ENTRIES == 2**20 and model.CSR_MAX_DENSITY == 0.25
+    assert "line world at γ = 1 gives right, right, right" in prose
+    assert planning.value_iteration(catalog.line_world(gamma=1.0)).policy[:3].tolist() == [1, 1, 1]
+    # CLI ranges ("shown in --help")
+    assert "`--steps` in [1, 1e12], `--seed` and `--checkpoint-every` in [0, 2147483647], `eval --episodes` in " \
+           "[1, 10000]" in prose
+    train_help, eval_help = _help("train"), _help("eval")
+    assert train_help.count("[range [1, 1e12]]") == 1 and train_help.count("[range [0, 2147483647]]") >= 2
+    assert "[range [1, 10000]]" in eval_help
+    # presets: "six MuJoCo envs", the DQN and SAC lists
+    mujoco = ("Hopper", "HalfCheetah", "Walker2d", "Ant", "InvertedPendulum", "InvertedDoublePendulum")
+    assert "six MuJoCo envs" in prose and all((PRESET_DIR / f"{e}-v5.yaml").is_file() for e in mujoco)
+    for env in ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v3", "Pendulum-v1",
+                "MountainCarContinuous-v0"):
+        assert (PRESET_DIR / f"{env}.yaml").is_file(), env
+    # the tour's criteria, as the README words them
+    q, f = tour.QUICK, tour.FULL
+    for claim in (f"evaluation return to ≥ {f.ac_target:g} (≥ {q.ac_target:g} in `--quick`)",
+                  f"PPO reaches an evaluation ≥ {tour.PPO_SOLVED:g} on every seed shown "
+                  f"({len(f.ppo_seeds)} seeds; {len(q.ppo_seeds)} in `--quick`)",
+                  f"held-out accuracy by ≥ {tour.GRPO_MARGIN:g} over SFT", "Q-learning gets within 0.05 of Q*",
+                  "(within 4 standard errors) and the baseline at least halves their variance"):
+        assert claim in prose, claim
+    src = Path(tour.__file__).read_text()
+    assert "< 0.05" in src and "≤ 4" in src and "≤ 0.5" in src and "≥ +0.05" in src
+
+
+def test_replay_buffer_size_stated_in_the_readme():
+    """"46 MB per million CartPole transitions": the buffer's own arrays, scaled from 10k transitions."""
+    from policylab.deep.replay import ReplayBuffer
+
+    mb = float(re.search(r"\((\d+) MB per million CartPole transitions\)", _prose()).group(1))
+    buf = ReplayBuffer(10_000, obs_dim=4)
+    assert buf.nbytes * 100 / 1e6 == pytest.approx(mb, abs=1.0)
