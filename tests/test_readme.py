@@ -331,8 +331,8 @@ def test_prose_numbers_match_the_code():
     assert "line world at γ = 1 gives right, right, right" in prose
     assert planning.value_iteration(catalog.line_world(gamma=1.0)).policy[:3].tolist() == [1, 1, 1]
     # CLI ranges ("shown in --help")
-    assert "`--steps` in [1, 1e12], `--seed` and `--checkpoint-every` in [0, 2147483647], `eval --episodes` in " \
-           "[1, 10000]" in prose
+    assert ("`--steps` in [1, 1e12], `--seed` and `--checkpoint-every` in [0, 2147483647], `eval --episodes` in "
+            "[1, 10000]") in prose
     train_help, eval_help = _help("train"), _help("eval")
     assert train_help.count("[range [1, 1e12]]") == 1 and train_help.count("[range [0, 2147483647]]") >= 2
     assert "[range [1, 10000]]" in eval_help
@@ -345,8 +345,8 @@ def test_prose_numbers_match_the_code():
     # the tour's criteria, as the README words them
     q, f = tour.QUICK, tour.FULL
     for claim in (f"evaluation return to ≥ {f.ac_target:g} (≥ {q.ac_target:g} in `--quick`)",
-                  f"PPO reaches an evaluation ≥ {tour.PPO_SOLVED:g} on every seed shown "
-                  f"({len(f.ppo_seeds)} seeds; {len(q.ppo_seeds)} in `--quick`)",
+                  (f"PPO reaches an evaluation ≥ {tour.PPO_SOLVED:g} on every seed shown "
+                   f"({len(f.ppo_seeds)} seeds; {len(q.ppo_seeds)} in `--quick`)"),
                   f"held-out accuracy by ≥ {tour.GRPO_MARGIN:g} over SFT", "Q-learning gets within 0.05 of Q*",
                   "(within 4 standard errors) and the baseline at least halves their variance"):
         assert claim in prose, claim

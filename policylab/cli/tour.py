@@ -273,7 +273,7 @@ def _ppo_figure(stem, evals_by_seed, curves):
     ax.axhline(PPO_SOLVED, color="#b3261e", ls="--", lw=1.2, label=f"solved: {PPO_SOLVED:g}")
     ax.set(xlabel="environment steps", ylabel="mean return, 10 greedy episodes", ylim=(0, 520),
            title="greedy evaluation every 5,000 steps (stops once solved)")
-    for name, g in curves.groups.items():
+    for g in curves.groups.values():
         (line,) = bx.plot(g["grid"], g["point"], lw=1.8, label=f"IQM of {len(g['runs'])} seeds")
         bx.fill_between(g["grid"], g["low"], g["high"], color=line.get_color(), alpha=0.25, lw=0, label="95% CI")
     bx.set(xlabel="environment steps", ylabel="charts/episodic_return (sampled actions)", ylim=(0, 520),
