@@ -68,7 +68,9 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization:
         raise InputError(
             f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
     if vectorization == "async" and not for_eval and isinstance(env, str):
-        from policylab.deep.env_state import StateAccess  # checkpoints reach the sub-envs through it
+        from policylab.deep.env_state import (
+            StateAccess,  # checkpoints reach the sub-envs through it
+        )
 
         return AsyncVectorEnv([lambda: StateAccess(gym.make(env, disable_env_checker=True))] * n_envs,
                               autoreset_mode=AutoresetMode.SAME_STEP)
