@@ -105,11 +105,7 @@ def run(args) -> int:
     if cfg.trace:
         writable_file(cfg.trace, "--trace")
 
-    import numpy as np
-
-    from policylab import planning, tabular
-    from policylab.mdp import catalog
-    from policylab.tabular.schedules import CONSTANT
+    from policylab import tabular
 
     steps = cfg.steps
     try:
@@ -121,10 +117,25 @@ def run(args) -> int:
     args = argparse.Namespace(algorithm=args.algorithm, **vars(cfg))
 
     seeds = parse_seeds(args.seeds) if args.seeds is not None else None
-    if args.out is not None:
-        from policylab.cli import writable_dir
+    if args.out is None:
+        return _learn(args, steps, alpha, epsilon, seeds)
+    from policylab.cli import writable_dir
+    from policylab.io.lock import RunLock
 
-        writable_dir(args.out)
+    writable_dir(args.out)
+    with RunLock(args.out):  # one writer per results folder, held from before the work
+        return _learn(args, steps, alpha, epsilon, seeds)
+
+
+def _learn(args, steps, alpha, epsilon, seeds) -> int:
+    """Run the learner (one call for all seeds), compare with planning, write, print."""
+    import numpy as np
+
+    from policylab import planning, tabular
+    from policylab.cli import UsageError
+    from policylab.mdp import catalog
+    from policylab.tabular.schedules import CONSTANT
+
     mdp = catalog.get(args.mdp, gamma=args.gamma)
     plan = planning.value_iteration(mdp, tol=1e-10)
     common = {"max_episode_steps": args.max_episode_steps, "trace": bool(args.trace),
