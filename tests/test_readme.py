@@ -204,6 +204,7 @@ def test_llm_block_full_size_gives_the_stated_result(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ shell commands
+CLUSTER = "a two-node Ray cluster started this way runs a sweep in tests/test_sweep_cluster.py"
 TESTED_ELSEWHERE = {
     'pip install -c constraints.txt -e ".[deep,llm,plot]" && policylab tour --out tour/':
         "installs; `policylab tour --quick --out DIR` runs in tests/test_tour.py",
@@ -212,12 +213,14 @@ TESTED_ELSEWHERE = {
     'pip install -c constraints.txt -e ".[deep,sweep]"': "installs",
     "policylab sweep configs/sweeps/ppo_cartpole.yaml": "the Ray sweep runs in tests/test_sweep.py",
     "policylab sweep configs/sweeps/ppo_cartpole.yaml --report": "the Ray sweep runs in tests/test_sweep.py",
-    "ray start --head --port=6379": "needs a Ray cluster",
+    "export RAY_AUTH_MODE=token": CLUSTER,
+    "ray get-auth-token --generate": CLUSTER,
+    "ray start --head --port=6379": CLUSTER,
     'pip install -e ".[deep,mujoco]"': "installs",
     "tensorboard --logdir runs/hc": "starts a server",
-    "ray start --address=HEAD_IP:6379": "needs a Ray cluster",
-    "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": "needs a Ray cluster",
-    "policylab sweep spec.yaml --address ray://HEAD_IP:10001 --out /shared/sweeps/x": "needs a Ray cluster",
+    "ray start --address=HEAD_IP:6379": CLUSTER,
+    "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": CLUSTER,
+    "policylab sweep spec.yaml --address ray://HEAD_IP:10001 --out /shared/sweeps/x": CLUSTER,
 }
 # README command -> the reduced command the test runs ("+" appends arguments, "-" runs it unchanged)
 REDUCED = {
