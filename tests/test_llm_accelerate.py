@@ -248,6 +248,23 @@ def test_processes_that_do_not_divide_the_batch_fail_before_the_model_loads(monk
         worker.make_trainer("sft", "unused", batch_size=6, gradient_accumulation_steps=2)
 
 
+def test_each_process_samples_from_its_own_seed(monkeypatch):
+    """Seeds from (seed, rank, step): two ranks draw differently, the same rank reproducibly."""
+    import policylab.llm.trainer as trainer_mod
+
+    def fake(rank):
+        return type("Acc", (), {"process_index": rank, "num_processes": 2, "is_main_process": rank == 0,
+                                "device": torch.device("cpu")})()
+
+    draws = []
+    for rank in (0, 1, 1):
+        monkeypatch.setattr(trainer_mod, "make_accelerator", lambda config, rank=rank: fake(rank))
+        trainer = worker.make_trainer("grpo", "unused")
+        assert trainer.shard(list(range(4))) == [2 * rank, 2 * rank + 1]  # prompts, not completions
+        draws.append(torch.rand(4))
+    assert not torch.equal(draws[0], draws[1]) and torch.equal(draws[1], draws[2])
+
+
 def test_missing_tracker_package_is_a_config_error_naming_the_extra(monkeypatch):
     import importlib.util
 

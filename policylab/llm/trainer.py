@@ -347,13 +347,6 @@ class Trainer:
         self.optimizer.step()
         return norm
 
-    def _update(self, loss: torch.Tensor) -> float:
-        """Backward, clip, AdamW step at lr_at(self.step) on one loss of the whole batch; returns the
-        pre-clip gradient norm."""
-        self._zero_grad()
-        self._backward(loss)
-        return self._optimizer_step()
-
     def save(self, directory=None) -> Path:
         """Checkpoint into ``output_dir/checkpoint-<step>`` (refused if any parameter is non-finite)."""
         for name, p in self.model.named_parameters():
