@@ -210,6 +210,31 @@ def test_tensorboard_gets_trl_metric_names(tmp_path):
             "rewards/length_reward/mean", "frac_reward_zero_std"} <= tags["grpo"]
 
 
+@pytest.mark.parametrize("name", ["wandb", "mlflow"])
+def test_wandb_and_mlflow_trackers_receive_each_logged_step(tmp_path, monkeypatch, name):
+    """The optional trackers through stand-in modules (the packages are optional extras, not installed)."""
+    import importlib.machinery
+    import types
+
+    calls = []
+    fake = types.ModuleType(name)
+    fake.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    if name == "wandb":
+        run = types.SimpleNamespace(log=lambda metrics, step: calls.append((step, metrics)),
+                                    finish=lambda: calls.append("end"))
+        fake.init = lambda **kw: calls.append(("init", kw["config"]["report_to"])) or run
+    else:
+        fake.start_run = lambda **kw: calls.append(("init", "mlflow"))
+        fake.log_params = lambda params: None
+        fake.log_metrics = lambda metrics, step: calls.append((step, metrics))
+        fake.end_run = lambda: calls.append("end")
+    monkeypatch.setitem(sys.modules, name, fake)
+    worker.run("grpo", tmp_path / name, max_steps=2, report_to=name)
+    assert calls[0] == ("init", name) and calls[-1] == "end"
+    assert [c[0] for c in calls[1:-1]] == [1, 2]
+    assert {"loss", "reward", "reward_std", "completions/mean_length", "learning_rate"} <= calls[1][1].keys()
+
+
 # ------------------------------------------------------------------- bad settings
 
 
