@@ -37,9 +37,23 @@ def torchrun(out, *flags, timeout=240):
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(WORKER), str(out), *flags]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    code, out = run_process_group(cmd, env, timeout, cwd=ROOT)
+    assert code == 0, out[-6000:]
+
+
+def run_process_group(cmd, env, timeout, cwd=None) -> tuple[int, str]:
+    """Run ``cmd`` in its own session; on timeout kill the whole group (the launcher's workers too)."""
+    import signal
+
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc.returncode, out
 
 
 def weights(run_dir, step=3) -> dict[str, torch.Tensor]:

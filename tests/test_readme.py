@@ -318,8 +318,9 @@ def test_readme_multi_process_commands_run_on_cpu_with_reduced_sizes(tmp_path, m
     """The GPU example's two launch lines, on CPU: two processes (gloo), LoRA, bf16 autocast, a tiny
     local model folder instead of Qwen, one step of 16 completions."""
     import os
-    import subprocess
     import sys
+
+    from test_llm_accelerate import run_process_group
 
     from policylab.llm import make_char_tokenizer, make_tiny_llama
 
@@ -343,8 +344,8 @@ def test_readme_multi_process_commands_run_on_cpu_with_reduced_sizes(tmp_path, m
             env[name] = val
         if words[0] == "torchrun":
             words = [sys.executable, "-m", "torch.distributed.run", "--standalone", *words[1:]]
-        proc = subprocess.run(words, env=env, capture_output=True, text=True, timeout=300, check=False)
-        assert proc.returncode == 0, (cmd, proc.stderr[-3000:])
+        code, output = run_process_group(words, env, timeout=300)
+        assert code == 0, (cmd, output[-3000:])
         out = Path(words[words.index("--output-dir") + 1])
         assert (out / "checkpoint-1" / "adapter_model.safetensors").is_file(), cmd
         rows = (out / "log.jsonl").read_text().splitlines()
