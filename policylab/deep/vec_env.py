@@ -78,7 +78,12 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization:
         raise InputError(
             f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
     if vectorization == "async" and not for_eval and isinstance(env, str):
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        from policylab.deep.env_state import (
+            StateAccess,  # checkpoints reach the sub-envs through it
+        )
+
+        return AsyncVectorEnv([lambda: StateAccess(gym.make(env, disable_env_checker=True))] * n_envs,
+                              autoreset_mode=AutoresetMode.SAME_STEP)
     if vectorization != "sync" and not for_eval:
         raise InputError(f"vectorization={vectorization!r} needs an env id, got a {type(env).__name__}")
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
