@@ -159,8 +159,17 @@ def test_lora_grpo_one_step_matches_trl(tmp_path, monkeypatch):
     nonzero B so π ≠ π_ref, β = 0.04: TRL's reference is the base with adapters disabled, as ours."""
     trl = pytest.importorskip("trl")
     datasets = pytest.importorskip("datasets")
+    from test_llm_parity_trainers import (
+        GRPO_PROMPTS,
+        LR,
+        MAX_NEW,
+        PARAM_RTOL,
+        _FixedCompletions,
+        _reward,
+        _trl_args,
+    )
+
     import policylab.llm.grpo as pl_grpo
-    from test_llm_parity_trainers import GRPO_PROMPTS, LR, MAX_NEW, PARAM_RTOL, _FixedCompletions, _reward, _trl_args
 
     tok = make_char_tokenizer()
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
