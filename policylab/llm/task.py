@@ -4,9 +4,10 @@
     correctness_reward(["3+4="], ["7"], answer=["7"])   # [1.0]
 
 A short SFT on ``sft_records(train, off_by_one=0.6)`` — a noisy teacher that answers a+b+1 60% of
-the time — gives a weak policy (greedy accuracy ≈ 0.3 on held-out pairs) that still samples the
-right answer often; GRPO with :func:`correctness_reward` on the train prompts then raises greedy
-accuracy on the held-out ``test`` prompts (0.255 → 0.650 in 100 steps with the tiny Llama); DPO on
+the time — gives a weak policy that still samples the right answer often; GRPO with
+:func:`correctness_reward` on the train prompts then raises greedy accuracy on the held-out ``test``
+prompts (with the README's settings, SFT 500 steps then GRPO 150 steps on the tiny Llama:
+0.365 → 0.625, measured 2026-11-26; ``policylab tour`` checks a gain ≥ 0.15); DPO on
 ``dpo_records(train)`` (correct answer preferred over a+b±1) raises preference accuracy and
 the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
 """
