@@ -367,7 +367,8 @@ def test_replay_buffer_size_stated_in_the_readme():
 
 
 # ------------------------------------------------------------------ the docs site's shell commands
-DOCS_NOT_RUN = ("pip ", "mkdocs ", "policylab bench ", "policylab tour ")   # installs, the site, peers, test_tour
+DOCS_NOT_RUN = ("pip ", "mkdocs ", "policylab bench ", "python benchmarks/", "policylab tour ")  # installs, site,
+#                                                                    peer benchmarks, tests/test_tour.py
 
 
 def docs_commands(page: Path) -> list[str]:
@@ -402,3 +403,18 @@ def test_docs_shell_commands_run_with_reduced_sizes(page, tmp_path, monkeypatch,
         argv = shlex.split(reduce_command(cmd))
         assert argv[0] == "policylab", (page, cmd)
         assert main(argv[1:]) == 0, (page, cmd, capsys.readouterr().err[-2000:])
+
+
+def test_command_line_summary_lists_every_command_and_choice():
+    """The README's "Command line" block names every subcommand, algorithm, llm command and benchmark."""
+    from policylab.cli import all_parsers
+    from policylab.cli.bench import SCRIPTS
+    from policylab.deep.registry import ALGORITHMS
+
+    block = README.read_text().split("## Command line", 1)[1].split("```", 2)[1]
+    lines = {ln.split()[1]: ln for ln in block.splitlines() if ln.startswith("policylab ")}
+    words = [w for w, _ in all_parsers() if w]
+    assert sorted(lines) == sorted({w[0] for w in words})
+    assert lines["train"].split()[2].split("|") == list(ALGORITHMS)
+    assert sorted(lines["llm"].split()[2].split("|")) == sorted(w[1] for w in words if w[0] == "llm" and len(w) > 1)
+    assert lines["bench"].split()[2].split("|") == list(SCRIPTS)
