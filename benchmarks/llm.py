@@ -52,6 +52,7 @@ the imports.
     python benchmarks/llm.py --sizes medium        # only the medium-model rows and the memory table
     python benchmarks/llm.py --quick               # smoke run
     python benchmarks/llm.py --only dpo --dpo-steps 100
+    python benchmarks/llm.py --processes           # DPO tokens/s, 2 processes vs 1 (llm_processes.py)
 """
 
 from __future__ import annotations
@@ -348,6 +349,8 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                     help="LoRA vs full peak-RSS table (medium model)")
     ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
+    ap.add_argument("--processes", action="store_true",
+                    help="instead: DPO tokens/s with 2 data-parallel processes vs 1 (benchmarks/llm_processes.py)")
     ap.add_argument("--worker", nargs=2, metavar=("ALGO", "SIDE"), help=argparse.SUPPRESS)
     ap.add_argument("--memory-worker", metavar="MODE", help=argparse.SUPPRESS)
     ap.add_argument("--size", default="tiny", help=argparse.SUPPRESS)
@@ -359,6 +362,10 @@ def main(argv=None) -> int:
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, args.steps)))
         return 0
+    if args.processes:  # its own benchmark: policylab 1 vs 2 processes, no TRL
+        from llm_processes import main as processes_main
+
+        return processes_main(steps=6 if args.quick else 20, repeats=1 if args.quick else 3)
     if args.quick:
         args.dpo_steps, args.grpo_steps, args.repeats, args.warmup = 10, 6, 1, 2
         args.medium_steps, args.medium_repeats = 2, 1
