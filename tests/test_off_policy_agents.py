@@ -150,3 +150,30 @@ def test_collection_stores_truncation_apart_from_termination():
     # the stored next obs of a truncated row is the final observation, not the reset one
     i = int(np.flatnonzero(buf.truncated[:63, 0])[0])
     assert not np.array_equal(buf.next_obs[i, 0], buf.obs[i + 1, 0])
+
+
+# ---------------------------------------------------------------------------- presets
+ISSUE_PRESETS = [("dqn", "CartPole-v1"), ("dqn", "Acrobot-v1"), ("dqn", "MountainCar-v0"), ("dqn", "LunarLander-v3"),
+                 ("sac", "Pendulum-v1"), ("sac", "MountainCarContinuous-v0"), ("sac", "Hopper-v5"),
+                 ("sac", "HalfCheetah-v5"), ("sac", "Walker2d-v5")]
+
+
+@pytest.mark.parametrize("algo, env", ISSUE_PRESETS)
+def test_issue_presets_exist_and_train(algo, env):
+    """Every preset the issue lists is bundled and trains a few updates on its env (LunarLander
+    needs Box2D, the v5 tasks MuJoCo: skipped where they are not installed)."""
+    from policylab.deep.config import load_preset
+
+    if env == "LunarLander-v3":
+        pytest.importorskip("Box2D")
+    if env.endswith("-v5"):
+        pytest.importorskip("mujoco")
+    values = load_preset(env, algo)
+    assert values, f"{env} has no {algo} preset"
+    cls = DQN if algo == "dqn" else SAC
+    agent = cls(env, seed=0, config=values, buffer_size=1000, learning_starts=50)
+    for k, v in values.items():
+        if k not in ("buffer_size", "learning_starts"):
+            assert getattr(agent.config, k) == (tuple(v) if isinstance(v, list) else v), k
+    agent.learn(60 + 2 * agent.config.train_freq * agent.n_envs)
+    assert np.isfinite(agent.evaluate(1).mean)
