@@ -177,3 +177,16 @@ def test_issue_presets_exist_and_train(algo, env):
             assert getattr(agent.config, k) == (tuple(v) if isinstance(v, list) else v), k
     agent.learn(60 + 2 * agent.config.train_freq * agent.n_envs)
     assert np.isfinite(agent.evaluate(1).mean)
+
+
+def test_learn_offline_uses_the_agents_gamma_not_the_buffers():
+    """A self-loop with reward 1 never terminating: Q → 1/(1 − γ) for the AGENT's γ (0.5 → 2),
+    also when the dataset is a ReplayBuffer built with another γ (0.9 would give 10)."""
+    obs = np.zeros((64, 4), np.float32)
+    data = {"obs": obs, "actions": np.zeros(64, int), "rewards": np.ones(64), "next_obs": obs,
+            "terminated": np.zeros(64, bool)}
+    buf = ReplayBuffer.from_arrays(**data, n_actions=2, gamma=0.9)
+    agent = DQN("CartPole-v1", seed=0, gamma=0.5, learning_rate=3e-3, batch_size=32, hidden_sizes=(16,), loss="mse")
+    agent.learn_offline(buf, gradient_steps=2000, target_update_every=100)
+    assert agent.backend.q_values(obs[:1])[0, 0] == pytest.approx(2.0, abs=0.05)
+    assert buf.gamma == 0.9  # the caller's buffer is left as it was

@@ -237,7 +237,18 @@ class DQN(Agent):
         updated every ``target_update_every`` gradient steps; by default at the online schedule's
         ratio, ⌈target_update_interval / (train_freq·n_envs)⌉ · gradient_steps per update (online,
         the target moves between rounds of gradient steps, never inside one). ``callback(agent,
-        metrics)`` every ``log_every`` steps; returning False stops. Returns self.
+        metrics)`` every ``log_every`` steps; returning False stops. Returns self. The dataset's γ
+        and n-step are ignored: targets use this agent's ``gamma`` and ``n_steps``.
+
+        What to expect: Q-learning from a fixed log needs the log to show what the greedy policy
+        will do. On CartPole, logs of a trained DQN (its own training replay, or 40–80k transitions of
+        it acting ε-greedily with ε = 0.3–0.5) give policies that balance the pole but let the cart
+        drift off the track (evaluations 90–150 where the logging agent scores 500, measured
+        2026-11-26 with double_q, lr 3e-4, γ 0.99 or 0.9): the rare drift failures in such logs do not
+        pin down the tiny action gaps that hold the cart — offline DQN's extrapolation error
+        (Fujimoto et al. 2019, "Off-policy deep RL without exploration", and "Benchmarking batch deep
+        RL algorithms"). Tabular Q-learning from logs (``tabular.q_learning_from_transitions``) has
+        no such problem.
         """
         for name, v in (("gradient_steps", gradient_steps), ("log_every", log_every)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -284,7 +295,9 @@ class DQN(Agent):
             bad = np.flatnonzero((dataset.actions[:dataset.size] >= self.head.n).any(axis=1))
             if bad.size:
                 raise DataError(f"replay buffer row {bad[0]} has an action outside [0, {self.head.n})")
-            return dataset
+            view = copy.copy(dataset)  # same arrays and sampler; targets with this agent's γ and n-step
+            view.gamma, view.n_step = self.config.gamma, self.config.n_steps
+            return view
         if not hasattr(dataset, "__getitem__"):
             raise InputError(f"dataset must be a replay-buffer file, a ReplayBuffer or a mapping of arrays, "
                              f"got {type(dataset).__name__}")
