@@ -38,6 +38,18 @@ per gradient step instead of ~1.5–2.5 ms; what remains is mostly the BLAS prod
     python benchmarks/ppo_cartpole.py                 # 5 seeds, cap 100k steps
     python benchmarks/ppo_cartpole.py --quick         # 2 seeds, cap 50k: a smoke run
     python benchmarks/ppo_cartpole.py --seeds 0 1 2 --max-steps 60000
+    python benchmarks/ppo_cartpole.py --process       # whole processes (issue 18), see below
+
+``--process`` times whole processes instead (issue 18: start-up counts): ``policylab train ppo
+--env CartPole-v1 --stop-at-return 475 --eval-every 5000`` against ``benchmarks/sb3_zoo_process.py``
+(SB3 PPO as rl-zoo builds it, EvalCallback every 5000 env steps + StopTrainingOnRewardThreshold
+475), both stopping at their first 10-episode deterministic evaluation ≥ 475 (policylab evaluates
+after the PPO iteration that crosses each multiple of 5000 steps, SB3 at exactly every 625 vector
+steps = 5000 env steps), one process per seed and side, sides interleaved (order alternates),
+OMP_NUM_THREADS=1 and one torch thread on both. Wall time and the child's CPU time (user + system,
+from RUSAGE_CHILDREN) are reported. Also timed as whole processes: ``policylab --help`` and
+``policylab train ppo --env CartPole-v1 --steps 1000`` (warm cache: one untimed run first), with
+``python -c pass`` as the interpreter's floor.
 """
 
 from __future__ import annotations
@@ -48,9 +60,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import gc
+import json
 import math
 import platform
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -280,6 +298,101 @@ def table(runs: dict[str, list[Run]]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- whole processes
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def timed_process(cmd: list[str]) -> tuple[float, float, str]:
+    """Run cmd to completion; (wall s, child CPU s = user + system, stdout). Raises on failure."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {out.returncode}: {out.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout
+
+
+def policylab_cmd() -> list[str]:
+    """The ``policylab`` console script beside this interpreter (as a user runs it; not a
+    pyenv shim, which adds its own start-up), else python -m policylab."""
+    exe = os.path.join(os.path.dirname(sys.executable), "policylab")
+    return [exe] if os.access(exe, os.X_OK) else [sys.executable, "-m", "policylab"]
+
+
+def _last_step(run_dir: str) -> int:
+    import csv
+
+    with open(os.path.join(run_dir, "progress.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return int(float(rows[-1]["global_step"]))
+
+
+def process_runs(seeds, eval_every: int, log=print) -> dict:
+    """Interleaved whole-process runs: policylab train --stop-at-return 475 vs SB3 zoo process;
+    then the start-up commands. Returns {"solve": {side: [(seed, wall, cpu, steps)]},
+    "startup": {name: [(wall, cpu)]}}."""
+    pl = policylab_cmd()
+    tmp = tempfile.mkdtemp(prefix="ppo-process-")
+    solve = {"policylab": [], "sb3": []}
+
+    def run(side, seed):
+        if side == "policylab":
+            out = os.path.join(tmp, f"ppo-s{seed}")
+            wall, cpu, _ = timed_process(pl + ["train", "ppo", "--env", "CartPole-v1", "--stop-at-return",
+                                               f"{THRESHOLD:g}", "--eval-every", str(eval_every),
+                                               "--seed", str(seed), "--out", out, "--no-progress"])
+            steps = _last_step(out)
+        else:
+            wall, cpu, stdout = timed_process([sys.executable, os.path.join(HERE, "sb3_zoo_process.py"),
+                                               "--seed", str(seed), "--eval-freq", str(eval_every)])
+            steps = json.loads(stdout.strip().splitlines()[-1])["steps"]
+        solve[side].append((seed, wall, cpu, steps))
+        log(f"process: {side} seed {seed}: {wall:.2f} s wall, {cpu:.2f} s CPU, {steps:,} steps")
+
+    for i, seed in enumerate(seeds):
+        for side in (("policylab", "sb3") if i % 2 == 0 else ("sb3", "policylab")):
+            run(side, seed)
+    startup = {"python -c pass": [sys.executable, "-c", "pass"], "policylab --help": pl + ["--help"],
+               "policylab train ppo --env CartPole-v1 --steps 1000":
+                   pl + ["train", "ppo", "--env", "CartPole-v1", "--steps", "1000", "--no-progress"]}
+    times = {k: [] for k in startup}
+    for name, cmd in startup.items():  # warm: one untimed run (numba and OS file caches)
+        timed_process(cmd + (["--out", os.path.join(tmp, "warm")] if "train" in cmd else []))
+    for r in range(5):
+        for name, cmd in startup.items():
+            extra = ["--out", os.path.join(tmp, f"short-{r}")] if "train" in cmd else []
+            times[name].append(timed_process(cmd + extra)[:2])
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"solve": solve, "startup": times}
+
+
+def process_table(res: dict) -> str:
+    """Two Markdown tables: time to solve as whole processes; start-up commands."""
+    med = statistics.median
+    solve = res["solve"]
+    sb3_wall, sb3_cpu = med([r[1] for r in solve["sb3"]]), med([r[2] for r in solve["sb3"]])
+    lines = ["| side (whole process) | median wall s | median CPU s | median steps | per seed: wall s / steps | SB3 / side (wall) | SB3 / side (CPU) |",
+             "|---|---:|---:|---:|---|---:|---:|"]
+    names = {"policylab": "`policylab train ppo --env CartPole-v1 --stop-at-return 475 --eval-every 5000`",
+             "sb3": "SB3 PPO, rl-zoo setup, EvalCallback + StopTrainingOnRewardThreshold(475)"}
+    for side in ("policylab", "sb3"):
+        rs = solve[side]
+        wall, cpu = med([r[1] for r in rs]), med([r[2] for r in rs])
+        per = ", ".join(f"{r[1]:.1f}/{r[3] // 1000}k" for r in rs)
+        lines.append(f"| {names[side]} | {wall:.2f} | {cpu:.2f} | {med([r[3] for r in rs]):,.0f} | {per} | "
+                     f"{sb3_wall / wall:.2f}× | {sb3_cpu / cpu:.2f}× |")
+    lines += ["", "| command (whole process, warm) | min wall s | median wall s | median CPU s | target |",
+              "|---|---:|---:|---:|---|"]
+    targets = {"policylab --help": "≤ 0.3 s", "policylab train ppo --env CartPole-v1 --steps 1000": "≤ 3 s"}
+    for name, ts in res["startup"].items():
+        lines.append(f"| `{name}` | {min(t[0] for t in ts):.2f} | {med([t[0] for t in ts]):.2f} | "
+                     f"{med([t[1] for t in ts]):.2f} | {targets.get(name, 'floor')} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2 3 4)")
@@ -289,8 +402,21 @@ def main(argv=None) -> int:
     p.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations")
     p.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(SIDES))
     p.add_argument("--quick", action="store_true", help="2 seeds, cap 50k steps (smoke run)")
+    p.add_argument("--process", action="store_true",
+                   help="whole processes: policylab train --stop-at-return vs SB3's zoo process, start-up")
     args = p.parse_args(argv)
     seeds = args.seeds if args.seeds is not None else ([0, 1] if args.quick else [0, 1, 2, 3, 4])
+    if args.process:
+        import stable_baselines3
+
+        load0 = os.getloadavg()
+        res = process_runs(seeds, args.eval_every, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(f"# whole processes, seeds {seeds}, interleaved; {platform.python_version()}, "
+              f"SB3 {stable_baselines3.__version__}, torch {torch.__version__}, gymnasium {gym.__version__}; "
+              f"{os.cpu_count()} cpus; load avg {load0[0]:.1f} → {os.getloadavg()[0]:.1f}; "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+        print(process_table(res))
+        return 0
     max_steps = (
         args.max_steps if args.max_steps is not None else (50_000 if args.quick else 100_000)
     )

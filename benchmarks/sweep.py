@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--configs", type=int, default=4, choices=[1, 2, 4])
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--no-cli", action="store_true", help="skip the row of separate `policylab train` processes")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -59,8 +61,18 @@ def main() -> None:
             run_trial(sp, t, work / "seq" / "trials" / t.name)
         seq = time.perf_counter() - t0
 
+        cli = None
+        if not args.no_cli:  # what a user without `sweep` runs: one `policylab train` process per trial
+            t0 = time.perf_counter()
+            for t in trials:
+                sets = [x for k, v in sp.run_params(t.params).items() for x in ("--set", f"{k}={v}")]
+                subprocess.run([sys.executable, "-m", "policylab", "train", "ppo", "--env", sp.env, "--steps",
+                                str(sp.steps), "--seed", str(t.seed), "--out", str(work / "cli" / t.name),
+                                "--no-progress", *sets], check=True, stdout=subprocess.DEVNULL)
+            cli = time.perf_counter() - t0
+
         t0 = time.perf_counter()
-        ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
         startup = time.perf_counter() - t0
         run(sp, out=work / "ray")
@@ -75,11 +87,15 @@ def main() -> None:
     print(f"# Sweep benchmark — {machine_info()}")
     print(f"{n} PPO CartPole-v1 trials ({args.configs} configurations × {args.seeds} seeds, "
           f"{args.steps:,} steps each), ray {ray.__version__}\n")
-    print(markdown_table(
-        ["side", "total wall s", "Ray start-up s", "s per trial", "speed-up"],
-        [["one process, one trial after another", f"{seq:.1f}", "—", f"{per_trial_seq:.2f}", "1.00×"],
-         [f"local Ray, {args.cpus} CPUs", f"{ray_wall:.1f}", f"{startup:.1f}",
-          f"{(ray_wall - startup) * args.cpus / n:.2f}", f"{seq / ray_wall:.2f}×"]]))
+    rows = [["one process, one trial after another", f"{seq:.1f}", "—", f"{per_trial_seq:.2f}", "1.00×", "—"]]
+    if cli is not None:
+        rows.append(["`policylab train` processes, one after another", f"{cli:.1f}", "—", f"{cli / n:.2f}",
+                     f"{seq / cli:.2f}×", "—"])
+    rows.append([f"local Ray, {args.cpus} CPUs", f"{ray_wall:.1f}", f"{startup:.1f}",
+                 f"{(ray_wall - startup) * args.cpus / n:.2f}", f"{seq / ray_wall:.2f}×",
+                 f"{seq / (ray_wall - startup):.2f}×"])
+    print(markdown_table(["side", "total wall s", "Ray start-up s", "s per trial (per CPU)",
+                          "speed-up", "speed-up after start-up"], rows))
     print(f"\nRay's per-trial overhead ≈ {overhead:.2f} s (scheduling, actor start, result reporting)")
 
 

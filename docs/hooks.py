@@ -25,9 +25,10 @@ def on_files(files, config):
     os.environ.setdefault("MPLBACKEND", "Agg")
     from policylab import figures
     from policylab.figures.gradients import reinforce_spread
-    from policylab.figures.preference import preference_losses
+    from policylab.figures.preference import bradley_terry, preference_losses
 
-    results = figures.render_all(_FIG_DIR) + [reinforce_spread(_FIG_DIR, episodes=2000), preference_losses(_FIG_DIR)]
+    results = figures.render_all(_FIG_DIR) + [reinforce_spread(_FIG_DIR, episodes=2000), preference_losses(_FIG_DIR),
+                                              bradley_terry(_FIG_DIR)]
     for r in results:
         files.append(File.generated(config, f"figures/{r.png.name}", abs_src_path=str(r.png)))
     return files

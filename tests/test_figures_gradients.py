@@ -41,3 +41,16 @@ def test_preference_figure_numbers():
     for b, loss in d["dpo_loss"].items():
         np.testing.assert_allclose(loss, np.log1p(np.exp(-b * d["delta"])), rtol=1e-9)   # −log σ(βΔ)
     assert d["dpo_loss"][0.1][100] == pytest.approx(np.log(2))
+
+
+def test_bradley_terry_figure_numbers(tmp_path):
+    pytest.importorskip("torch")
+    from policylab.figures.preference import bradley_terry
+
+    res = bradley_terry(tmp_path)
+    d = res.data
+    np.testing.assert_allclose(d["p_prefer"], 1 / (1 + np.exp(-d["delta"])), rtol=1e-12)
+    for m, loss in d["loss"].items():
+        np.testing.assert_allclose(loss, np.log1p(np.exp(-(d["delta"] - m))), rtol=1e-9)   # −log σ(Δr − m)
+    assert d["loss"][0.0][60] == pytest.approx(np.log(2))                                # Δr = 0
+    assert res.png.stat().st_size > 0

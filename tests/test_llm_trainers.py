@@ -153,9 +153,9 @@ def test_dpo_sft_bad_rows(tmp_path, tok, model):
         SFTTrainer(model, tok, SFTConfig(progress=False), [])
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         SFTTrainer(model, tok, SFTConfig(progress=False, train_file=str(tmp_path / "nope.jsonl")))
-    with pytest.raises(ValueError, match="chat template"):
+    with pytest.raises(ValueError, match="record 0: field 'prompt' is a list of messages .* no chat template"):
         SFTTrainer(model, tok, SFTConfig(progress=False), [{"prompt": [{"role": "user", "content": "hi"}],
-                                                           "completion": "x"}])
+                                                           "completion": [{"role": "assistant", "content": "x"}]}])
 
 
 def test_config_and_tokenizer_errors(tmp_path, tok, model):

@@ -30,7 +30,7 @@ PPO = {"name": "ppo", "kind": "train", "algo": "ppo", "env": "CartPole-v1", "ste
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for the module: start-up is paid once."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     yield
     ray.shutdown()
@@ -174,6 +174,49 @@ def _kill_and_rerun(proc, path, out, spec, tmp_path):
     for name, text in before.items():  # finished trials were not repeated
         assert (out / "trials" / name / "trial.json").read_text() == text
     assert all(json.loads(p.read_text())["status"] == "finished" for p in (out / "trials").glob("*/trial.json"))
+    sweep.run(spec, out=tmp_path / "whole")
+    assert _table(out) == _table(tmp_path / "whole")
+
+
+def test_ctrl_c_stops_at_once_and_keeps_finished_trials(local_ray, tmp_path):
+    """Ctrl-C (SIGINT to the driver's process group, as a terminal sends it) ends the sweep within
+    seconds with exit 130, the finished trials intact and usable; the same command then runs only
+    the rest (the interrupted trial resumes from its checkpoint) and the table equals an
+    uninterrupted sweep's."""
+    import yaml
+
+    from policylab.deep import load_agent
+
+    spec = {**PPO, "steps": 30_000}  # checkpoints every 10 iterations: the interrupted trial resumes
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "policylab", "sweep", str(path), "--out", str(out), "--num-cpus", "1"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        status = lambda: {p.parent.name: json.loads(p.read_text()).get("status")
+                          for p in (out / "trials").glob("*/trial.json")} if (out / "trials").is_dir() else {}
+        while "finished" not in status().values() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        _kill_session(proc.pid)
+    assert proc.returncode == 130, stderr
+    assert "interrupted with" in stderr and "run the same command again" in stderr
+    assert "| config |" in stdout  # the table of what finished
+    before = {name: (out / "trials" / name / "trial.json").read_text()
+              for name, st in status().items() if st == "finished"}
+    assert 1 <= len(before) < 4, "the sweep must be interrupted mid-way"
+    for name in before:  # finished trials are usable as they are
+        agent = load_agent(out / "trials" / name)
+        assert agent.num_steps >= 30_000
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    for name, text in before.items():
+        assert (out / "trials" / name / "trial.json").read_text() == text
+    assert set(status().values()) == {"finished"}
     sweep.run(spec, out=tmp_path / "whole")
     assert _table(out) == _table(tmp_path / "whole")
 

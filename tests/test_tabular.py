@@ -468,6 +468,37 @@ def test_seeds_equal_separate_runs_bit_for_bit(algo):
     np.testing.assert_array_equal(py[1].V, many[1].V)
 
 
+@pytest.mark.parametrize("first_visit", [True, False])
+def test_mc_seeds_equal_separate_runs_bit_for_bit(first_visit):
+    """mc_prediction(seeds=[...]) (one parallel compiled call) equals separate calls per seed,
+    with or without the progress bar's chunking, and the Python path run seed by seed."""
+    mdp = catalog.get("frozen-lake", gamma=0.95)
+    pi = np.full((mdp.n_states, mdp.n_actions), 0.25)
+    seeds = [0, 3, 17]
+
+    def call(**kw):
+        return tabular.mc_prediction(mdp, pi, 400, first_visit=first_visit,
+                                     max_episode_steps=40, **kw)
+    many = call(seeds=seeds)
+    chunked = call(seeds=seeds, progress=True)
+    assert isinstance(many, list) and len(many) == len(seeds)
+    for k, seed in enumerate(seeds):
+        one = call(seed=seed)
+        for res in (many[k], chunked[k]):
+            np.testing.assert_array_equal(res.V, one.V)
+            np.testing.assert_array_equal(res.visits, one.visits)
+            np.testing.assert_array_equal(res.episode_returns, one.episode_returns)
+            np.testing.assert_array_equal(res.episode_lengths, one.episode_lengths)
+            assert res.config["seed"] == seed and res.steps == one.steps
+    assert not np.array_equal(many[0].V, many[1].V)
+    py = call(seeds=seeds[1:], backend="python")
+    np.testing.assert_array_equal(py[0].V, many[1].V)
+    with pytest.raises(InputError, match="seed or seeds"):
+        call(seed=1, seeds=[2])
+    with pytest.raises(InputError, match="trace"):
+        call(seeds=[1, 2], trace=True)
+
+
 def test_seeds_grow_episode_buffers_and_chunk_with_progress():
     mdp = catalog.line_world()
     many = tabular.q_learning(mdp, 80_000, 0.5, 0.3, seeds=[1, 2, 3], progress=True)

@@ -97,3 +97,40 @@ def test_learn_prediction_needs_constant_epsilon(capsys):
 def test_learn_unknown_mdp_is_an_argparse_error(capsys):
     assert main(["learn", "q-learning", "--mdp", "nope"]) == 2
     assert "--mdp" in capsys.readouterr().err
+
+
+def test_learn_seeds_equal_separate_runs_and_write_run_dirs(tmp_path, capsys):
+    """--seeds runs all seeds in one call: each seed's summary equals a --seed run; --out
+    writes per-seed progress.csv (readable by `policylab plot`) and result.json."""
+    from policylab.figures.curves import load_run
+
+    out = tmp_path / "runs"
+    base = ["learn", "mc", "--mdp", "frozen-lake", "--steps", "300", "--no-progress"]
+    assert main(base + ["--seeds", "2-3,9", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "3 seeds x 300 episodes" in table and "results ->" in table
+    summary = json.loads((out / "summary.json").read_text())["runs"]
+    assert [r["config"]["seed"] for r in summary] == [2, 3, 9]
+    for r in summary:
+        one = _json(capsys, base + ["--seed", str(r["config"]["seed"])])
+        assert one["max_error"] == r["max_error"] and one["episodes"] == r["episodes"] == 300
+        run = out / f"mc-s{r['config']['seed']}"
+        result = json.loads((run / "result.json").read_text())
+        assert result["V"] == one["V"]
+        steps, returns = load_run(run, "charts/episodic_return")
+        assert len(returns) == 300 and steps[-1] == result["steps"]
+        assert np.mean(returns[-100:]) == pytest.approx(one["mean_return_last_100"])
+    many = _json(capsys, ["learn", "q-learning", "--mdp", "line-world", "--steps", "3000",
+                          "--seeds", "0,5"])
+    one = _json(capsys, ["learn", "q-learning", "--mdp", "line-world", "--steps", "3000",
+                         "--seed", "5"])
+    assert [r["config"]["seed"] for r in many["runs"]] == [0, 5] and many["runs"][1]["Q"] == one["Q"]
+
+
+@pytest.mark.parametrize("argv,culprit", [(["--seeds", "3-x"], "--seeds"), (["--seeds", "1,1"], "--seeds"),
+                                          (["--seeds", "1,2", "--seed", "4"], "--seed or --seeds"),
+                                          (["--seeds", "1,2", "--trace", "t.csv"], "--trace")])
+def test_learn_bad_seeds_one_line_exit_2(capsys, argv, culprit):
+    assert main(["learn", "q-learning", "--no-progress"] + argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and culprit in err

@@ -52,7 +52,7 @@ def run(args) -> int:
             import ray  # noqa: F401
         except ImportError:
             raise UsageError('policylab sweep needs Ray Tune: pip install -e ".[sweep]"') from None
-        from policylab.sweep.runner import pending_trials
+        from policylab.sweep.runner import SweepInterrupted, pending_trials
         from policylab.sweep.runner import run as run_sweep
 
         writable_dir(out, "--out")
@@ -62,7 +62,17 @@ def run(args) -> int:
         else:
             print(f"sweep {spec.name}: {spec.num_samples} configurations proposed by {spec.searcher}, "
                   f"each on {len(spec.seeds)} seeds -> {out}", flush=True)
-        report = run_sweep(spec, out, num_cpus=args.num_cpus, address=args.address)
+        try:
+            report = run_sweep(spec, out, num_cpus=args.num_cpus, address=args.address)
+        except SweepInterrupted as stop:
+            import sys
+
+            print(stop.report["table"], end="")
+            finished = sum(r["finished"] + r["failed"] for r in stop.report["rows"])
+            total = len(spec.seeds) * spec.num_samples if spec.searcher else len(spec.trials())
+            print(f"policylab sweep: interrupted with {finished} of {total} trials done; run the same "
+                  "command again to run the rest (an unfinished trial resumes from its checkpoint)", file=sys.stderr)
+            return 130
     print(report["table"], end="")
     print("wrote " + ", ".join(str(f) for f in report["files"]))
     return 0

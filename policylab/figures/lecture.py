@@ -335,11 +335,11 @@ def fig6(out_dir=None, **kw) -> d.FigureResult:
                  f"ε={d.fmt(data['epsilon'])}, γ={d.fmt(data['gamma'])}, seed={data['seed']}); red: updated cell",
                  fontsize=10)
     if unchanged:
-        fig.text(0.5, 0.015, f"Not drawn: the {len(unchanged)} updates with δ = 0, which leave Q unchanged "
-                 f"(t = {_ranges(unchanged)}): Q = 0 everywhere until the goal's reward arrives.",
+        fig.text(0.5, 0.012, f"Not drawn: the {len(unchanged)} updates with δ = 0 (t = {_ranges(unchanged)}), "
+                 "whose target r + γ max Q(s′,·) equals Q(s,a), so Q stays as it was.",
                  ha="center", fontsize=8.5, color="#444444")
     h = 2.0 * rows + 1.2
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.45 / h, top=1 - 1.0 / h, wspace=0.35, hspace=1.1)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.6 / h, top=1 - 1.0 / h, wspace=0.35, hspace=1.1)
     return d.finish(fig, "fig6_q_learning_updates", "Figure 6: Q-learning updates on the line world",
                     "Q(s,a) ← Q(s,a) + α[r + γ max_a' Q(s',a') − Q(s,a)], one panel per update that moves Q, "
                     "from tabular.q_learning's trace.", data, out_dir)

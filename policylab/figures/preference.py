@@ -1,6 +1,7 @@
-"""GRPO's group-relative advantages and DPO's loss (lecture §7.2–7.3), drawn from the library's
-own functions: ``returns.group_relative_advantages`` on sampled rewards, and ``losses.dpo_loss``
-over a range of log-ratio differences (needs torch).
+"""GRPO's group-relative advantages, DPO's loss and the Bradley–Terry reward-model loss (lecture
+§7.2–7.3), drawn from the library's own functions: ``returns.group_relative_advantages`` on sampled
+rewards, ``losses.dpo_loss`` over a range of log-ratio differences, ``losses.bradley_terry_loss``
+over a range of reward differences (needs torch).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 
 from policylab.figures import _draw as d
 
-__all__ = ["preference_losses", "preference_losses_data"]
+__all__ = ["bradley_terry", "bradley_terry_data", "preference_losses", "preference_losses_data"]
 
 
 def preference_losses_data(group_size: int = 8, groups: int = 3, betas=(0.1, 0.5, 1.0), seed: int = 0) -> dict:
@@ -65,3 +66,42 @@ def preference_losses(out_dir=None, **kw) -> d.FigureResult:
     return d.finish(fig, "preference_losses", "GRPO advantages and the DPO loss",
                     "GRPO scores each completion against its own group's mean; DPO pushes the chosen "
                     "answer's log-ratio above the rejected one's, more sharply for larger β.", data, out_dir)
+
+
+def bradley_terry_data(margins=(0.0, 1.0, 2.0)) -> dict:
+    """{"delta": Δr = r(x,y_w) − r(x,y_l), "p_prefer": σ(Δr), "loss" {m: (len(Δr),)}}: the loss of each
+    pair alone, ``losses.bradley_terry_loss`` on (1,) tensors."""
+    import torch
+
+    from policylab.losses import bradley_terry_loss
+
+    delta = np.linspace(-6, 6, 121)
+    t = torch.as_tensor(delta, dtype=torch.float64)
+    zero = torch.zeros(1, dtype=torch.float64)
+    loss = {float(m): np.array([bradley_terry_loss(t[i : i + 1], zero, m).item() for i in range(len(delta))])
+            for m in margins}
+    return {"delta": delta, "p_prefer": torch.sigmoid(t).numpy(), "loss": loss}
+
+
+def bradley_terry(out_dir=None, **kw) -> d.FigureResult:
+    """(a) the Bradley–Terry preference probability σ(Δr); (b) the reward-model loss −log σ(Δr − m)."""
+    data = bradley_terry_data(**kw)
+    fig = d.new_figure(10.0, 3.8)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(data["delta"], data["p_prefer"], lw=1.8, color="#1f5fbf")
+    ax1.set_xlabel("Δr = r(x, y_w) − r(x, y_l)", fontsize=9)
+    ax1.set_ylabel("P(y_w ≻ y_l | x) = σ(Δr)", fontsize=9)
+    ax1.set_title("(a) Bradley–Terry: preference probability", fontsize=10)
+    for m, loss in data["loss"].items():
+        ax2.plot(data["delta"], loss, lw=1.8, label=f"margin m = {d.fmt(m)}")
+    ax2.set_xlabel("Δr = r(x, y_w) − r(x, y_l)", fontsize=9)
+    ax2.set_ylabel("−log σ(Δr − m)", fontsize=9)
+    ax2.set_title("(b) reward-model loss: losses.bradley_terry_loss", fontsize=10)
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.axvline(0, color="black", lw=0.6)
+        ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.88, wspace=0.28)
+    return d.finish(fig, "bradley_terry", "The Bradley–Terry model and the reward-model loss",
+                    "A reward model is trained so that the preferred answer's score exceeds the other's "
+                    "(by at least m with a margin).", data, out_dir)

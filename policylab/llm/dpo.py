@@ -16,13 +16,7 @@ import torch
 
 from policylab.errors import InputError
 from policylab.llm.batching import join_right_padded
-from policylab.llm.data import (
-    DPO_FIELDS,
-    check_prompt_lengths,
-    encode_completions,
-    encode_prompt,
-    load_jsonl,
-)
+from policylab.llm.data import check_chat_template, load_rows, tokenize_rows
 from policylab.llm.logprobs import sequence_logprobs
 from policylab.llm.models import max_positions, reference_model
 from policylab.llm.trainer import TrainConfig, Trainer
@@ -61,16 +55,17 @@ class DPOTrainer(Trainer):
     (pairs), beta, loss_type "sigmoid"/"ipo", label_smoothing (only used by "sigmoid" here: cDPO),
     max_length (here only completions are truncated; a prompt that does not fit is an error),
     precompute_ref_logps = precompute_ref_log_probs, lr_scheduler "linear" = HF default. Rows are
-    tokenized as prompt (with BOS) + completion + EOS, like TRL for plain-text data.
+    tokenized as TRL does (:mod:`policylab.llm.data`): plain text as prompt (with BOS) + completion + EOS,
+    conversations through the chat template; rows with only chosen/rejected get the implicit prompt.
     """
 
     config_class = DPOConfig
     progress_keys = ("loss", "rewards/accuracies", "rewards/margins")
+    data_format = "dpo"
 
     # ------------------------------------------------------------------ data and reference
     def _prepare(self):
-        self.records, labels = load_jsonl(self.train_data, DPO_FIELDS)
-        self.data = self.tokenize(self.records, labels)
+        self.data = self.tokenize(self.records, self.labels)
         self.ref_model = None
         self.ref_logps = None  # (N, 2): precomputed [ref_chosen, ref_rejected] per row
         if self.config.precompute_ref_logps:
@@ -80,14 +75,11 @@ class DPOTrainer(Trainer):
             self.ref_model = reference_model(self.model)
 
     def tokenize(self, records, labels):
-        """(prompt_ids, chosen_ids, rejected_ids) token lists; long prompts raise, naming the row."""
-        tok, cfg = self.tokenizer, self.config
-        prompt_ids = [encode_prompt(tok, r["prompt"]) for r in records]
-        check_prompt_lengths(prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
-
-        context = max_positions(self.model)
-        return prompt_ids, *(encode_completions(tok, records, labels, key, prompt_ids, cfg.max_length, context)
-                             for key in ("chosen", "rejected"))
+        """(prompt_ids, chosen_ids, rejected_ids) token lists of validated rows, as TRL tokenizes them
+        (:func:`policylab.llm.data.tokenize_rows`); long prompts raise, naming the row."""
+        cfg = self.config
+        return tokenize_rows(self.tokenizer, records, labels, ("chosen", "rejected"), cfg.max_prompt_length,
+                             cfg.max_length, max_positions(self.model))
 
     def batch(self, rows, data=None):
         """[chosen rows; rejected rows] right-padded: (input_ids, attention_mask, completion_mask), (2b, T)."""
@@ -142,7 +134,8 @@ class DPOTrainer(Trainer):
         against ``ref_model`` (default: the trainer's reference, or the precomputed values)."""
         data, n = self.data, len(self.records)
         if records is not None:
-            records, labels = load_jsonl(records, DPO_FIELDS)
+            records, labels = load_rows(records, "dpo")
+            check_chat_template(records, labels, self.tokenizer)
             data, n = self.tokenize(records, labels), len(records)
         chosen, rejected, len_c, len_r = self.logps(self.model, range(n), data=data)
         ref_model = ref_model or self.ref_model

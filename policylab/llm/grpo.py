@@ -34,11 +34,10 @@ import torch
 from policylab.errors import ConfigError, DivergenceError, InputError
 from policylab.llm.batching import completion_logprobs
 from policylab.llm.data import (
-    GRPO_FIELDS,
     check_context_length,
     check_prompt_lengths,
     encode_prompt,
-    load_jsonl,
+    is_conversation,
 )
 from policylab.llm.models import max_positions, reference_model
 from policylab.llm.sampling import generate
@@ -109,6 +108,8 @@ class GRPOTrainer(Trainer):
 
     ``reward_funcs``: callables ``f(prompts, completions, **columns) -> list[float]`` (columns are the
     JSONL fields other than "prompt", one value per completion); default: config.reward_funcs by name.
+    With conversational prompts (lists of messages) each completion is passed as
+    ``[{"role": "assistant", "content": text}]``, as TRL does.
 
     One step = ``rollout(rows)`` (sample + ``score``) then ``update(rollout)``; the phases are public so
     a step can be replayed on given completions: build ``Rollout(prompt_ids, prompt_mask,
@@ -125,6 +126,7 @@ class GRPOTrainer(Trainer):
 
     config_class = GRPOConfig
     progress_keys = ("loss", "rewards/mean", "completion_length")
+    data_format = "grpo"
 
     def __init__(self, model, tokenizer=None, config=None, train_data=None,
                  reward_funcs: RewardFunc | list[RewardFunc] | None = None):
@@ -148,7 +150,7 @@ class GRPOTrainer(Trainer):
         super().__init__(model, tokenizer, config, train_data)
 
     def _prepare(self):
-        self.records, labels = load_jsonl(self.train_data, GRPO_FIELDS)
+        labels = self.labels
         self.prompt_ids = [encode_prompt(self.tokenizer, r["prompt"]) for r in self.records]
         check_prompt_lengths(self.prompt_ids, labels, self.config.max_prompt_length)
         longest = max(range(len(self.prompt_ids)), key=lambda i: len(self.prompt_ids[i]))
@@ -186,6 +188,8 @@ class GRPOTrainer(Trainer):
         """Fill ``ro.rewards`` (weighted sum) and ``ro.advantages``. A reward that is not a real number
         raises InputError, one that is not finite in float32 DivergenceError, each naming the function."""
         prompts = [r["prompt"] for r in records]
+        if is_conversation(prompts[0]):  # conversational rows: completions as assistant messages (TRL's)
+            completions = [[{"role": "assistant", "content": c}] if isinstance(c, str) else c for c in completions]
         columns = {k: [r.get(k) for r in records] for k in records[0] if k != "prompt"}
         per_func = torch.zeros(len(completions), len(self.reward_funcs))  # (B, K)
         for k, f in enumerate(self.reward_funcs):

@@ -81,18 +81,29 @@ def _model_folder(model) -> Path:
     return check_model_folder(folder)
 
 
-def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal"):
+def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal", before_weights=None):
     """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads.
 
     ``kind``: "causal" (``AutoModelForCausalLM``, the policy) or "reward"
-    (``AutoModelForSequenceClassification`` with one label, a reward model)."""
+    (``AutoModelForSequenceClassification`` with one label, a reward model). ``before_weights(tokenizer)``
+    runs once the tokenizer is known and before any weights are built or read (data checks)."""
     if kind not in ("causal", "reward"):
         raise InputError(f"kind must be 'causal' or 'reward', got {kind!r}")
+
+    def check(tok):  # before any weights: the tokenizer's own checks, then the caller's
+        if tok.pad_token_id is None:
+            raise InputError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to eos_token) first")
+        if tok.eos_token_id is None:
+            raise InputError("the tokenizer has no eos token: completions could never end")
+        if before_weights is not None:
+            before_weights(tok)
+
     if isinstance(model, (str, os.PathLike)):
         if str(model) == "tiny":
             from policylab.llm import tiny
 
             tokenizer = tokenizer or tiny.make_char_tokenizer()
+            check(tokenizer)
             make = tiny.make_tiny_llama if kind == "causal" else tiny.make_tiny_reward_model
             model = make(len(tokenizer), seed=seed)
         else:
@@ -108,14 +119,13 @@ def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal"):
                     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 except (OSError, ValueError, KeyError) as exc:
                     raise CheckpointError(f"cannot load the tokenizer of {folder}: {str(exc).splitlines()[0]}") from None
+            check(tokenizer)
             auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
             model = load_pretrained(auto, folder)
-    if tokenizer is None:
-        raise InputError("an in-memory model needs its tokenizer")
-    if tokenizer.pad_token_id is None:
-        raise InputError("the tokenizer has no pad token: set tokenizer.pad_token (e.g. to eos_token) first")
-    if tokenizer.eos_token_id is None:
-        raise InputError("the tokenizer has no eos token: completions could never end")
+    else:
+        if tokenizer is None:
+            raise InputError("an in-memory model needs its tokenizer")
+        check(tokenizer)
     return model, tokenizer
 
 

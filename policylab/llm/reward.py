@@ -19,14 +19,7 @@ import torch
 
 from policylab.errors import DataError
 from policylab.llm.batching import pad
-from policylab.llm.data import (
-    DPO_FIELDS,
-    check_prompt_lengths,
-    encode_completion,
-    encode_completions,
-    encode_prompt,
-    load_jsonl,
-)
+from policylab.llm.data import encode_sequence, is_conversation, tokenize_rows
 from policylab.llm.models import max_positions, resolve_model
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import bradley_terry_loss
@@ -51,23 +44,21 @@ class RewardTrainer(Trainer):
 
     TRL 1.16 RewardConfig equivalents (single process): batch_size = per_device_train_batch_size (pairs),
     learning_rate, center_rewards_coefficient, max_length (here completions are truncated, TRL drops
-    the pair); rows are tokenized as prompt (with BOS) + completion + EOS like TRL's plain-text path;
+    the pair); rows are tokenized as TRL does (plain text: prompt with BOS + completion + EOS; conversations
+    through the chat template; implicit-prompt rows are whole sequences either way);
     an optional numeric "margin" column enters the loss as TRL's.
     """
 
     config_class = RewardConfig
     progress_keys = ("loss", "accuracy")
     model_kind = "reward"
+    data_format = "reward"
 
     def _prepare(self):
-        self.records, labels = load_jsonl(self.train_data, DPO_FIELDS)
-        tok, cfg = self.tokenizer, self.config
-        self.prompt_ids = [encode_prompt(tok, r["prompt"]) for r in self.records]
-        check_prompt_lengths(self.prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
-        context = max_positions(self.model)
-        self.chosen_ids, self.rejected_ids = (
-            encode_completions(tok, self.records, labels, key, self.prompt_ids, cfg.max_length, context)
-            for key in ("chosen", "rejected"))
+        tok, cfg, labels = self.tokenizer, self.config, self.labels
+        self.prompt_ids, self.chosen_ids, self.rejected_ids = tokenize_rows(
+            tok, self.records, labels, ("chosen", "rejected"), cfg.max_prompt_length, cfg.max_length,
+            max_positions(self.model))
         self.margins = None
         if any("margin" in r for r in self.records):
             for r, where in zip(self.records, labels):
@@ -107,7 +98,8 @@ class RewardModelReward:
 
     ``model``: a reward-model folder or run folder (its newest verified checkpoint), or an in-memory
     ``AutoModelForSequenceClassification`` with its ``tokenizer``. Scores prompt + completion + EOS, tokenized
-    as :class:`RewardTrainer` does, ``batch_size`` sequences per forward, without gradient.
+    as :class:`RewardTrainer` does (a conversation through the chat template: prompt messages + the
+    completion as an assistant message), ``batch_size`` sequences per forward, without gradient.
     """
 
     __name__ = "reward_model"
@@ -122,10 +114,8 @@ class RewardModelReward:
     @torch.no_grad()
     def __call__(self, prompts, completions, **_) -> list[float]:
         tok, out = self.tokenizer, []
-        seqs = []
-        for p, c in zip(prompts, completions):
-            p_ids = encode_prompt(tok, p)
-            seqs.append(p_ids + encode_completion(tok, p, c, p_ids))
+        seqs = [encode_sequence(tok, p, [{"role": "assistant", "content": c}] if is_conversation(p) and isinstance(c, str)
+                                else c) for p, c in zip(prompts, completions)]
         for i in range(0, len(seqs), self.batch_size):
             ids, attention = pad(seqs[i : i + self.batch_size], tok.pad_token_id, "right")
             out += self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, 0].tolist()

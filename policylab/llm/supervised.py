@@ -2,7 +2,9 @@
 
     L(θ) = −(1/N) Σ_{i,t} log π_θ(y_{i,t} | x_i, y_{i,<t})      (N = completion tokens in the batch)
 
-Only completion tokens (and their EOS) are trained on (TRL SFTTrainer's completion_only_loss).
+Only completion tokens (and their EOS) are trained on (TRL SFTTrainer's completion_only_loss); a
+conversational ``{"messages": [...]}`` row is trained on every token after the first, as TRL does for
+language-modeling rows (the chat template renders it; see :mod:`policylab.llm.data`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from policylab.llm.batching import join_right_padded
-from policylab.llm.data import (
-    SFT_FIELDS,
-    check_prompt_lengths,
-    encode_completions,
-    encode_prompt,
-    load_jsonl,
-)
+from policylab.llm.data import tokenize_rows
 from policylab.llm.logprobs import sequence_logprobs
 from policylab.llm.models import max_positions
 from policylab.llm.trainer import TrainConfig, Trainer
@@ -43,12 +39,10 @@ class SFTTrainer(Trainer):
     progress_keys = ("loss",)
 
     def _prepare(self):
-        self.records, labels = load_jsonl(self.train_data, SFT_FIELDS)
-        tok, cfg = self.tokenizer, self.config
-        self.prompt_ids = [encode_prompt(tok, r["prompt"]) for r in self.records]
-        check_prompt_lengths(self.prompt_ids, labels, min(cfg.max_prompt_length, cfg.max_length - 1))
-        self.completion_ids = encode_completions(tok, self.records, labels, "completion", self.prompt_ids,
-                                                 cfg.max_length, max_positions(self.model))
+        cfg = self.config
+        self.prompt_ids, self.completion_ids = tokenize_rows(
+            self.tokenizer, self.records, self.labels, ("completion",), cfg.max_prompt_length, cfg.max_length,
+            max_positions(self.model))
 
     def _step(self, step: int) -> dict:
         rows = self.batch_indices(step)

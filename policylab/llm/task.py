@@ -4,9 +4,10 @@
     correctness_reward(["3+4="], ["7"], answer=["7"])   # [1.0]
 
 A short SFT on ``sft_records(train, off_by_one=0.6)`` — a noisy teacher that answers a+b+1 60% of
-the time — gives a weak policy (greedy accuracy ≈ 0.3 on held-out pairs) that still samples the
-right answer often; GRPO with :func:`correctness_reward` on the train prompts then raises greedy
-accuracy on the held-out ``test`` prompts (0.255 → 0.650 in 100 steps with the tiny Llama); DPO on
+the time — gives a weak policy that still samples the right answer often; GRPO with
+:func:`correctness_reward` on the train prompts then raises greedy accuracy on the held-out ``test``
+prompts (with the README's settings, SFT 500 steps then GRPO 150 steps on the tiny Llama:
+0.365 → 0.625, measured 2026-11-26; ``policylab tour`` checks a gain ≥ 0.15); DPO on
 ``dpo_records(train)`` (correct answer preferred over a+b±1) raises preference accuracy and
 the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
 """
@@ -26,6 +27,7 @@ from policylab.llm.data import write_jsonl
 __all__ = [
     "REWARDS",
     "accuracy",
+    "completion_text",
     "correctness_reward",
     "digit_match_reward",
     "digits_reward",
@@ -92,9 +94,14 @@ def dpo_records(problems, seed: int = 0, offsets=(1, -1)) -> list[dict]:
     return rows
 
 
+def completion_text(completion) -> str:
+    """A completion's text: the string itself, or the content of a conversational completion's last message."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
 def correctness_reward(prompts, completions, answer, **_) -> list[float]:
     """1.0 when the completion (stripped) equals the answer column, else 0.0."""
-    return [float(c.strip() == str(a).strip()) for c, a in zip(completions, answer)]
+    return [float(completion_text(c).strip() == str(a).strip()) for c, a in zip(completions, answer)]
 
 
 def digit_match_reward(prompts, completions, answer, **_) -> list[float]:
@@ -102,7 +109,7 @@ def digit_match_reward(prompts, completions, answer, **_) -> list[float]:
     minus nothing for extra characters; 1.0 exactly when correctness_reward is 1.0 (dense shaping)."""
     out = []
     for c, a in zip(completions, answer):
-        c, a = c.strip(), str(a).strip()
+        c, a = completion_text(c).strip(), str(a).strip()
         hits = sum(x == y for x, y in zip(reversed(c), reversed(a)))
         out.append(hits / max(len(a), len(c), 1))
     return out
@@ -110,7 +117,7 @@ def digit_match_reward(prompts, completions, answer, **_) -> list[float]:
 
 def digits_reward(prompts, completions, **_) -> list[float]:
     """1.0 when the completion is a bare non-negative integer (a format reward), else 0.0."""
-    return [float(re.fullmatch(r"\s*\d+\s*", c) is not None) for c in completions]
+    return [float(re.fullmatch(r"\s*\d+\s*", completion_text(c)) is not None) for c in completions]
 
 
 #: Reward functions by name (the CLI's ``reward_funcs`` field).

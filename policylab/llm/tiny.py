@@ -23,9 +23,11 @@ __all__ = ["CHARS", "CHAT_TEMPLATE", "SPECIAL_TOKENS", "make_char_tokenizer", "m
 
 SPECIAL_TOKENS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3
 CHARS = string.digits + string.ascii_letters + string.punctuation + " \n"
-#: A minimal chat template ("user: ...\nassistant: ") for the conversational code paths.
+#: A minimal chat template for the conversational code paths: "<bos>user: 3+4=\nassistant: 7<eos>";
+#: an assistant turn ends with EOS (as real templates end it with their end-of-turn token).
 CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+    "{{ eos_token if m['role'] == 'assistant' else '\\n' }}{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )
 

@@ -39,6 +39,7 @@ from policylab.llm.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from policylab.llm.data import check_chat_template, load_rows
 from policylab.llm.models import add_lora, resolve_model
 
 __all__ = ["RESUMABLE_FIELDS", "TrainConfig", "Trainer", "check_config"]
@@ -64,7 +65,8 @@ class TrainConfig:
     """Fields every trainer shares (the algorithm configs add theirs)."""
 
     model: str = "tiny"  #: local Hugging Face folder, or "tiny" for policylab.llm.tiny's model
-    train_file: str | None = None  #: JSONL training data (or pass records to the trainer)
+    train_file: str | None = None  #: training data: JSONL, Parquet or JSON file (or pass records/a Dataset to the trainer)
+    split: str = "train"  #: DatasetDict split to train on, optionally sliced ("train[:80%]"); a file is split "train"
     output_dir: str = "runs/llm"  #: checkpoints and log.jsonl go here
     seed: int = 0  #: seeds data order, sampling and the tiny model
     max_steps: int = 100  #: optimizer steps
@@ -103,22 +105,28 @@ def _finite(value: float, step: int, what: str) -> None:
 
 
 class Trainer:
-    """Loop, logging, checkpoints. Subclasses set ``self.records`` in ``_prepare`` and define ``_step``."""
+    """Loop, logging, checkpoints. ``self.records``/``self.labels`` hold the validated rows (loaded before
+    the model); subclasses tokenize them in ``_prepare`` and define ``_step``."""
 
     config_class: ClassVar[type] = TrainConfig
     progress_keys: ClassVar[tuple[str, ...]] = ("loss",)
     model_kind: ClassVar[str] = "causal"  #: what resolve_model loads: "causal" LM or "reward" model
+    data_format: ClassVar[str] = "sft"  #: row shapes accepted (policylab.llm.data.FORMATS)
 
     def __init__(self, model, tokenizer=None, config: TrainConfig | None = None, train_data=None):
         self.config = config = config or self.config_class()
         if train_data is None and config.train_file is None:
             raise InputError("no training data: give train_data or config.train_file")
         torch.manual_seed(config.seed)
-        self.model, self.tokenizer = resolve_model(model, tokenizer, seed=config.seed, kind=self.model_kind)
+        self.train_data = config.train_file if train_data is None else train_data
+        # rows are validated before any weights load; a chat row needs the tokenizer's template
+        self.records, self.labels = load_rows(self.train_data, self.data_format, config.split)
+        self.model, self.tokenizer = resolve_model(
+            model, tokenizer, seed=config.seed, kind=self.model_kind,
+            before_weights=lambda tok: check_chat_template(self.records, self.labels, tok))
         if config.use_peft:
             self.model = add_lora(self.model, config, self.model_kind)
         self.model.train()
-        self.train_data = config.train_file if train_data is None else train_data
         self._prepare()  # validates data and builds reference pieces: all errors happen here
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(

@@ -96,6 +96,13 @@ def garnet(S: int, A: int, b: int, seed: int = 0, gamma: float = 0.99,
     Successor probabilities come from b−1 uniform cut points of [0, 1]; R(s, a) ~ U(0, 1).
     P is sparse (CSR, (S·A, S)) when ``sparse`` is True or, by default, when S > 2000.
     """
+    P, R = garnet_arrays(S, A, b, seed, sparse)
+    return TabularMDP(P, R, gamma, layout="SAS")
+
+
+def garnet_arrays(S: int, A: int, b: int, seed: int = 0, sparse: bool | None = None):
+    """The arrays of :func:`garnet` before validation: (P CSR (S·A, S) or dense (S, A, S),
+    R (S, A)); benchmarks time generation and ``TabularMDP`` construction apart."""
     if S < 1 or A < 1 or not 1 <= b <= S:
         raise InvalidMDPError(f"garnet needs S >= 1, A >= 1 and 1 <= b <= S, got S={S}, A={A}, b={b}")
     rng = np.random.default_rng(seed)
@@ -134,7 +141,7 @@ def garnet(S: int, A: int, b: int, seed: int = 0, gamma: float = 0.99,
     else:
         P = np.zeros((S, A, S))
         P.reshape(rows, S)[np.arange(rows)[:, None], succ] = prob
-    return TabularMDP(P, R, gamma, layout="SAS")
+    return P, R
 
 
 def _distinct_successors(rng, rows: int, S: int, b: int, fast: bool = False) -> np.ndarray:

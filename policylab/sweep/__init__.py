@@ -9,7 +9,7 @@ Every trial writes an ordinary run directory (progress.csv, TensorBoard, checkpo
 """
 
 from policylab.sweep.report import summarize
-from policylab.sweep.runner import pending_trials, run
+from policylab.sweep.runner import SweepInterrupted, pending_trials, run
 from policylab.sweep.spec import SweepSpec, Trial, load_spec
 
-__all__ = ["SweepSpec", "Trial", "load_spec", "pending_trials", "run", "summarize"]
+__all__ = ["SweepInterrupted", "SweepSpec", "Trial", "load_spec", "pending_trials", "run", "summarize"]

@@ -70,7 +70,7 @@ def run_trial(spec, trial, run_dir, report=None) -> dict:
     if status is not None and status.get("status") in DONE:
         return status
     base = {"name": trial.name, "config_id": trial.config_id, "params": trial.params, "seed": trial.seed,
-            "kind": spec.kind, "algo": spec.algo, "env": spec.env, "steps": spec.steps}
+            "kind": spec.kind, "algo": spec.algo, "env": spec.env, "steps": spec.steps, **_where()}
     with RunLock(run_dir):  # one writer: a worker of a killed driver still running here fails this one
         write_status(run_dir, **base, status="running")
         t0 = time.perf_counter()
@@ -84,6 +84,20 @@ def run_trial(spec, trial, run_dir, report=None) -> dict:
         return write_status(run_dir, status="finished", error=None, wall_seconds=wall,
                             steps_done=steps_done, steps_per_second=steps_done / max(wall, 1e-9),
                             final_score=final_score(run_dir, spec.metric))
+
+
+def _where() -> dict:
+    """Host and Ray node that run the trial (which machine of a cluster wrote this run)."""
+    import socket
+    import sys
+
+    node = None
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()
+    return {"host": socket.gethostname(), "ray_node": node}
 
 
 def _train(spec, trial, run_dir: Path, report) -> int:
