@@ -214,3 +214,27 @@ def test_cli_eval_every_stop_at_return_and_preset_steps(tmp_path, capsys):
     assert main(args[:-4] + ["--out", str(tmp_path / "y"), "--stop-at-return", "0"]) == 2  # needs --eval-every
     assert main(args + ["--out", str(tmp_path / "z"), "--eval-every=-3"]) == 2
     assert "--eval-every must be a positive" in capsys.readouterr().err
+
+
+def test_kill_and_resume_with_async_envs_restores_the_subprocess_envs(tmp_path):
+    """Sub-envs in subprocesses are checkpointed too (their RNGs, MuJoCo physics, wrapper counters):
+    an async run resumed from its checkpoint equals the uninterrupted run, as a sync one does."""
+    pytest.importorskip("mujoco")
+    kw = {**SMALL, **NORM, "vectorization": "async"}
+    runs = []
+    try:
+        straight = PPO("Hopper-v5", seed=3, **kw)
+        runs.append(straight)
+        straight.learn(512)
+        first = PPO("Hopper-v5", seed=3, **kw)
+        runs.append(first)
+        first.learn(256, checkpoint_dir=tmp_path / "run")
+        resumed = PPO.load(tmp_path / "run")
+        runs.append(resumed)
+        assert type(resumed.env).__name__ == "AsyncVectorEnv"
+        resumed.learn(512)
+        np.testing.assert_array_equal(straight.storage.obs, resumed.storage.obs)  # same trajectories
+        _assert_same_agent(straight, resumed)
+    finally:
+        for agent in runs:
+            agent.env.close()

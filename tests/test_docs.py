@@ -47,6 +47,10 @@ def test_site_builds_strict_with_every_page(site):
     # examples ran at build time: their printed output is on the page
     assert re.search(r"variance with / without the baseline: 0\.[0-4]\d", html["lecture/policy-gradients/index.html"])
     assert "resumed weights equal uninterrupted ones: True" in html["howto/resume/index.html"]
+    assert re.search(r"greedy evaluation: return [\d.]+, episode length \d+ \(shortest path: 9\)",
+                     html["howto/own-env/index.html"])
+    assert "3 steps; last:" in html["howto/llm-own-model/index.html"]
+    assert re.search(r"mean return of 20 greedy episodes: [\d.]+", html["lecture/policy-gradients/index.html"])
     # every lecture page shows its equation (MathML, rendered at build time) and a figure or example
     for p in [p for p in pages if p.startswith("lecture/")]:
         assert "<math" in html[p], p
@@ -64,6 +68,13 @@ def test_site_builds_strict_with_every_page(site):
                  "policylab.losses.bradley_terry_loss"):
         assert name in api, name
     assert len(list((site / "figures").glob("*.png"))) == 9
+
+
+def test_every_python_example_on_the_site_runs_at_build_time():
+    """A ```python block without exec="on" would be an example nobody runs: there are none."""
+    plain = [f"{p.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}" for p in sorted((ROOT / "docs").rglob("*.md"))
+             for text in [p.read_text()] for m in re.finditer(r"^```python(?![^\n]*exec=\"on\")", text, re.MULTILINE)]
+    assert plain == []
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

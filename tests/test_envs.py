@@ -345,3 +345,42 @@ def test_long_run_bit_identical_to_sync_vector_env(mode):
         truncations += int(got[3].sum())
         terminations += int(got[2].sum())
     assert truncations > 50 and terminations > 50
+
+
+_CORRIDOR = '''
+import gymnasium as gym
+import numpy as np
+
+
+class Corridor(gym.Env):
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.pos = max(0, self.pos + (1 if action == 1 else -1))
+        return np.array([self.pos / 4], np.float32), float(self.pos == 4), self.pos == 4, False, {}
+
+
+gym.register("TestCorridor-v0", entry_point=Corridor, max_episode_steps=20)
+'''
+
+
+def test_module_colon_id_trains_and_evaluates_from_the_cli(tmp_path, monkeypatch, capsys):
+    """`--env my_module:Env-v0` imports the module that registers the env (Gymnasium's form)."""
+    from policylab.cli import main
+
+    (tmp_path / "corridor_env_mod.py").write_text(_CORRIDOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    small = ["--set", "n_envs=1", "--set", "n_steps=32", "--set", "batch_size=32", "--set", "n_epochs=1"]
+    assert main(["train", "ppo", "--env", "corridor_env_mod:TestCorridor-v0", "--steps", "64", "--out", str(out),
+                 "--no-progress", *small]) == 0
+    assert main(["eval", str(out), "--episodes", "1"]) == 0
+    assert "corridor_env_mod:TestCorridor-v0" in capsys.readouterr().out
+    assert main(["train", "ppo", "--env", "no_such_module_xyz:X-v0", "--steps", "64", "--out", str(tmp_path / "b")]) == 2
+    assert "cannot import module 'no_such_module_xyz'" in capsys.readouterr().err

@@ -364,3 +364,57 @@ def test_replay_buffer_size_stated_in_the_readme():
     mb = float(re.search(r"\((\d+) MB per million CartPole transitions\)", _prose()).group(1))
     buf = ReplayBuffer(10_000, obs_dim=4)
     assert buf.nbytes * 100 / 1e6 == pytest.approx(mb, abs=1.0)
+
+
+# ------------------------------------------------------------------ the docs site's shell commands
+DOCS_NOT_RUN = ("pip ", "mkdocs ", "policylab bench ", "python benchmarks/", "policylab tour ")  # installs, site,
+#                                                                    peer benchmarks, tests/test_tour.py
+
+
+def docs_commands(page: Path) -> list[str]:
+    """The page's shell commands, comments dropped, ``for s in 0 1 2; do CMD; done`` expanded."""
+    cmds = []
+    for block in code_blocks(page.read_text(), "bash"):
+        for line in block.splitlines():
+            cmd = re.sub(r"\s+#.*$", "", line).strip()
+            loop = re.fullmatch(r"for (\w+) in ([\w ]+); do (.*); done", cmd)
+            cmds += [loop[3].replace(f"${loop[1]}", v) for v in loop[2].split()] if loop else [cmd] if cmd else []
+    return cmds
+
+
+def reduce_command(cmd: str) -> str:
+    """Small sizes: 1,000 env steps, 2 optimizer steps, 1 episode; the tiny model for "your" model."""
+    cmd = re.sub(r"--steps \S+", "--steps 1e3", cmd)
+    cmd = re.sub(r"--episodes \d+", "--episodes 1", cmd).replace("path/to/your-model", "tiny")
+    if re.match(r"policylab llm (sft|dpo|grpo|reward) ", cmd):
+        cmd = re.sub(r"--max_steps \d+", "", cmd) + " --max_steps 2"
+    return cmd
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="llm extra not installed")
+@pytest.mark.parametrize("page", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md")
+                                        if "```bash" in p.read_text()))
+def test_docs_shell_commands_run_with_reduced_sizes(page, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "configs", "configs")
+    for cmd in docs_commands(ROOT / page):
+        if cmd.startswith(DOCS_NOT_RUN):
+            continue
+        argv = shlex.split(reduce_command(cmd))
+        assert argv[0] == "policylab", (page, cmd)
+        assert main(argv[1:]) == 0, (page, cmd, capsys.readouterr().err[-2000:])
+
+
+def test_command_line_summary_lists_every_command_and_choice():
+    """The README's "Command line" block names every subcommand, algorithm, llm command and benchmark."""
+    from policylab.cli import all_parsers
+    from policylab.cli.bench import SCRIPTS
+    from policylab.deep.registry import ALGORITHMS
+
+    block = README.read_text().split("## Command line", 1)[1].split("```", 2)[1]
+    lines = {ln.split()[1]: ln for ln in block.splitlines() if ln.startswith("policylab ")}
+    words = [w for w, _ in all_parsers() if w]
+    assert sorted(lines) == sorted({w[0] for w in words})
+    assert lines["train"].split()[2].split("|") == list(ALGORITHMS)
+    assert sorted(lines["llm"].split()[2].split("|")) == sorted(w[1] for w in words if w[0] == "llm" and len(w) > 1)
+    assert lines["bench"].split()[2].split("|") == list(SCRIPTS)

@@ -274,11 +274,13 @@ def _ppo_figure(stem, evals_by_seed, curves):
     ax.set(xlabel="environment steps", ylabel="mean return, 10 greedy episodes", ylim=(0, 520),
            title="greedy evaluation every 5,000 steps (stops once solved)")
     for g in curves.groups.values():
-        (line,) = bx.plot(g["grid"], g["point"], lw=1.8, label=f"IQM of {len(g['runs'])} seeds")
+        n = len(g["runs"])
+        (line,) = bx.plot(g["grid"], g["point"], lw=1.8, label=f"IQM of {n} seed{'s' if n > 1 else ''}")
         bx.fill_between(g["grid"], g["low"], g["high"], color=line.get_color(), alpha=0.25, lw=0, label="95% CI")
     bx.set(xlabel="environment steps", ylabel="charts/episodic_return (sampled actions)", ylim=(0, 520),
            title="episodic return while training (steps every seed ran)")
     for a in (ax, bx):
+        a.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")
         a.grid(alpha=0.3)
         a.legend(fontsize=8, loc="lower right")
         a.title.set_fontsize(10)

@@ -5,17 +5,47 @@ is data with a fixed schema: restoring only sets attributes the env already has,
 of the same kind; no name in it is ever looked up as code (a crafted file raises CheckpointError).
 A MuJoCo env's physics (``MjData``: qpos, qvel, act, warm start, controls, …) is saved with
 ``mujoco.mj_getState(..., mjSTATE_INTEGRATION)``, the state MuJoCo documents as enough to continue
-the simulation exactly. Sub-envs in subprocesses (``AsyncVectorEnv``) are not reachable: a resumed
-async run restarts them from ``reset(seed)``.
+the simulation exactly. Sub-envs in subprocesses (``AsyncVectorEnv``) are reached through the
+:class:`StateAccess` wrapper ``make_vec_env`` puts around each of them: its ``policylab_env_state``
+attribute is read with ``get_attr`` and restored with ``set_attr`` (one value per sub-env), so an
+async run resumes exactly like a sync one.
 """
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
 from policylab.errors import CheckpointError
 
-__all__ = ["env_state", "set_env_state"]
+__all__ = ["StateAccess", "env_state", "set_env_state"]
+
+ASYNC_SUBENVS = "AsyncSubEnvs"  # the entry holding the sub-env states of an AsyncVectorEnv
+
+
+def _is_async(venv) -> bool:
+    return type(venv).__name__ == "AsyncVectorEnv"
+
+
+class StateAccess(gym.Wrapper):
+    """Outermost wrapper of a sub-env in a subprocess: ``policylab_env_state`` reads and restores the
+    env state of this sub-env's wrapper chain (the same JSON as for a sync sub-env)."""
+
+    @property
+    def policylab_env_state(self) -> list[dict]:
+        return [_object_state(o) for o in _chain(self.env)]
+
+    @policylab_env_state.setter
+    def policylab_env_state(self, state: list[dict]) -> None:
+        _restore(_chain(self.env), state, "checkpoint (async sub-env)")
+
+
+def _chain(env) -> list:
+    out = []
+    while env is not None:
+        out.append(env)
+        env = getattr(env, "env", None)
+    return out
 
 
 def _env_objects(venv) -> list:
@@ -54,22 +84,28 @@ def _set_mujoco_state(obj, state: list) -> None:
 def env_state(venv) -> list[dict]:
     """JSON-able snapshot of a vector env: numbers, small numeric arrays and numpy Generator
     states found in the attributes of the vector env, its wrappers and its sub-envs."""
-    out = []
-    for obj in _env_objects(venv):
-        d: dict = {"__class__": type(obj).__name__}
-        for k, v in vars(obj).items():
-            if isinstance(v, np.random.Generator):
-                d[k] = {"rng": v.bit_generator.state}
-            elif isinstance(v, np.ndarray) and v.dtype.kind in "biuf" and v.size <= 100_000:
-                d[k] = {"array": v.tolist(), "dtype": v.dtype.str, "shape": list(v.shape)}
-            elif isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) or v is None:
-                d[k] = {"scalar": v.item() if isinstance(v, np.generic) else v,
-                        "np": type(v).__name__ if isinstance(v, np.generic) else None}
-        mj = _mujoco_state(obj)
-        if mj is not None:
-            d["__mujoco__"] = {"mujoco": mj}
-        out.append(d)
+    objs = _env_objects(venv)
+    out = [_object_state(obj) for obj in objs]
+    if objs and _is_async(objs[-1]):  # sub-envs in subprocesses: through StateAccess (make_vec_env)
+        out.append({"__class__": ASYNC_SUBENVS, "envs": list(objs[-1].get_attr("policylab_env_state"))})
     return out
+
+
+def _object_state(obj) -> dict:
+    """The saved attributes of one object of the env (vector env, wrapper or sub-env)."""
+    d: dict = {"__class__": type(obj).__name__}
+    for k, v in vars(obj).items():
+        if isinstance(v, np.random.Generator):
+            d[k] = {"rng": v.bit_generator.state}
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "biuf" and v.size <= 100_000:
+            d[k] = {"array": v.tolist(), "dtype": v.dtype.str, "shape": list(v.shape)}
+        elif isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) or v is None:
+            d[k] = {"scalar": v.item() if isinstance(v, np.generic) else v,
+                    "np": type(v).__name__ if isinstance(v, np.generic) else None}
+    mj = _mujoco_state(obj)
+    if mj is not None:
+        d["__mujoco__"] = {"mujoco": mj}
+    return d
 
 
 _NP_SCALARS = {t.__name__: t for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
@@ -117,6 +153,20 @@ def set_env_state(venv, state: list[dict], where="checkpoint") -> None:
     the env already has are set, each with a value of its kind (Generator state, numeric array,
     number); no name in the JSON is ever looked up as code. CheckpointError naming ``where``."""
     objs = _env_objects(venv)
+    if not isinstance(state, list) or not all(isinstance(d, dict) for d in state):
+        raise CheckpointError(f"{where}: saved env state is not a list of objects")
+    if objs and _is_async(objs[-1]):
+        subs = state[-1] if state and state[-1].get("__class__") == ASYNC_SUBENVS else None
+        if subs is None or not isinstance(subs.get("envs"), list) or len(subs["envs"]) != objs[-1].num_envs:
+            raise CheckpointError(f"{where}: saved env state has no state for the {objs[-1].num_envs} "
+                                  "sub-envs of this AsyncVectorEnv (saved from a sync run?)")
+        _restore(objs, state[:-1], where)
+        objs[-1].set_attr("policylab_env_state", subs["envs"])  # one value per sub-env, in its process
+        return
+    _restore(objs, state, where)
+
+
+def _restore(objs: list, state: list, where: str) -> None:
     if not isinstance(state, list) or not all(isinstance(d, dict) for d in state) or (
             [type(o).__name__ for o in objs] != [d.get("__class__") for d in state]):
         raise CheckpointError(f"{where}: saved env state does not match this env's wrapper structure")
@@ -141,5 +191,9 @@ def set_env_state(venv, state: list[dict], where="checkpoint") -> None:
                 value = _decode_env_value(v, current[k])
             except (TypeError, ValueError, KeyError, OverflowError) as exc:
                 raise CheckpointError(f"{where}: env_state {type(obj).__name__}.{k}: {exc}") from None
-            if not (isinstance(v, dict) and "rng" in v):
+            old = current[k]
+            if isinstance(value, np.ndarray) and isinstance(old, np.ndarray) and old.shape == value.shape \
+                    and old.dtype == value.dtype and old.flags.writeable:
+                np.copyto(old, value)  # in place: the array may be a view (AsyncVectorEnv's shared memory)
+            elif not (isinstance(v, dict) and "rng" in v):
                 setattr(obj, k, value)

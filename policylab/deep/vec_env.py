@@ -27,6 +27,7 @@ def _check_env_dependencies(env_id: str, spec) -> None:
 def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization: str = "sync"):
     """Env id, ``gymnasium.Env`` or ready ``gymnasium.vector.VectorEnv`` → vector env.
 
+    An id may be Gymnasium's ``"module:id"``: the module (which registers the env) is imported first.
     Training envs must autoreset in Gymnasium's SAME_STEP mode (the final observation of an
     episode is in ``info["final_obs"]``, masked by ``info["_final_obs"]``); ids and single envs
     are wrapped in ``SyncVectorEnv(..., autoreset_mode=SAME_STEP)``, or with ``vectorization``
@@ -44,6 +45,15 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization:
                              "(gymnasium.vector.AutoresetMode.SAME_STEP) so truncation can bootstrap")
         return env
     if isinstance(env, str):
+        if ":" in env:                 # Gymnasium's "module:id": import the module that registers the env
+            import importlib
+
+            module, _, bare = env.partition(":")
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise InputError(f"env {env!r}: cannot import module {module!r} ({exc})") from None
+            env = bare
         try:
             spec = gym.spec(env)
         except gym.error.Error as exc:
@@ -68,7 +78,12 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization:
         raise InputError(
             f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
     if vectorization == "async" and not for_eval and isinstance(env, str):
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+        from policylab.deep.env_state import (
+            StateAccess,  # checkpoints reach the sub-envs through it
+        )
+
+        return AsyncVectorEnv([lambda: StateAccess(gym.make(env, disable_env_checker=True))] * n_envs,
+                              autoreset_mode=AutoresetMode.SAME_STEP)
     if vectorization != "sync" and not for_eval:
         raise InputError(f"vectorization={vectorization!r} needs an env id, got a {type(env).__name__}")
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -40,7 +40,7 @@ color:#202124;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
 .status{font-size:.75em;padding:.15em .6em;border-radius:1em;margin-left:.6em;vertical-align:middle}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:.92em} caption{text-align:left;font-weight:600;
-padding:.2em 0} th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right} th{background:#f3f3f3}
+padding:.2em 0;white-space:nowrap} th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right} th{background:#f3f3f3}
 td:first-child,th:first-child{text-align:left} figure{margin:1em 0} figure img{max-width:100%;
 border:1px solid #eee} figcaption{font-size:.9em;color:#555} pre{background:#f6f8fa;padding:.8em;
 overflow-x:auto;font-size:.85em} nav a{margin-right:1em}
