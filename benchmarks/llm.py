@@ -42,6 +42,7 @@ tracemalloc would not see torch's allocations.
     python benchmarks/llm.py                       # 30 DPO steps, 12 GRPO steps, 4 pairs each
     python benchmarks/llm.py --quick               # smoke run
     python benchmarks/llm.py --only dpo --dpo-steps 100
+    python benchmarks/llm.py --processes           # DPO tokens/s, 2 processes vs 1 (llm_processes.py)
 """
 
 from __future__ import annotations
@@ -260,12 +261,18 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=4, help="back-to-back policylab/TRL pairs per benchmark")
     ap.add_argument("--only", choices=ALGOS)
     ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
+    ap.add_argument("--processes", action="store_true",
+                    help="instead: DPO tokens/s with 2 data-parallel processes vs 1 (benchmarks/llm_processes.py)")
     ap.add_argument("--worker", nargs=2, metavar=("ALGO", "SIDE"), help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.steps)))
         return 0
+    if args.processes:  # its own benchmark: policylab 1 vs 2 processes, no TRL
+        from llm_processes import main as processes_main
+
+        return processes_main(steps=6 if args.quick else 20, repeats=1 if args.quick else 3)
     if args.quick:
         args.dpo_steps, args.grpo_steps, args.repeats, args.warmup = 10, 6, 1, 2
     try:

@@ -247,6 +247,17 @@ REDUCED = {
     "policylab train ppo --env HalfCheetah-v5 --seed 0 --out runs/hc --resume": ("--resume", "--steps 3072 --resume"),
     "policylab eval runs/hc/best --episodes 10": ("--episodes 10", "--episodes 1"),
 }
+# multi-process launches (run as subprocesses, 2 CPU processes): README command -> substitutions
+_QWEN = "--model ~/models/Qwen2.5-0.5B-Instruct"
+_TINY = "--model tiny-llama --max-steps 1 --batch-size 16"  # 2 processes × one group of G = 8
+LAUNCHED = {
+    "CUDA_VISIBLE_DEVICES=0,1 accelerate launch --multi_gpu --num_processes 2 -m policylab llm grpo --config "
+    "configs/llm/grpo.yaml --model ~/models/Qwen2.5-0.5B-Instruct --use-peft true --mixed-precision bf16 "
+    "--output-dir runs/qwen-grpo": [(_QWEN, _TINY)],
+    "CUDA_VISIBLE_DEVICES=0,1 torchrun --nproc_per_node 2 -m policylab llm grpo --config configs/llm/grpo.yaml "
+    "--model ~/models/Qwen2.5-0.5B-Instruct --use-peft true --mixed-precision bf16 --output-dir runs/qwen-grpo":
+        [(_QWEN, _TINY), ("runs/qwen-grpo", "runs/qwen-grpo-torchrun")],
+}
 NEEDS_MODULE = {"--env HalfCheetah": "mujoco", "runs/hc": "mujoco"}   # commands skipped when the extra is missing
 SETUP = {  # what a command needs that the README shows elsewhere (the runs that `plot` reads, my.yaml)
     "policylab train a2c": lambda: Path("my.yaml").write_text("n_envs: 4\n"),
@@ -267,7 +278,7 @@ def shell_commands() -> list[str]:
 
 
 def test_every_shell_command_is_covered():
-    unknown = [c for c in shell_commands() if c not in REDUCED and c not in TESTED_ELSEWHERE]
+    unknown = [c for c in shell_commands() if c not in REDUCED and c not in TESTED_ELSEWHERE and c not in LAUNCHED]
     assert unknown == [], f"README commands not covered by tests/test_readme.py: {unknown}"
     assert '"tour", "--quick", "--out"' in (ROOT / "tests" / "test_tour.py").read_text()
 
@@ -277,7 +288,7 @@ def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     ran, skipped = 0, 0
     for cmd in shell_commands():
-        if cmd in TESTED_ELSEWHERE:
+        if cmd in TESTED_ELSEWHERE or cmd in LAUNCHED:
             continue
         if any(k in cmd and importlib.util.find_spec(m) is None for k, m in NEEDS_MODULE.items()):
             skipped += 1
@@ -300,6 +311,45 @@ def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, cap
     if not skipped:
         assert Path("runs/hc/best/checkpoint.json").is_file()
     assert Path("runs/llm/grpo").is_dir() and Path("data/test.jsonl").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="llm extra not installed")
+def test_readme_multi_process_commands_run_on_cpu_with_reduced_sizes(tmp_path, monkeypatch):
+    """The GPU example's two launch lines, on CPU: two processes (gloo), LoRA, bf16 autocast, a tiny
+    local model folder instead of Qwen, one step of 16 completions."""
+    import os
+    import sys
+
+    from test_llm_accelerate import run_process_group
+
+    from policylab.llm import make_char_tokenizer, make_tiny_llama
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "configs", "configs")
+    assert main(["llm", "make-data", "--out", "data/"]) == 0
+    tok = make_char_tokenizer()
+    make_tiny_llama(len(tok)).save_pretrained("tiny-llama")
+    tok.save_pretrained("tiny-llama")
+    launched = [c for c in shell_commands() if c in LAUNCHED]
+    assert len(launched) == len(LAUNCHED)
+    for cmd in launched:
+        reduced = cmd
+        for old, new in LAUNCHED[cmd]:
+            assert reduced.count(old) == 1, (cmd, old)
+            reduced = reduced.replace(old, new)
+        words = shlex.split(reduced)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        while "=" in words[0]:  # VAR=value prefixes
+            name, val = words.pop(0).split("=", 1)
+            env[name] = val
+        if words[0] == "torchrun":
+            words = [sys.executable, "-m", "torch.distributed.run", "--standalone", *words[1:]]
+        code, output = run_process_group(words, env, timeout=300)
+        assert code == 0, (cmd, output[-3000:])
+        out = Path(words[words.index("--output-dir") + 1])
+        assert (out / "checkpoint-1" / "adapter_model.safetensors").is_file(), cmd
+        rows = (out / "log.jsonl").read_text().splitlines()
+        assert len(rows) == 1  # one row from the main process, not one per process
 
 
 # ------------------------------------------------------------------ numbers stated in the prose

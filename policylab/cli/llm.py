@@ -180,6 +180,8 @@ def run(args) -> int:
     module, trainer_name, _ = TRAINERS[args.llm_command]
     trainer = getattr(importlib.import_module(module), trainer_name)(cfg.model, None, cfg)
     history = trainer.train(resume_from="latest" if args.resume else None)
+    if not trainer.is_main:  # several processes (accelerate launch / torchrun): the main one reports
+        return 0
     last = history[-1] if history else {"step": trainer.step}
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in last.items()}))
     print(f"saved {cfg.output_dir}/checkpoint-{trainer.step}")

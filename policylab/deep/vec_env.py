@@ -45,17 +45,17 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization:
                              "(gymnasium.vector.AutoresetMode.SAME_STEP) so truncation can bootstrap")
         return env
     if isinstance(env, str):
-        if ":" in env:                 # Gymnasium's "module:id": import the module that registers the env
+        spec_id = env
+        if ":" in env:   # Gymnasium's "module:id": import the module that registers the env (gym.make does too)
             import importlib
 
-            module, _, bare = env.partition(":")
+            module, _, spec_id = env.partition(":")
             try:
                 importlib.import_module(module)
             except ImportError as exc:
                 raise InputError(f"env {env!r}: cannot import module {module!r} ({exc})") from None
-            env = bare
         try:
-            spec = gym.spec(env)
+            spec = gym.spec(spec_id)
         except gym.error.Error as exc:
             raise InputError(f"unknown env id {env!r}: {exc}") from None
         _check_env_dependencies(env, spec)

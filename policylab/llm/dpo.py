@@ -102,29 +102,27 @@ class DPOTrainer(Trainer):
     def logps(self, model, rows, data=None, chunk: int = 64):
         """:meth:`sequence_logps` without gradient over many rows, ``chunk`` pairs per forward."""
         rows = list(rows)
-        parts = [self.sequence_logps(model, self.batch(rows[i : i + chunk], data)) for i in range(0, len(rows), chunk)]
+        parts = [self.sequence_logps(model, self.to_device(*self.batch(rows[i : i + chunk], data)))
+                 for i in range(0, len(rows), chunk)]
         return tuple(torch.cat(p) for p in zip(*parts))
 
     def _loss(self, chosen, rejected, ref_c, ref_r, len_c, len_r):
         return LOSSES[self.config.loss_type](chosen, rejected, ref_c, ref_r, len_c, len_r, self.config)
 
     # ------------------------------------------------------------------ one update
-    def _step(self, step: int) -> dict:
-        rows = self.batch_indices(step)
-        batch = self.batch(rows)  # (2B, T) ids, attention, completion mask
-        chosen, rejected, len_c, len_r = self.sequence_logps(self.model, batch)  # (B,) each
+    def _micro_loss(self, rows):
+        batch = self.to_device(*self.batch(rows))  # (2b, T) ids, attention, completion mask
+        chosen, rejected, len_c, len_r = self.sequence_logps(self.model, batch)  # (b,) each
         if self.ref_logps is not None:
             ref_c, ref_r = self.ref_logps[rows].unbind(1)
         else:
             with torch.no_grad():
                 ref_c, ref_r, _, _ = self.sequence_logps(self.ref_model, batch)
         out = self._loss(chosen, rejected, ref_c, ref_r, len_c, len_r)
-        grad_norm = self._update(out.loss)
-        return {
+        return out.loss, float(len(rows)), {
             **preference_stats(out),
             "logps/chosen": chosen.detach().mean().item(),
             "logps/rejected": rejected.detach().mean().item(),
-            "grad_norm": grad_norm,
             "num_tokens": float(batch[1].sum()),  # attention-mask tokens, as TRL's num_tokens
         }
 

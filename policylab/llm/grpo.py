@@ -31,7 +31,7 @@ from typing import ClassVar
 
 import torch
 
-from policylab.errors import ConfigError, DivergenceError, InputError
+from policylab.errors import DivergenceError, InputError
 from policylab.llm.batching import completion_logprobs
 from policylab.llm.data import (
     check_context_length,
@@ -42,7 +42,7 @@ from policylab.llm.data import (
 from policylab.llm.models import max_positions, reference_model
 from policylab.llm.sampling import generate
 from policylab.llm.trainer import TrainConfig, Trainer
-from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss
+from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss, normalize_per_token
 from policylab.returns import group_relative_advantages
 
 __all__ = ["GRPOConfig", "GRPOTrainer", "Rollout"]
@@ -80,12 +80,7 @@ class GRPOConfig(TrainConfig):
                               "clip_eps_high": "[0, inf)", "scale_rewards": ("std", "none"),
                               "loss_type": tuple(GRPO_NORMALIZATIONS), "num_iterations": "[1, 1000]"}
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.batch_size % self.num_generations:
-            raise ConfigError(
-                f"num_generations={self.num_generations} (group size) does not divide batch_size={self.batch_size}"
-            )
+    GROUP_FIELD: ClassVar[str | None] = "num_generations"  #: a group of G completions stays on one process
 
 
 @dataclass
@@ -127,6 +122,10 @@ class GRPOTrainer(Trainer):
     config_class = GRPOConfig
     progress_keys = ("loss", "rewards/mean", "completion_length")
     data_format = "grpo"
+    tracker_names: ClassVar[dict[str, str]] = {  # TRL 1.16's names; + rewards/<func> -> rewards/<func>/mean
+        "rewards/mean": "reward", "rewards/std": "reward_std", "completion_length": "completions/mean_length",
+        "clip_ratio": "clip_ratio/region_mean", "clip_ratio/low": "clip_ratio/low_mean",
+        "clip_ratio/high": "clip_ratio/high_mean"}
 
     def __init__(self, model, tokenizer=None, config=None, train_data=None,
                  reward_funcs: RewardFunc | list[RewardFunc] | None = None):
@@ -147,6 +146,8 @@ class GRPOTrainer(Trainer):
         if not self.reward_funcs or len(weights) != len(self.reward_funcs):
             raise InputError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
         self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        self.tracker_names = {**self.tracker_names, **{f"rewards/{f.__name__}": f"rewards/{f.__name__}/mean"
+                                                       for f in self.reward_funcs}}
         super().__init__(model, tokenizer, config, train_data)
 
     def _prepare(self):
@@ -175,9 +176,10 @@ class GRPOTrainer(Trainer):
             self.model, self.tokenizer, prompt_ids, cfg.max_completion_length, True, cfg.temperature, cfg.top_p,
             cfg.top_k, cfg.use_hf_generate,
         )  # (B, P), (B, P), (B, C), (B, C), B strings
+        p_ids, p_mask, c_ids, c_mask = self.to_device(p_ids, p_mask, c_ids, c_mask)
         ro = Rollout(p_ids, p_mask, c_ids, c_mask)
         self.score(ro, [self.records[i] for i in rows for _ in range(G)], texts)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             if cfg.num_iterations > 1:
                 ro.old_logp = completion_logprobs(self.model, p_ids, p_mask, c_ids, c_mask, cfg.temperature)
             if self.ref_model is not None:
@@ -204,41 +206,60 @@ class GRPOTrainer(Trainer):
                 if not math.isfinite(float(v)) or abs(float(v)) > FLOAT32_MAX:
                     raise DivergenceError(f"step {self.step + 1}: {where}: rewards must be finite float32 numbers")
             per_func[:, k] = torch.tensor([float(v) for v in values])
-            ro.stats[f"rewards/{f.__name__}"] = per_func[:, k].mean().item()
         ro.rewards = per_func @ self.reward_weights  # (B,)
         if not bool(torch.isfinite(ro.rewards).all()):
             raise DivergenceError(f"step {self.step + 1}: the weighted sum of rewards overflows float32")
         G = self.config.num_generations
-        ro.advantages = group_relative_advantages(ro.rewards, G, scale=self.config.scale_rewards)  # (B,)
-        grouped = ro.rewards.view(-1, G)
+        ro.advantages = group_relative_advantages(ro.rewards, G, scale=self.config.scale_rewards).to(self.device)  # (B,)
+        # logged over the whole global batch: every process's completions
+        all_funcs = self.gather(torch.cat([per_func, ro.completion_mask.sum(1, keepdim=True).float().cpu()], 1))
+        rewards, lengths = all_funcs[:, :-1] @ self.reward_weights, all_funcs[:, -1]  # (P·B,)
+        for k, f in enumerate(self.reward_funcs):
+            ro.stats[f"rewards/{f.__name__}"] = all_funcs[:, k].mean().item()
         ro.stats.update({
-            "rewards/mean": ro.rewards.mean().item(),
-            "rewards/std": ro.rewards.std().item() if len(ro.rewards) > 1 else 0.0,
-            "frac_reward_zero_std": (grouped.std(1) == 0).float().mean().item() if G > 1 else 1.0,
-            "completion_length": ro.completion_mask.sum(1).float().mean().item(),
+            "rewards/mean": rewards.mean().item(),
+            "rewards/std": rewards.std().item() if len(rewards) > 1 else 0.0,
+            "frac_reward_zero_std": (rewards.view(-1, G).std(1) == 0).float().mean().item() if G > 1 else 1.0,
+            "completion_length": lengths.mean().item(),
         })
         return ro
 
     # ------------------------------------------------------------------ 5: update
     def update(self, ro: Rollout) -> dict:
-        """μ AdamW steps on grpo_loss for a scored rollout; returns the last step's stats."""
-        cfg = self.config
+        """μ AdamW steps on grpo_loss for a scored rollout (this process's completions, in micro-batches
+        of whole groups); returns the last step's stats over the global batch."""
+        cfg, mask = self.config, ro.completion_mask
+        B = mask.shape[0]
+        token_units = GRPO_NORMALIZATIONS[cfg.loss_type] is normalize_per_token  # else per completion
+        units = mask.sum(1).double() if token_units else torch.ones(B, dtype=torch.float64, device=mask.device)
+        total = float(self.all_sum(units.sum().reshape(1).cpu())[0])  # (the global batch's tokens or completions)
         for _ in range(cfg.num_iterations):
-            logp, entropy = completion_logprobs(
-                self.model, ro.prompt_ids, ro.prompt_mask, ro.completion_ids, ro.completion_mask, cfg.temperature,
-                with_entropy=True,
-            )  # (B, C), (B, C)
-            loss, stats = grpo_loss(
-                logp, ro.old_logp, ro.ref_logp, ro.advantages, ro.completion_mask, clip_eps=cfg.clip_eps,
-                beta=cfg.beta, normalization=cfg.loss_type, clip_eps_high=cfg.clip_eps_high,
-                max_len=cfg.max_completion_length,
-            )
-            grad_norm = self._update(loss)
-        mask = ro.completion_mask
-        entropy = ((entropy * mask).sum() / mask.sum().clamp(min=1)).item()
-        return {"loss": loss.item(), "grad_norm": grad_norm, "entropy": entropy, **{k: v.item() for k, v in stats.items()}}
+            self._zero_grad()
+            parts = []
+            for i in range(0, B, self.micro_batch):
+                sl = slice(i, i + self.micro_batch)
+                with self.autocast():
+                    logp, entropy = completion_logprobs(
+                        self.model, ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], mask[sl],
+                        cfg.temperature, with_entropy=True,
+                    )  # (b, C), (b, C)
+                    loss, stats = grpo_loss(
+                        logp, _rows(ro.old_logp, sl), _rows(ro.ref_logp, sl), ro.advantages[sl], mask[sl],
+                        clip_eps=cfg.clip_eps, beta=cfg.beta, normalization=cfg.loss_type,
+                        clip_eps_high=cfg.clip_eps_high, max_len=cfg.max_completion_length,
+                    )
+                u = float(units[sl].sum())
+                self._backward(loss, u / total)
+                entropy = ((entropy * mask[sl]).sum() / mask[sl].sum().clamp(min=1)).item()
+                parts.append((u, {"loss": loss.item(), "entropy": entropy, **{k: v.item() for k, v in stats.items()}}))
+            grad_norm = self._optimizer_step()
+        return {**self.reduce_stats(parts), "grad_norm": grad_norm}
 
     def _step(self, step: int) -> dict:
         n_prompts = self.config.batch_size // self.config.num_generations
-        ro = self.rollout(self.batch_indices(step, n_prompts))
+        ro = self.rollout(self.shard(self.batch_indices(step, n_prompts)))  # this process's prompts, G each
         return {**ro.stats, **self.update(ro)}
+
+
+def _rows(t: torch.Tensor | None, sl: slice) -> torch.Tensor | None:
+    return None if t is None else t[sl]

@@ -53,6 +53,7 @@ class RewardTrainer(Trainer):
     progress_keys = ("loss", "accuracy")
     model_kind = "reward"
     data_format = "reward"
+    stat_reductions: ClassVar[dict[str, str]] = {"num_tokens": "sum", "min_reward": "min", "max_reward": "max"}
 
     def _prepare(self):
         tok, cfg, labels = self.tokenizer, self.config, self.labels
@@ -73,24 +74,23 @@ class RewardTrainer(Trainer):
         """(r_chosen (b,), r_rejected (b,), attention mask (2b, T)) for pair indices ``rows``."""
         seqs = [self.prompt_ids[i] + self.chosen_ids[i] for i in rows] + \
                [self.prompt_ids[i] + self.rejected_ids[i] for i in rows]
-        ids, attention = pad(seqs, self.tokenizer.pad_token_id, "right")  # (2b, T)
+        ids, attention = self.to_device(*pad(seqs, self.tokenizer.pad_token_id, "right"))  # (2b, T)
         scores = self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits.squeeze(-1)  # (2b,)
         return (*scores.chunk(2), attention)
 
-    def _step(self, step: int) -> dict:
-        rows = self.batch_indices(step)
-        r_w, r_l, attention = self.rewards(rows)  # (B,), (B,)
-        margin = None if self.margins is None else self.margins[rows]
+    def _micro_loss(self, rows):
+        r_w, r_l, attention = self.rewards(rows)  # (b,), (b,)
+        margin = None if self.margins is None else self.margins[rows].to(r_w.device)
         loss = bradley_terry_loss(r_w, r_l, margin)
         if self.config.center_rewards_coefficient is not None:
             loss = loss + self.config.center_rewards_coefficient * ((r_w + r_l) ** 2).mean()
-        grad_norm = self._update(loss)
         with torch.no_grad():
-            both = torch.cat([r_w, r_l])
-            return {"loss": loss.item(), "grad_norm": grad_norm, "accuracy": (r_w > r_l).float().mean().item(),
-                    "margin": (r_w - r_l).mean().item(), "min_reward": both.min().item(),
-                    "mean_reward": both.mean().item(), "max_reward": both.max().item(),
-                    "num_tokens": float(attention.sum())}
+            both = torch.cat([r_w, r_l]).float()
+            return loss, float(len(rows)), {
+                "loss": loss.item(), "accuracy": (r_w > r_l).float().mean().item(),
+                "margin": (r_w - r_l).mean().item(), "min_reward": both.min().item(),
+                "mean_reward": both.mean().item(), "max_reward": both.max().item(),
+                "num_tokens": float(attention.sum())}
 
 
 class RewardModelReward:

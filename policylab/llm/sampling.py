@@ -80,6 +80,9 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     ``DynamicCache`` otherwise); ``use_hf_generate=True`` calls ``model.generate`` instead (same
     distribution, different random stream)."""
     p_ids, p_mask = pad(prompt_ids, tokenizer.pad_token_id, "left")  # (B, P)
+    device = next(model.parameters()).device
+    if device.type != "cpu":  # the lean decoder below keeps its cache on the CPU
+        p_ids, p_mask, use_hf_generate = p_ids.to(device), p_mask.to(device), True
     eos, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     was_training = model.training
     model.eval()
@@ -106,7 +109,7 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int,
     model.train(was_training)
     is_eos = c_ids == eos
     first_eos = torch.where(is_eos.any(1), is_eos.int().argmax(1), torch.full_like(is_eos[:, 0], c_ids.shape[1], dtype=torch.long))
-    c_mask = (torch.arange(c_ids.shape[1])[None, :] <= first_eos[:, None]).long()  # (B, C)
+    c_mask = (torch.arange(c_ids.shape[1], device=c_ids.device)[None, :] <= first_eos[:, None]).long()  # (B, C)
     c_ids = c_ids.masked_fill(c_mask == 0, pad_id)
     texts = tokenizer.batch_decode(c_ids, skip_special_tokens=True)
     return p_ids, p_mask, c_ids, c_mask, texts

@@ -44,17 +44,19 @@ class SFTTrainer(Trainer):
             self.tokenizer, self.records, self.labels, ("completion",), cfg.max_prompt_length, cfg.max_length,
             max_positions(self.model))
 
-    def _step(self, step: int) -> dict:
-        rows = self.batch_indices(step)
-        ids, attention, comp = join_right_padded(
+    def units(self, rows) -> float:
+        """Completion tokens (with EOS) of ``rows``: the loss is their mean over the global batch."""
+        return float(sum(len(self.completion_ids[i]) for i in rows))
+
+    def _micro_loss(self, rows):
+        ids, attention, comp = self.to_device(*join_right_padded(
             [self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], self.tokenizer.pad_token_id
-        )  # (B, T)
+        ))  # (B, T)
         logits = self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits  # (B, T, V)
         logp = sequence_logprobs(logits, ids, comp)  # (B, T), 0 off the completion
         n_tokens = comp.sum()
         loss = -logp.sum() / n_tokens.clamp(min=1)
-        grad_norm = self._update(loss)
-        return {"loss": loss.item(), "grad_norm": grad_norm, "num_tokens": float(attention.sum())}
+        return loss, float(n_tokens), {"loss": loss.item(), "num_tokens": float(attention.sum())}
 
 
 def sft(model, tokenizer=None, records=None, **config) -> SFTTrainer:
