@@ -178,10 +178,10 @@ def test_gradient_accumulation_4x2_equals_batch_8x1(tmp_path, algo):
         assert s_acc["num_tokens"] == s_big["num_tokens"]
 
 
-@pytest.mark.parametrize("algo", ["sft", "grpo"])
-def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, algo):
-    plain, _ = gradients_of_first_step(algo, tmp_path / "plain")
-    ckpt, _ = gradients_of_first_step(algo, tmp_path / "ckpt", gradient_checkpointing=True)
+@pytest.mark.parametrize("algo,extra", [("sft", {}), ("grpo", {}), ("dpo", {"use_peft": True})])
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path, algo, extra):
+    plain, _ = gradients_of_first_step(algo, tmp_path / "plain", **extra)
+    ckpt, _ = gradients_of_first_step(algo, tmp_path / "ckpt", gradient_checkpointing=True, **extra)
     assert_same_gradients(ckpt, plain, 1e-6)
 
 

@@ -204,8 +204,12 @@ class Trainer:
             before_weights=lambda tok: check_chat_template(self.records, self.labels, tok))
         if config.use_peft:
             self.model = add_lora(self.model, config, self.model_kind)
-        if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if config.gradient_checkpointing:  # transformers ≥ 5 name, else the older one
+            enable = getattr(self.model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.to(self.device)
         self.model.train()
         self._prepare()  # validates data and builds reference pieces: all errors happen here
