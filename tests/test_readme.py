@@ -407,6 +407,16 @@ def test_prose_numbers_match_the_code():
     assert "< 0.05" in src and "≤ 4" in src and "≤ 0.5" in src and "≥ +0.05" in src
 
 
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="llm extra not installed")
+def test_tiny_llama_parameter_count_stated_in_the_readme():
+    """"the 95,040-parameter tiny Llama" (benchmark sections): the model the code builds."""
+    from policylab.llm import make_char_tokenizer, make_tiny_llama
+
+    n = sum(p.numel() for p in make_tiny_llama(len(make_char_tokenizer())).parameters())
+    stated = {int(m.replace(",", "")) for m in re.findall(r"(\d{1,3},\d{3})-parameter", _prose())}
+    assert stated == {n}, (stated, n)
+
+
 def test_replay_buffer_size_stated_in_the_readme():
     """"46 MB per million CartPole transitions": the buffer's own arrays, scaled from 10k transitions."""
     from policylab.deep.replay import ReplayBuffer
