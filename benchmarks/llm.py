@@ -1,4 +1,4 @@
-"""DPO and GRPO on a tiny Llama: policylab's trainers vs TRL 1.16's, same model, data and settings.
+"""DPO and GRPO on a tiny and a medium Llama: policylab's trainers vs TRL 1.16's, same model, data and settings.
 
 Same model on both sides: ``policylab.llm.make_tiny_llama`` (2 layers, hidden 64, 4 heads, MLP 128,
 untied embeddings) over the 99-token character tokenizer ``make_char_tokenizer``, seed 0, fp32, CPU,
@@ -39,7 +39,17 @@ high-water mark including the interpreter, torch/transformers (and TRL on its si
 "train ΔRSS" = peak − the high-water mark after the trainer was built (what training itself adds).
 tracemalloc would not see torch's allocations.
 
-    python benchmarks/llm.py                       # 30 DPO steps, 12 GRPO steps, 4 pairs each
+Medium model (``--sizes medium``, issue 13): a config-built 10.7M-parameter Llama (6 layers, hidden
+384, 6 heads, MLP 1024) at sequence length 256 — DPO 2 pairs of BOS + 127 + 127 characters + EOS per
+step (reference model each step), GRPO G = 8 completions of 250 new tokens — with the same timing,
+--medium-steps timed steps after one warm-up step, --medium-repeats interleaved pairs. Memory
+(``--memory``): DPO with a reference model on the medium model, full fine-tuning (reference = frozen
+copy) vs LoRA r = 16 on every linear layer (reference = adapters disabled), each in a fresh
+subprocess, interleaved; peak RSS by ``resource.getrusage`` maxrss, and the same minus the RSS after
+the imports.
+
+    python benchmarks/llm.py                       # tiny: 30 DPO / 12 GRPO steps, 4 pairs; medium; memory
+    python benchmarks/llm.py --sizes medium        # only the medium-model rows and the memory table
     python benchmarks/llm.py --quick               # smoke run
     python benchmarks/llm.py --only dpo --dpo-steps 100
     python benchmarks/llm.py --processes           # DPO tokens/s, 2 processes vs 1 (llm_processes.py)
@@ -68,15 +78,25 @@ import time
 import warnings
 
 LR = 1e-6
-DPO_BATCH = 8
-PROMPT_CHARS, COMPLETION_CHARS = 20, 10  # + BOS + EOS = 32 tokens per sequence
+#: Model and data per size. "medium": a config-built Llama of 10.7M parameters (6 layers, hidden 384,
+#: 6 heads, MLP 1024) at sequence length 256: DPO rows BOS + 127 + 127 characters + EOS, GRPO prompts
+#: of 5–6 tokens + 250 new tokens. Targets (issue 13): DPO tokens/s ≥ 1.3× TRL's, GRPO step ≤ 0.6×.
+SIZES = {
+    "tiny": {"model": {}, "dpo_batch": 8, "prompt_chars": 20, "completion_chars": 10, "grpo_new": 32,
+             "algos": ("dpo", "dpo-pre", "grpo"), "dpo_target": 1.5, "grpo_target": 0.5},
+    "medium": {"model": {"hidden": 384, "layers": 6, "heads": 6, "intermediate": 1024, "max_positions": 512},
+               "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "grpo_new": 250,
+               "algos": ("dpo", "grpo"), "dpo_target": 1.3, "grpo_target": 0.6},
+}
+DPO_BATCH = SIZES["tiny"]["dpo_batch"]
+PROMPT_CHARS, COMPLETION_CHARS = 20, 10  # tiny: + BOS + EOS = 32 tokens per sequence
 GRPO_G, GRPO_NEW_TOKENS = 8, 32
 GRPO_PROMPTS = [f"{a}+{b}=" for a, b in [(12, 7), (3, 4), (45, 9), (60, 2), (8, 8), (71, 5), (19, 1), (33, 6)]]
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 ALGOS = ("dpo", "dpo-pre", "grpo")  # dpo-pre: reference log-probs precomputed once on both sides
 
 
-def dpo_rows(n: int = 64) -> list[dict]:
+def dpo_rows(n: int = 64, prompt_chars: int = PROMPT_CHARS, completion_chars: int = COMPLETION_CHARS) -> list[dict]:
     import random
 
     rng = random.Random(0)
@@ -84,7 +104,7 @@ def dpo_rows(n: int = 64) -> list[dict]:
     def s(k):
         return "".join(rng.choice(ALPHABET) for _ in range(k))
 
-    return [{"prompt": s(PROMPT_CHARS), "chosen": s(COMPLETION_CHARS), "rejected": s(COMPLETION_CHARS)} for _ in range(n)]
+    return [{"prompt": s(prompt_chars), "chosen": s(completion_chars), "rejected": s(completion_chars)} for _ in range(n)]
 
 
 def length_reward(prompts, completions, **kwargs) -> list[float]:
@@ -123,15 +143,18 @@ class _GenTimer:
 
 
 # ------------------------------------------------------------------------------------ workers
-def worker(algo: str, side: str, steps: int) -> dict:
+def worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
     import torch
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     from policylab.llm import make_char_tokenizer, make_tiny_llama
 
+    spec = SIZES[size]
+    dpo_batch, grpo_new = spec["dpo_batch"], spec["grpo_new"]
+    rows = dpo_rows(64, spec["prompt_chars"], spec["completion_chars"])
     tok = make_char_tokenizer()
-    model = make_tiny_llama(len(tok), seed=0)
+    model = make_tiny_llama(len(tok), seed=0, **spec["model"])
     n_params = sum(p.numel() for p in model.parameters())
     ends: list[float] = []  # perf_counter at the end of each optimizer step
     cpu_ends: list[float] = []  # process CPU time at the same moments
@@ -159,12 +182,12 @@ def worker(algo: str, side: str, steps: int) -> dict:
             precompute = algo == "dpo-pre"
             trainer = trl.DPOTrainer(
                 model=model, ref_model=None if precompute else _frozen(model), processing_class=tok,
-                train_dataset=datasets.Dataset.from_list(dpo_rows()),
-                args=trl.DPOConfig(**_trl_args(tmp, steps), per_device_train_batch_size=DPO_BATCH, beta=0.1,
+                train_dataset=datasets.Dataset.from_list(rows),
+                args=trl.DPOConfig(**_trl_args(tmp, steps), per_device_train_batch_size=dpo_batch, beta=0.1,
                                    precompute_ref_log_probs=precompute),
                 callbacks=[StepClock()],
             )
-            batch = trainer.data_collator([trainer.train_dataset[i] for i in range(DPO_BATCH)])
+            batch = trainer.data_collator([trainer.train_dataset[i] for i in range(dpo_batch)])
             tokens_per_step = int(batch["attention_mask"].sum())
         else:
             trainer = trl.GRPOTrainer(
@@ -172,7 +195,7 @@ def worker(algo: str, side: str, steps: int) -> dict:
                 train_dataset=datasets.Dataset.from_list([{"prompt": p} for p in GRPO_PROMPTS]),
                 args=trl.GRPOConfig(
                     **_trl_args(tmp, steps), per_device_train_batch_size=GRPO_G, num_generations=GRPO_G,
-                    max_completion_length=GRPO_NEW_TOKENS, temperature=1.0, beta=0.0, loss_type="dapo",
+                    max_completion_length=grpo_new, temperature=1.0, beta=0.0, loss_type="dapo",
                     scale_rewards="group", num_iterations=1, shuffle_dataset=False,
                 ),
                 callbacks=[StepClock()],
@@ -187,12 +210,12 @@ def worker(algo: str, side: str, steps: int) -> dict:
         common = {"output_dir": tmp, "max_steps": steps, "learning_rate": LR, "weight_decay": 0.0,
                   "max_grad_norm": 1.0, "progress": False, "logging_steps": 1, "seed": 0}
         if algo.startswith("dpo"):
-            trainer = DPOTrainer(model, tok, DPOConfig(**common, batch_size=DPO_BATCH, beta=0.1,
-                                                       precompute_ref_logps=algo == "dpo-pre"), dpo_rows())
+            trainer = DPOTrainer(model, tok, DPOConfig(**common, batch_size=dpo_batch, beta=0.1,
+                                                       precompute_ref_logps=algo == "dpo-pre"), rows)
         else:
             trainer = GRPOTrainer(
                 model, tok,
-                GRPOConfig(**common, batch_size=GRPO_G, num_generations=GRPO_G, max_completion_length=GRPO_NEW_TOKENS,
+                GRPOConfig(**common, batch_size=GRPO_G, num_generations=GRPO_G, max_completion_length=grpo_new,
                            temperature=1.0, beta=0.0, loss_type="dapo", scale_rewards="std", num_iterations=1),
                 [{"prompt": p} for p in GRPO_PROMPTS], reward_funcs=[length_reward],
             )
@@ -221,7 +244,7 @@ def worker(algo: str, side: str, steps: int) -> dict:
     rss_peak = _max_rss_mb()
     step_times = [b - a for a, b in itertools.pairwise(ends)]  # (steps − 1) intervals
     return {
-        "algo": algo, "side": side, "params": n_params, "step_s": step_times,
+        "algo": algo, "side": side, "size": size, "params": n_params, "step_s": step_times,
         "cpu_step_s": [b - a for a, b in itertools.pairwise(cpu_ends)],
         "gen_s": gen_per_step[1:], "tokens_per_step": tokens_per_step,
         "mean_completion_length": statistics.fmean(lengths) if lengths else None,
@@ -237,13 +260,73 @@ def _frozen(model):
     return ref
 
 
+# ------------------------------------------------------------------------------------ memory: LoRA vs full
+def memory_worker(mode: str, steps: int) -> dict:
+    """Peak RSS of a DPO run on the medium model with a reference: "full" (all weights train, the
+    reference a frozen copy) or "lora" (r = 16, α = 32 on q/k/v/o and the MLP; the reference is the base
+    with adapters disabled). ``base_mb`` = the RSS high-water mark after the imports, before the model."""
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    import peft  # noqa: F401  (imported on both sides so the baselines match)
+
+    from policylab.llm import DPOConfig, DPOTrainer, make_char_tokenizer, make_tiny_llama
+
+    base = _max_rss_mb()
+    spec = SIZES["medium"]
+    tok = make_char_tokenizer()
+    model = make_tiny_llama(len(tok), seed=0, **spec["model"])
+    lora = {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
+            "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
+    cfg = DPOConfig(output_dir=tempfile.mkdtemp(prefix=f"bench-llm-mem-{mode}-"), max_steps=steps, learning_rate=LR,
+                    batch_size=spec["dpo_batch"], beta=0.1, progress=False, save_steps=10**6,
+                    **(lora if mode == "lora" else {}))
+    trainer = DPOTrainer(model, tok, cfg, dpo_rows(16, spec["prompt_chars"], spec["completion_chars"]))
+    trainer.save = lambda *a, **k: None  # the checkpoint write is not part of training's memory
+    trainer.train()
+    n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    n_ref = sum(p.numel() for p in trainer.ref_model.parameters())
+    return {"mode": mode, "base_mb": base, "peak_mb": _max_rss_mb(), "trainable": n_train, "reference_params": n_ref}
+
+
+def memory_table(repeats: int, steps: int) -> None:
+    """LoRA vs full DPO fine-tuning on the medium model, each in a fresh subprocess, interleaved."""
+    runs: dict[str, list[dict]] = {"full": [], "lora": []}
+    for r in range(repeats):
+        for mode in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
+            runs[mode].append(_run([sys.executable, os.path.abspath(__file__), "--memory-worker", mode,
+                                    "--steps", str(steps)], f"memory/{mode}"))
+            print(f"# memory {mode} run {r + 1}: peak RSS {runs[mode][-1]['peak_mb']:.0f} MB", file=sys.stderr)
+    full = min(runs["full"], key=lambda x: x["peak_mb"])
+    lora = min(runs["lora"], key=lambda x: x["peak_mb"])
+    print(f"\nLoRA (r 16, all linear layers) vs full fine-tuning, DPO with a reference model, medium model, "
+          f"batch {SIZES['medium']['dpo_batch']} pairs × 256 tokens, {steps} steps, policylab; lowest of {repeats} "
+          f"runs each (fresh subprocesses, interleaved):\n")
+    print("| | full | LoRA r=16 | ratio LoRA / full |")
+    print("|---|---|---|---|")
+    print(f"| trainable parameters | {full['trainable']:,} | {lora['trainable']:,} | "
+          f"{lora['trainable'] / full['trainable']:.3f} |")
+    print(f"| parameters held for the reference | {full['reference_params']:,} | {lora['reference_params']:,} | – |")
+    print(f"| peak RSS MB | {full['peak_mb']:.0f} | {lora['peak_mb']:.0f} | {lora['peak_mb'] / full['peak_mb']:.2f} |")
+    d_full, d_lora = full["peak_mb"] - full["base_mb"], lora["peak_mb"] - lora["base_mb"]
+    print(f"| peak RSS − RSS after imports MB | {d_full:.0f} | {d_lora:.0f} | {d_lora / d_full:.2f} |")
+    ratio = lora["peak_mb"] / full["peak_mb"]
+    print(f"\n- LoRA peak RSS / full: {ratio:.2f}× (above the imports: {d_lora / d_full:.2f}×); target ≤ 0.6×: "
+          f"{'met' if ratio <= 0.6 else 'NOT met'}")
+
+
 # ------------------------------------------------------------------------------------ driver
-def run_worker(algo: str, side: str, steps: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", algo, side, "--steps", str(steps)]
+def _run(cmd: list[str], what: str) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"{algo}/{side} worker failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{what} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
+    return _run([sys.executable, os.path.abspath(__file__), "--worker", algo, side, "--steps", str(steps),
+                 "--size", size], f"{size}/{algo}/{side}")
 
 
 def summarize(res: dict, warmup: int) -> dict:
@@ -260,14 +343,24 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3, help="steps dropped from the timing")
     ap.add_argument("--repeats", type=int, default=4, help="back-to-back policylab/TRL pairs per benchmark")
     ap.add_argument("--only", choices=ALGOS)
+    ap.add_argument("--sizes", default="tiny,medium", help="model sizes to run: tiny, medium (comma-separated)")
+    ap.add_argument("--medium-steps", type=int, default=4, help="timed steps per medium-model run (DPO and GRPO)")
+    ap.add_argument("--medium-repeats", type=int, default=2, help="policylab/TRL pairs per medium-model benchmark")
+    ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="LoRA vs full peak-RSS table (medium model)")
     ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
     ap.add_argument("--processes", action="store_true",
                     help="instead: DPO tokens/s with 2 data-parallel processes vs 1 (benchmarks/llm_processes.py)")
     ap.add_argument("--worker", nargs=2, metavar=("ALGO", "SIDE"), help=argparse.SUPPRESS)
+    ap.add_argument("--memory-worker", metavar="MODE", help=argparse.SUPPRESS)
+    ap.add_argument("--size", default="tiny", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.steps)))
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.size)))
+        return 0
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker, args.steps)))
         return 0
     if args.processes:  # its own benchmark: policylab 1 vs 2 processes, no TRL
         from llm_processes import main as processes_main
@@ -275,6 +368,7 @@ def main(argv=None) -> int:
         return processes_main(steps=6 if args.quick else 20, repeats=1 if args.quick else 3)
     if args.quick:
         args.dpo_steps, args.grpo_steps, args.repeats, args.warmup = 10, 6, 1, 2
+        args.medium_steps, args.medium_repeats = 2, 1
     try:
         import trl
     except ImportError:
@@ -282,59 +376,68 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
 
-    algos = [args.only] if args.only else list(ALGOS)
-    runs: dict[tuple[str, str], list[dict]] = {}
-    for algo in algos:
-        steps = args.dpo_steps if algo.startswith("dpo") else args.grpo_steps
-        for r in range(args.repeats):
+    sizes = [x.strip() for x in args.sizes.split(",") if x.strip()]
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    plan = []
+    for size in sizes:
+        algos = [a for a in SIZES[size]["algos"] if args.only in (None, a)]
+        for algo in algos:
+            if size == "tiny":
+                steps = args.dpo_steps if algo.startswith("dpo") else args.grpo_steps
+                plan.append((size, algo, steps, args.warmup, args.repeats))
+            else:
+                plan.append((size, algo, args.medium_steps, 1, args.medium_repeats))
+    for size, algo, steps, warmup, repeats in plan:
+        for r in range(repeats):
             for side in (["policylab", "trl"] if r % 2 == 0 else ["trl", "policylab"]):
-                s = summarize(run_worker(algo, side, steps + args.warmup), args.warmup)
-                print(f"# {algo} {side} run {r + 1}: median {1e3 * s['median_step_s']:.2f} ms/step wall, "
+                s = summarize(run_worker(algo, side, steps + warmup, size), warmup)
+                print(f"# {size} {algo} {side} run {r + 1}: median {1e3 * s['median_step_s']:.2f} ms/step wall, "
                       f"{1e3 * s['median_cpu_s']:.2f} ms CPU, over {s['n_timed']} steps, "
                       f"peak RSS {s['rss_peak_mb']:.0f} MB", file=sys.stderr)
-                runs.setdefault((algo, side), []).append(s)
+                runs.setdefault((size, algo, side), []).append(s)
 
     import torch
     import transformers
     import trl
 
-    first = runs[(algos[0], "trl")][0]
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other jobs "
           f"(load average {os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}, torch "
-          f"{torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__}; 1 thread per side; "
-          f"model {first['params']:,} parameters; {args.repeats} back-to-back policylab/TRL pair(s) per benchmark.")
+          f"{torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__}; 1 thread per side.")
     print("Values: wall = best (lowest) per-run median over the pairs; CPU = process CPU time per step, best run; "
           "'paired' = median over the pairs of the per-pair ratio.\n")
     print("| benchmark | side | metric | value | ratio policylab / TRL |")
     print("|---|---|---|---|---|")
     verdicts = []
-    for algo in algos:
-        ours_runs, peer_runs = runs[(algo, "policylab")], runs[(algo, "trl")]
+    for size, algo, _, _, repeats in plan:
+        spec = SIZES[size]
+        ours_runs, peer_runs = runs[(size, algo, "policylab")], runs[(size, algo, "trl")]
         ours = min(ours_runs, key=lambda r: r["median_step_s"])
         peer = min(peer_runs, key=lambda r: r["median_step_s"])
         cpu_ours = min(r["median_cpu_s"] for r in ours_runs)
         cpu_peer = min(r["median_cpu_s"] for r in peer_runs)
         paired = sorted(o["median_step_s"] / p["median_step_s"] for o, p in zip(ours_runs, peer_runs))
         rows = []
+        model = f"{size} {ours['params'] / 1e6:.2f}M"
         if algo.startswith("dpo"):
             tok_step = ours["tokens_per_step"]
             assert tok_step == peer["tokens_per_step"], "both sides must train on the same tokens"
             ref = "precomputed ref" if algo == "dpo-pre" else "ref model"
-            label = f"DPO, {ref} (batch {DPO_BATCH} pairs, {tok_step} tokens/step)"
+            label = f"DPO {model}, {ref} (batch {spec['dpo_batch']} pairs, {tok_step} tokens/step)"
             rows.append(("tokens/s (wall)", "{:,.0f}", tok_step / ours["median_step_s"], tok_step / peer["median_step_s"]))
             rows.append(("tokens/s (CPU time)", "{:,.0f}", tok_step / cpu_ours, tok_step / cpu_peer))
             inv = [1 / x for x in paired][::-1]
             speed, cpu_speed = statistics.median(inv), cpu_peer / cpu_ours
             verdicts.append(
-                f"DPO ({ref}) tokens/s, policylab / TRL: paired wall {speed:.2f}× (pairs {inv[0]:.2f}–{inv[-1]:.2f}), "
-                f"CPU time {cpu_speed:.2f}×; target ≥ 1.5×: "
-                f"{'met' if min(speed, cpu_speed) >= 1.5 else 'NOT met'}")
+                f"{size} DPO ({ref}) tokens/s, policylab / TRL: paired wall {speed:.2f}× (pairs {inv[0]:.2f}–"
+                f"{inv[-1]:.2f}), CPU time {cpu_speed:.2f}×; target ≥ {spec['dpo_target']}×: "
+                f"{'met' if min(speed, cpu_speed) >= spec['dpo_target'] else 'NOT met'}")
         else:
-            label = f"GRPO (G {GRPO_G}, {GRPO_NEW_TOKENS} new tokens)"
+            label = f"GRPO {model} (G {GRPO_G}, {spec['grpo_new']} new tokens)"
             ratio, cpu_ratio = statistics.median(paired), cpu_ours / cpu_peer
             verdicts.append(
-                f"GRPO step time, policylab / TRL: paired wall {ratio:.2f}× (pairs {paired[0]:.2f}–{paired[-1]:.2f}), "
-                f"CPU time {cpu_ratio:.2f}×; target ≤ 0.5×: {'met' if max(ratio, cpu_ratio) <= 0.5 else 'NOT met'}")
+                f"{size} GRPO step time, policylab / TRL: paired wall {ratio:.2f}× (pairs {paired[0]:.2f}–"
+                f"{paired[-1]:.2f}), CPU time {cpu_ratio:.2f}×; target ≤ {spec['grpo_target']}×: "
+                f"{'met' if max(ratio, cpu_ratio) <= spec['grpo_target'] else 'NOT met'}")
         rows.append(("ms/step (wall)", "{:.2f}", 1e3 * ours["median_step_s"], 1e3 * peer["median_step_s"]))
         rows.append(("ms/step (CPU time)", "{:.2f}", 1e3 * cpu_ours, 1e3 * cpu_peer))
         if algo == "grpo":
@@ -354,6 +457,8 @@ def main(argv=None) -> int:
     print()
     for v in verdicts:
         print(f"- {v}")
+    if args.memory and "medium" in sizes and args.only is None:
+        memory_table(args.medium_repeats, max(args.medium_steps, 2))
     return 0
 
 

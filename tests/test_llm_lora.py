@@ -90,7 +90,7 @@ def test_lora_errors(tmp_path):
 def test_lora_dpo_one_step_matches_trl(tmp_path):
     trl = pytest.importorskip("trl")
     datasets = pytest.importorskip("datasets")
-    from test_llm_parity_trainers import DPO_ROWS, LR, PARAM_RTOL, _trl_args
+    from test_llm_parity_trainers import DPO_ROWS, LR, _trl_args
 
     tok = make_char_tokenizer()
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
@@ -102,15 +102,7 @@ def test_lora_dpo_one_step_matches_trl(tmp_path):
                            max_grad_norm=0.0),
     )
     trl_model = trl_trainer.model
-    ours_model = get_peft_model(copy.deepcopy(base), lora)
-    with torch.no_grad():  # same adapters on both sides; nonzero B so the policy differs from the reference
-        g = torch.Generator().manual_seed(0)
-        trl_params = dict(trl_model.named_parameters())
-        for name, p in ours_model.named_parameters():
-            if "lora_B" in name:
-                trl_params[name].copy_(0.1 * torch.randn(p.shape, generator=g))
-            if "lora_" in name:
-                p.copy_(trl_params[name])
+    ours_model = same_adapters(base, lora, trl_model)
     ours_grads, trl_grads = _capture_grads(ours_model), _capture_grads(trl_model)
     trl_trainer.train()
     cfg = DPOConfig(output_dir=str(tmp_path / "ours"), max_steps=1, batch_size=8, learning_rate=LR, beta=0.1,
@@ -118,6 +110,28 @@ def test_lora_dpo_one_step_matches_trl(tmp_path):
     history = DPOTrainer(ours_model, tok, cfg, DPO_ROWS).train()
     assert history[0]["loss"] == pytest.approx(trl_trainer.state.log_history[0]["loss"], abs=1e-4)
     assert history[0]["rewards/margins"] != 0.0
+    compare_adapters(ours_model, ours_grads, trl_model, trl_grads)
+
+
+def same_adapters(base, lora, trl_model):
+    """policylab's PEFT copy of ``base`` with TRL's adapters, whose B is first set to seeded nonzero values
+    (B = 0 at init would make the policy equal the reference)."""
+    ours = get_peft_model(copy.deepcopy(base), lora)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        trl_params = dict(trl_model.named_parameters())
+        for name, p in ours.named_parameters():
+            if "lora_B" in name:
+                trl_params[name].copy_(0.1 * torch.randn(p.shape, generator=g))
+            if "lora_" in name:
+                p.copy_(trl_params[name])
+    return ours
+
+
+def compare_adapters(ours_model, ours_grads, trl_model, trl_grads):
+    """Adapter gradients to 1e-4 of each tensor's largest |g|, every parameter to PARAM_RTOL × lr after the step."""
+    from test_llm_parity_trainers import LR, PARAM_RTOL
+
     assert set(ours_grads) == set(trl_grads) and len(ours_grads) == 8  # A and B of q, v in 2 layers
     trl_params = dict(trl_model.named_parameters())
     for name, p in ours_model.named_parameters():
@@ -149,3 +163,53 @@ def test_cli_lora_run_and_merge(tmp_path, capsys):
     capsys.readouterr()
     assert main(["llm", "merge", str(tmp_path / "merged"), "--out", str(tmp_path / "m2")]) == 2
     assert "no LoRA adapters" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:You are using 'rollout_func':UserWarning")
+def test_lora_grpo_one_step_matches_trl(tmp_path, monkeypatch):
+    """Same fixed completions and rewards as the full-model GRPO parity test (its harness), LoRA on q/v with
+    nonzero B so π ≠ π_ref, β = 0.04: TRL's reference is the base with adapters disabled, as ours."""
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from test_llm_parity_trainers import (
+        GRPO_PROMPTS,
+        LR,
+        MAX_NEW,
+        _FixedCompletions,
+        _reward,
+        _trl_args,
+    )
+
+    import policylab.llm.grpo as pl_grpo
+
+    tok = make_char_tokenizer()
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    base = make_tiny_llama(len(tok))
+    trl_trainer = trl.GRPOTrainer(
+        model=copy.deepcopy(base), peft_config=lora, reward_funcs=_reward, processing_class=tok,
+        train_dataset=datasets.Dataset.from_list([{"prompt": p} for p in GRPO_PROMPTS]),
+        rollout_func=_FixedCompletions(tok).trl_rollout,
+        args=trl.GRPOConfig(**_trl_args(tmp_path / "trl"), per_device_train_batch_size=8, num_generations=4,
+                            max_completion_length=MAX_NEW, max_steps=1, loss_type="grpo", beta=0.04,
+                            scale_rewards="group", epsilon=0.2, max_grad_norm=0.0, use_bias_correction_kl=False,
+                            shuffle_dataset=False),
+    )
+    trl_model = trl_trainer.model
+    ours_model = same_adapters(base, lora, trl_model)  # nonzero B: the KL term is live
+    ours_grads, trl_grads = _capture_grads(ours_model), _capture_grads(trl_model)
+    trl_trainer.train()
+
+    monkeypatch.setattr(pl_grpo, "generate", _FixedCompletions(tok).policylab_generate)
+    cfg = GRPOConfig(output_dir=str(tmp_path / "ours"), max_steps=1, batch_size=8, num_generations=4,
+                     max_completion_length=MAX_NEW, learning_rate=LR, loss_type="grpo", beta=0.04, scale_rewards="std",
+                     clip_eps=0.2, max_grad_norm=0.0, progress=False, use_peft=True)
+    trainer = GRPOTrainer(ours_model, tok, cfg, [{"prompt": p} for p in GRPO_PROMPTS], reward_funcs=[_reward])
+    assert sum(1 for _ in trainer.ref_model.parameters()) == 0  # no tensors held for the reference
+    history = trainer.train()
+    trl_log = trl_trainer.state.log_history[0]
+    assert history[0]["rewards/mean"] == pytest.approx(trl_log["reward"], abs=1e-6)
+    assert history[0]["loss"] == pytest.approx(trl_log["loss"], abs=1e-5)
+    assert history[0]["kl"] > 1e-6 and history[0]["kl"] == pytest.approx(trl_log["kl"], rel=1e-3)
+    compare_adapters(ours_model, ours_grads, trl_model, trl_grads)
