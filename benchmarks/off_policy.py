@@ -20,8 +20,14 @@ Reported per run: env steps at the solving evaluation, "train s" = wall-clock of
 then EXCLUDING evaluations, "cpu s" = this process's CPU time for the same span (steadier than
 wall-clock on a shared machine). One untimed 1,500-step warm-up run per side comes first.
 
+SAC on HalfCheetah-v5 (``--halfcheetah K``): rl-zoo's MuJoCo settings (SB3 defaults + learning_starts
+10,000) on both sides; each side collects its 10,000 uniform-random steps untimed, then K more
+steps (K gradient steps) are timed, sides interleaved per seed. Reported: wall and CPU seconds per
+1,000 steps of that span (the issue's full 100k-step runs are this cost × 90 plus the warm-up).
+
     python benchmarks/off_policy.py                       # 3 seeds per side, DQN and SAC
     python benchmarks/off_policy.py --algos dqn --seeds 0 1 2
+    python benchmarks/off_policy.py --algos --halfcheetah 3000 --seeds 0
 """
 
 from __future__ import annotations
@@ -139,11 +145,49 @@ def run_sb3(algo: str, seed: int) -> Run:
     return clock.finish()
 
 
+def halfcheetah_step_cost(side: str, seed: int, k: int) -> tuple[float, float]:
+    """(wall s, cpu s) per 1,000 SAC steps on HalfCheetah-v5 after the 10k-step random warm-up."""
+    start = 10_000
+    if side == "policylab":
+        from policylab.deep.config import load_preset
+        from policylab.deep.sac import SAC
+
+        agent = SAC("HalfCheetah-v5", seed=seed, config=load_preset("HalfCheetah-v5", "sac"))
+        agent.learn(start)
+        train = lambda: agent.learn(start + k)
+    else:
+        import stable_baselines3 as sb3
+
+        model = sb3.SAC("MlpPolicy", "HalfCheetah-v5", seed=seed, device="cpu", learning_starts=start)
+        model.learn(start)
+        train = lambda: model.learn(k, reset_num_timesteps=False)
+    w, c = time.perf_counter(), time.process_time()
+    train()
+    return (time.perf_counter() - w) * 1000 / k, (time.process_time() - c) * 1000 / k
+
+
+def halfcheetah_table(seeds, k: int) -> None:
+    rows = {"policylab": [], "sb3": []}
+    for seed in seeds:
+        for side in (["policylab", "sb3"] if seed % 2 == 0 else ["sb3", "policylab"]):
+            rows[side].append(halfcheetah_step_cost(side, seed, k))
+            print(f"  HalfCheetah {side} seed {seed}: {rows[side][-1][0]:.1f} s wall, {rows[side][-1][1]:.1f} s cpu "
+                  "per 1k steps", flush=True)
+    med = {side: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for side, v in rows.items()}
+    print(f"\nSAC on HalfCheetah-v5: seconds per 1,000 steps after learning_starts (timed span {k:,} steps)\n")
+    print(markdown_table(["side", "wall s / 1k steps", "cpu s / 1k steps"],
+                         [[side, f"{m[0]:.1f}", f"{m[1]:.1f}"] for side, m in med.items()]
+                         + [["ratio", f"{med['policylab'][0] / med['sb3'][0]:.2f}",
+                             f"{med['policylab'][1] / med['sb3'][1]:.2f}"]]))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--algos", nargs="+", default=["dqn", "sac"], choices=list(TASKS))
+    p.add_argument("--algos", nargs="*", default=["dqn", "sac"], choices=list(TASKS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--max-steps", type=int, default=None, help="override every cap (a smoke run)")
+    p.add_argument("--halfcheetah", type=int, default=0, metavar="K",
+                   help="also time K SAC steps on HalfCheetah-v5 after learning_starts, per side and seed")
     args = p.parse_args(argv)
     if args.max_steps:
         for k, (env_id, thr, _, every, kw) in list(TASKS.items()):
@@ -180,6 +224,8 @@ def main(argv=None) -> int:
                      f"{med['policylab'][1] / med['sb3'][1]:.2f}"])
         print(markdown_table(["side", "solved", "steps (per seed)", "train s", "cpu s", "median train s",
                               "median cpu s"], rows))
+    if args.halfcheetah:
+        halfcheetah_table(args.seeds, args.halfcheetah)
     return 0
 
 

@@ -206,7 +206,10 @@ class SAC(Agent):
             return dict.fromkeys(keys)
         n = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
         rows = np.array([self.gradient_step(i) for i in range(n)])  # (n, 5)
-        return dict(zip(keys, rows.mean(axis=0).tolist()))
+        metrics = dict(zip(keys, rows.mean(axis=0).tolist()))
+        if not self.learn_alpha:  # a fixed α has no temperature loss (NaN would trip the divergence guard)
+            metrics["losses/ent_coef_loss"] = None
+        return metrics
 
     # -- one gradient step ------------------------------------------------------------------------------
     def gradient_step(self, i: int) -> tuple:
@@ -233,10 +236,12 @@ class SAC(Agent):
         opt["critic"].zero_grad()
         critic_loss.backward()
         opt["critic"].step()
+        net.critics.requires_grad_(False)  # the actor's backward needs ∂Q/∂a only, not the critics' weight grads
         q_pi = torch.stack(net.q(net.critics, obs, a_pi)).min(dim=0).values  # (B,) critics after their step
         actor_loss = sac_actor_loss(logp, q_pi, alpha)
         opt["actor"].zero_grad()
         actor_loss.backward()
+        net.critics.requires_grad_(True)
         opt["actor"].step()
         if i % c.target_update_interval == 0:
             polyak_update(net.critics_target.parameters(), net.critics.parameters(), c.tau)

@@ -20,7 +20,8 @@ import numpy as np
 
 from policylab.losses.policy_gradient import ppo_loss
 
-__all__ = ["DERIVATIVES", "entropy_bonus_grad", "ppo_clip_loss_grad", "ppo_loss_grad", "value_loss_grad"]
+__all__ = ["DERIVATIVES", "dqn_loss_grad", "entropy_bonus_grad", "ppo_clip_loss_grad", "ppo_loss_grad",
+           "value_loss_grad"]
 
 
 def ppo_clip_loss_grad(logp: np.ndarray, old_logp: np.ndarray, advantages: np.ndarray,
@@ -77,6 +78,18 @@ def ppo_loss_grad(logp, entropy, values, old_logp, advantages, returns, *, clip_
     g_entropy = ent_coef * entropy_bonus_grad(entropy)
     g_values = vf_coef * value_loss_grad(values, returns, None if clip_eps_vf is None else old_values, clip_eps_vf)
     return g_logp, g_entropy, g_values
+
+
+def dqn_loss_grad(q_tm1_a: np.ndarray, target: np.ndarray, kind: str = "huber") -> np.ndarray:
+    """∂L/∂Q(s_b, a_b) of ``losses.value_based.dqn_loss`` on δ = Q − y (y a constant):
+
+        huber:  ∂L/∂Q_b = clip(δ_b, −1, 1) / B          mse:  ∂L/∂Q_b = 2δ_b / B
+
+    (torch's ``smooth_l1_loss`` passes ±1 at |δ| = 1, as the clip does.) Shaped like ``q_tm1_a``.
+    """
+    d = q_tm1_a - target
+    g = np.clip(d, -1.0, 1.0) if kind == "huber" else 2.0 * d
+    return (g / d.size).astype(q_tm1_a.dtype, copy=False)
 
 
 #: composed loss → its derivative with respect to the network outputs (logp, entropy, values)

@@ -1,4 +1,5 @@
-"""Value-based and soft actor-critic math (DQN, double DQN, SAC): pure torch functions.
+"""Value-based and soft actor-critic math (DQN, double DQN, SAC): pure functions of torch tensors
+(the DQN target and loss also of numpy arrays, for DQN's numpy backend ``deep.fast.qlearning``).
 
 Time-indexed names follow rlax: a transition is (s_tm1, a_tm1, r_t, discount_t, s_t), i.e. the
 lecture's (s_t, a_t, r_{t+1}, s_{t+1}). ``discount_t`` already folds in termination and the n-step
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +49,17 @@ def _q_rows(q_t: torch.Tensor, r_t: torch.Tensor, name: str) -> None:
                          f"got {tuple(q_t.shape)} and {tuple(r_t.shape)}")
 
 
+def _max_rows(q):
+    return q.amax(dim=1) if torch.is_tensor(q) else q.max(axis=1)  # (B,)
+
+
+def _pick(q, index):
+    """q[b, index[b]] for each row b: (B, A), (B,) → (B,)."""
+    if torch.is_tensor(q):
+        return q.gather(1, index.long().unsqueeze(1)).squeeze(1)
+    return q[np.arange(len(q)), index]
+
+
 @torch.no_grad()
 def q_learning_target(r_t: torch.Tensor, discount_t, q_t_target: torch.Tensor) -> torch.Tensor:
     """Q-learning target with a target network (Watkins 1989; Mnih et al. 2015):
@@ -54,10 +67,10 @@ def q_learning_target(r_t: torch.Tensor, discount_t, q_t_target: torch.Tensor) -
         y = r_t + γ_t · max_a' Q_θ⁻(s_t, a')
 
     ``q_t_target`` (B, A) = Q_θ⁻(s_t, ·) from the target network, ``r_t`` (B,), ``discount_t``
-    γ_t (B,) or a float. Returns y (B,), detached.
+    γ_t (B,) or a float. Returns y (B,), detached. Tensors or numpy arrays.
     """
     _q_rows(q_t_target, r_t, "q_t_target")
-    return r_t + discount_t * q_t_target.max(dim=1).values
+    return r_t + discount_t * _max_rows(q_t_target)
 
 
 @torch.no_grad()
@@ -69,11 +82,11 @@ def double_q_learning_target(r_t: torch.Tensor, discount_t, q_t_target: torch.Te
 
     Decoupling selection from evaluation removes the max's upward bias. Ties in argmax pick the
     lowest index. Shapes: ``q_t_target``, ``q_t_online`` (B, A); ``r_t`` (B,). Returns y (B,).
+    Tensors or numpy arrays.
     """
     _q_rows(q_t_target, r_t, "q_t_target")
     _same_shape(q_t_target=q_t_target, q_t_online=q_t_online)
-    best = q_t_online.argmax(dim=1, keepdim=True)  # (B, 1)
-    return r_t + discount_t * q_t_target.gather(1, best).squeeze(1)
+    return r_t + discount_t * _pick(q_t_target, q_t_online.argmax(1))
 
 
 def dqn_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, kind: str = "huber") -> torch.Tensor:
@@ -83,8 +96,14 @@ def dqn_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, kind: str = "huber") -
         mse:    mean_b δ_b²                                                   (CleanRL)
 
     Huber's gradient is δ clipped to [−1, 1], which keeps rare large TD errors from blowing up.
+    Tensors, or numpy arrays (then a float; the derivative is ``losses.grads.dqn_loss_grad``).
     """
     _same_shape(q_tm1_a=q_tm1_a, target=target)
+    if kind not in ("huber", "mse"):
+        raise InputError(f"kind must be 'huber' or 'mse', got {kind!r}")
+    if not torch.is_tensor(q_tm1_a):
+        d = np.abs(q_tm1_a - target)
+        return float(np.mean(np.where(d <= 1.0, 0.5 * d * d, d - 0.5) if kind == "huber" else d * d))
     if kind == "huber":
         return F.smooth_l1_loss(q_tm1_a, target.detach())
     if kind == "mse":

@@ -19,10 +19,13 @@ def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step):
     step_size = np.float32(lr / bias1)
     b2, e, c2 = np.float32(beta2), np.float32(eps), np.float32(bias2_sqrt)
     w1, w2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)  # 1 − β in double first, as torch
+    tiny, zero = np.float32(1.1754944e-38), np.float32(0.0)  # smallest normal float32
     for i in range(param.size):
         g = grad[i]
-        m[i] += w1 * (g - m[i])
-        v[i] = b2 * v[i] + w2 * (g * g)
+        mi = m[i] + w1 * (g - m[i])
+        vi = b2 * v[i] + w2 * (g * g)
+        m[i] = mi if abs(mi) >= tiny else zero  # flush subnormals (see adam_step)
+        v[i] = vi if vi >= tiny else zero
         param[i] -= step_size * m[i] / (np.sqrt(v[i]) / c2 + e)
 
 
@@ -34,6 +37,10 @@ def adam_step(optimizer, param) -> None:
         m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   θ ← θ − α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
 
     ~10× cheaper than ``optimizer.step()`` on a 9k-parameter net (no dispatch, no temporaries).
+    Moments below the smallest normal float32 (1.2e-38) are set to 0: a ReLU unit that is dead on
+    every minibatch has g = 0, so its m decays by β₁ per step into subnormals, where x86 arithmetic
+    is ~20× slower (measured: 0.3 ms instead of 18 µs per step on DQN's 68k-parameter net). Their
+    share of the step is below 1e-30, so the numbers agree with torch's Adam to float rounding.
     """
     group = optimizer.param_groups[0]
     if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
