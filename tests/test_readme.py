@@ -204,7 +204,7 @@ def test_llm_block_full_size_gives_the_stated_result(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ shell commands
-CLUSTER = "a two-node Ray cluster started this way runs a sweep in tests/test_sweep_cluster.py"
+CLUSTER = "a two-node Ray cluster started this way runs a sweep in tests/test_sweep_cluster.py (slow)"
 TESTED_ELSEWHERE = {
     'pip install -c constraints.txt -e ".[deep,llm,plot]" && policylab tour --out tour/':
         "installs; `policylab tour --quick --out DIR` runs in tests/test_tour.py",

@@ -99,6 +99,7 @@ def cluster(tmp_path_factory):
         shutil.rmtree(f"/tmp/rc{port}", ignore_errors=True)
 
 
+@pytest.mark.slow  # starts two Ray nodes (~1 min idle); under heavy load their start-up can time out
 @pytest.mark.parametrize("kind", ["gcs", "client"])
 def test_sweep_runs_unchanged_on_a_cluster(cluster, kind, tmp_path):
     import yaml
