@@ -78,9 +78,8 @@ def make_vec_env(env, n_envs: int = 1, *, for_eval: bool = False, vectorization:
         raise InputError(
             f"env must be an env id, a gymnasium.Env or a VectorEnv, got {type(env).__name__}")
     if vectorization == "async" and not for_eval and isinstance(env, str):
-        from policylab.deep.env_state import (
-            StateAccess,  # checkpoints reach the sub-envs through it
-        )
+        # checkpoints reach the sub-envs through StateAccess (env_state.py)
+        from policylab.deep.env_state import StateAccess
 
         return AsyncVectorEnv([lambda: StateAccess(gym.make(env, disable_env_checker=True))] * n_envs,
                               autoreset_mode=AutoresetMode.SAME_STEP)
