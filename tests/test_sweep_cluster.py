@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def cluster(tmp_path_factory):
     port, client = _free_port(), _free_port()
     address = f"127.0.0.1:{port}"
     # its own temp dir: a plain ray.init() elsewhere on this machine (other tests) must not find it
-    temp = f"--temp-dir=/tmp/rc{port}"
+    # (short: Ray's unix socket paths live under it, and tmp_path is too long for them)
+    temp_dir = tempfile.mkdtemp(prefix="rc")
+    temp = f"--temp-dir={temp_dir}"
     procs = [_ray_start("--head", f"--port={port}", f"--ray-client-server-port={client}", temp,
                         "--node-ip-address=127.0.0.1", "--include-dashboard=false", tmp=tmp, name="head")]
     try:
@@ -96,7 +99,7 @@ def cluster(tmp_path_factory):
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
             _kill_session(p.pid)
-        shutil.rmtree(f"/tmp/rc{port}", ignore_errors=True)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow  # starts two Ray nodes (~1 min idle); under heavy load their start-up can time out

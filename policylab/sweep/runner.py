@@ -198,7 +198,6 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
             trainable = tune.with_parameters(_tune_trainable, spec=spec, todo=todo, out=str(out), cwd=os.getcwd())
             space = {"trial_index": tune.grid_search(list(range(len(todo))))}
             name = lambda tr: todo[tr.config["trial_index"]].name
-            metric = "score"
         else:  # one Tune trial per CPU, fed from a queue of sweep trials
             from ray.util.queue import Queue
 
@@ -209,11 +208,10 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
                                              cwd=os.getcwd())
             space = {"lane": tune.grid_search(list(range(lanes)))}
             name = lambda tr: f"lane{tr.config['lane']}"
-            metric = "score"
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
             param_space=space,
-            tune_config=tune.TuneConfig(metric=metric, mode=spec.mode if spec.scheduler else "max",
+            tune_config=tune.TuneConfig(metric="score", mode=spec.mode if spec.scheduler else "max",
                                         scheduler=_scheduler(spec, 1), reuse_actors=True,
                                         trial_name_creator=name, trial_dirname_creator=name),
             run_config=tune.RunConfig(name=spec.name, storage_path=str(out / "ray"), verbose=verbose,
