@@ -9,7 +9,12 @@ import torch
 
 from policylab.errors import DivergenceError
 from policylab.llm import sequence_logprobs
-from policylab.llm.batching import completion_logprobs, pad
+from policylab.llm.batching import (
+    completion_logprobs,
+    join_right_padded,
+    pad,
+    shared_prompt_logprobs,
+)
 from policylab.llm.checkpoint import latest_checkpoint
 from policylab.llm.dpo import DPOConfig, DPOTrainer
 from policylab.llm.grpo import GRPOConfig, GRPOTrainer, Rollout
@@ -83,6 +88,38 @@ def test_padding_gets_no_gradient_through_the_model(tok, model):
     alone = completion_logprobs(model, p_ids[1:, 1:], p_mask[1:, 1:], c_ids[1:, :2], c_mask[1:, :2])
     torch.testing.assert_close(batched[1, :2], alone[0], atol=1e-5, rtol=1e-5)
     assert torch.all(batched[c_mask == 0] == 0)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_shared_prompt_forward_equals_the_concatenated_forward(tok, lora):
+    """Each prompt run once and its two completions on its cached keys/values = the ordinary forward
+    of [prompt ⊕ completion] rows right-padded (positions 0, 1, …): log-probs and gradients to 1e-5,
+    ragged prompts and completions, also through PEFT adapters."""
+    torch.manual_seed(0)
+    model = make_tiny_llama(len(tok), seed=1, layers=2)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"]))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:  # B = 0 at init would leave the adapters' gradients trivial
+                torch.nn.init.normal_(p, std=0.1)
+    prompts = [tok(x)["input_ids"] for x in ("7+8=", "12+30=", "1=")]
+    completions = [tok(x, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+                   for x in ("15", "42", "1", "9", "441", "23")]  # [first of each prompt; second of each]
+    ids, attention, comp = join_right_padded(prompts * 2, completions, tok.pad_token_id)  # (6, T)
+    concat = sequence_logprobs(model(input_ids=ids, attention_mask=attention, use_cache=False).logits, ids, comp)
+    concat = concat.sum(-1)  # (6,)
+    shared = shared_prompt_logprobs(model, *pad(prompts, tok.pad_token_id, "left"),
+                                    *pad(completions, tok.pad_token_id, "right")).sum(-1)  # (6,)
+    torch.testing.assert_close(shared, concat, atol=1e-5, rtol=1e-5)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0, 2.0])
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_shared = torch.autograd.grad((weights * shared).sum(), params)
+    g_concat = torch.autograd.grad((weights * concat).sum(), params)
+    for a, b in zip(g_shared, g_concat):
+        torch.testing.assert_close(a, b, atol=1e-5 * max(b.abs().max().item(), 1e-3), rtol=1e-5)
+    assert max(g.abs().max().item() for g in g_concat) > 1e-3
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from policylab.llm.logprobs import sequence_logprobs, token_entropy
 
-__all__ = ["completion_logprobs", "join_right_padded", "pad"]
+__all__ = ["cache_keyword", "completion_logprobs", "join_right_padded", "pad", "shared_prompt_logprobs"]
 
 
 def pad(seqs: list[list[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,3 +55,43 @@ def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completi
     if with_entropy:
         return logp, token_entropy(logits[:, :-1], temperature)  # (B, C), (B, C)
     return logp
+
+
+def shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """(n·B, C) log π(completion tokens) for B left-padded prompts (B, P), each continued by n right-padded
+    completions (n·B, C) stacked [every prompt's first completion; its second; …] (DPO: [chosen; rejected]).
+
+        log π(y_t | x, y_<t) = log softmax(z_{t−1}(x ⊕ y_<t))[y_t],   with x's keys and values computed once
+
+    Each prompt runs once (``use_cache=True``, explicit positions so left padding shifts nothing), its
+    cached keys and values are repeated for its n completions, and the n·B completions run on top of
+    them: :func:`completion_logprobs` on the repeated prompts, up to float rounding, at
+    (P + n·C) / (n·(P + C)) of its tokens. Gradients flow through the cache into the prompt pass.
+    The prompt's last logit predicts each completion's first token; masked entries are exactly 0.
+    Needs a cache-capable Hugging Face causal LM without gradient checkpointing (which drops the cache).
+    """
+    from transformers import DynamicCache
+
+    B, C = prompt_ids.shape[0], completion_ids.shape[1]
+    n = completion_ids.shape[0] // B
+    cache = {cache_keyword(model): DynamicCache()}  # filled by the prompt pass, extended by the completions'
+    positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)  # (B, P): real tokens 0, 1, …; left pads 0
+    head = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
+                 logits_to_keep=1, **cache)
+    next(iter(cache.values())).reorder_cache(torch.arange(B, device=prompt_ids.device).repeat(n))  # (n·B, …): row j ← prompt j mod B
+    prompt_mask = prompt_mask.repeat(n, 1)  # (n·B, P)
+    positions = prompt_mask.sum(1, keepdim=True) + torch.arange(C, device=prompt_ids.device)  # (n·B, C)
+    tail = model(input_ids=completion_ids, attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
+                 position_ids=positions, use_cache=True, **cache).logits  # (n·B, C, V)
+    logits = torch.cat([head.logits.repeat(n, 1, 1), tail], dim=1)  # (n·B, C + 1, V): column s predicts token s
+    ids = torch.cat([prompt_ids[:, -1:].repeat(n, 1), completion_ids], dim=1)  # (n·B, C + 1)
+    mask = torch.cat([torch.zeros_like(completion_mask[:, :1]), completion_mask], dim=1)
+    return sequence_logprobs(logits, ids, mask)[:, 1:]  # (n·B, C)
+
+
+def cache_keyword(model) -> str:
+    """The keyword a Hugging Face causal LM's forward takes its KV cache by: "cache" (newer transformers)
+    or "past_key_values", looking through PEFT wrappers and an adapters-disabled reference."""
+    base = model if isinstance(model, torch.nn.Module) else model.model  # AdapterDisabled holds the PEFT model
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

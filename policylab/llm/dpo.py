@@ -1,9 +1,10 @@
 """Direct Preference Optimization (Rafailov et al. 2023; lecture §7.3) on {"prompt", "chosen", "rejected"}.
 
-Per step: a batch of pairs → one forward over [chosen rows; rejected rows] → sequence log-probs
-(sums over completion tokens, :func:`policylab.llm.sequence_logprobs`) → reference log-probs (a frozen
-in-memory copy, or values precomputed once before training) → :func:`policylab.losses.dpo_loss`
-→ AdamW. Logs TRL's names: loss, rewards/chosen, rewards/rejected, rewards/accuracies,
+Per step: a batch of pairs → each prompt runs once and its chosen and rejected completions on top
+of its cached keys and values (:func:`policylab.llm.batching.shared_prompt_logprobs`; the numbers of
+one forward over [prompt ⊕ chosen; prompt ⊕ rejected] at fewer tokens) → sequence log-probs (sums
+over completion tokens) → reference log-probs (the same on a frozen in-memory copy, or values
+precomputed once before training) → :func:`policylab.losses.dpo_loss` → AdamW. Logs TRL's names: loss, rewards/chosen, rewards/rejected, rewards/accuracies,
 rewards/margins, logps/chosen, logps/rejected.
 """
 
@@ -15,9 +16,8 @@ from typing import ClassVar
 import torch
 
 from policylab.errors import InputError
-from policylab.llm.batching import join_right_padded
+from policylab.llm.batching import completion_logprobs, pad, shared_prompt_logprobs
 from policylab.llm.data import check_chat_template, load_rows, tokenize_rows
-from policylab.llm.logprobs import sequence_logprobs
 from policylab.llm.models import max_positions, reference_model
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import dpo_loss, ipo_loss
@@ -82,21 +82,25 @@ class DPOTrainer(Trainer):
                              cfg.max_length, max_positions(self.model))
 
     def batch(self, rows, data=None):
-        """[chosen rows; rejected rows] right-padded: (input_ids, attention_mask, completion_mask), (2b, T)."""
+        """Prompts left-padded once, (prompt_ids, prompt_mask) (b, P), and the completions
+        [chosen rows; rejected rows] right-padded, (completion_ids, completion_mask) (2b, C)."""
         prompt_ids, chosen_ids, rejected_ids = self.data if data is None else data
-        prompts = [prompt_ids[j] for j in rows] * 2
+        pad_id = self.tokenizer.pad_token_id
         completions = [chosen_ids[j] for j in rows] + [rejected_ids[j] for j in rows]
-        return join_right_padded(prompts, completions, self.tokenizer.pad_token_id)
+        return (*pad([prompt_ids[j] for j in rows], pad_id, "left"), *pad(completions, pad_id, "right"))
 
-    @staticmethod
-    def sequence_logps(model, batch):
+    def sequence_logps(self, model, batch):
         """(chosen, rejected, chosen_lengths, rejected_lengths), each (b,), where
-        chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected."""
-        ids, attention, comp = batch  # (2b, T)
-        keep = ids.shape[1] - int(comp.argmax(1).min()) + 1  # logits from the earliest completion start − 1
-        logits = model(input_ids=ids, attention_mask=attention, use_cache=False, logits_to_keep=keep).logits
-        seq = sequence_logprobs(logits, ids, comp).sum(-1)  # (2b,) from (2b, keep, V) logits
-        return (*seq.chunk(2), *comp.sum(-1).chunk(2))
+        chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected.
+        With gradient checkpointing (no cache) the prompt runs again with each completion."""
+        prompts, prompt_mask, completions, completion_mask = batch  # (b, P), (b, P), (2b, C), (2b, C)
+        if self.config.gradient_checkpointing:
+            logp = completion_logprobs(model, prompts.repeat(2, 1), prompt_mask.repeat(2, 1), completions,
+                                       completion_mask)
+        else:
+            logp = shared_prompt_logprobs(model, prompts, prompt_mask, completions, completion_mask)
+        seq = logp.sum(-1)  # (2b,) from (2b, C)
+        return (*seq.chunk(2), *completion_mask.sum(-1).chunk(2))
 
     @torch.no_grad()
     def logps(self, model, rows, data=None, chunk: int = 64):
@@ -111,7 +115,7 @@ class DPOTrainer(Trainer):
 
     # ------------------------------------------------------------------ one update
     def _micro_loss(self, rows):
-        batch = self.to_device(*self.batch(rows))  # (2b, T) ids, attention, completion mask
+        batch = self.to_device(*self.batch(rows))  # prompts (b, P) and mask, completions (2b, C) and mask
         chosen, rejected, len_c, len_r = self.sequence_logps(self.model, batch)  # (b,) each
         if self.ref_logps is not None:
             ref_c, ref_r = self.ref_logps[rows].unbind(1)
@@ -123,7 +127,7 @@ class DPOTrainer(Trainer):
             **preference_stats(out),
             "logps/chosen": chosen.detach().mean().item(),
             "logps/rejected": rejected.detach().mean().item(),
-            "num_tokens": float(batch[1].sum()),  # attention-mask tokens, as TRL's num_tokens
+            "num_tokens": float(2 * batch[1].sum() + batch[3].sum()),  # TRL's num_tokens: [p ⊕ y_w; p ⊕ y_l] mask
         }
 
     @torch.no_grad()

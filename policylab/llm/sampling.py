@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from policylab.errors import DivergenceError
-from policylab.llm.batching import pad
+from policylab.llm.batching import cache_keyword, pad
 from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
 
 __all__ = ["generate", "sample_next_token"]
@@ -51,7 +49,7 @@ def _stepper(model, p_ids: torch.Tensor, p_mask: torch.Tensor, max_new_tokens: i
         from transformers import DynamicCache
 
         cache = DynamicCache(config=model.config)
-        key = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        key = cache_keyword(model)
 
     def step(ids: torch.Tensor) -> torch.Tensor:
         if not state["first"]:
