@@ -43,13 +43,17 @@ Medium model (``--sizes medium``, issue 13): a config-built 10.7M-parameter Llam
 384, 6 heads, MLP 1024) at sequence length 256 — DPO 2 pairs of BOS + 127 + 127 characters + EOS per
 step (reference model each step), GRPO G = 8 completions of 250 new tokens — with the same timing,
 --medium-steps timed steps after one warm-up step, --medium-repeats interleaved pairs. Memory
-(``--memory``): DPO with a reference model on the medium model, full fine-tuning (reference = frozen
-copy) vs LoRA r = 16 on every linear layer (reference = adapters disabled), each in a fresh
-subprocess, interleaved; peak RSS by ``resource.getrusage`` maxrss, and the same minus the RSS after
-the imports.
+(``--memory``): DPO with a reference model, full fine-tuning (reference = frozen copy) vs LoRA r = 16
+on every linear layer (reference = adapters disabled), each in a fresh subprocess, interleaved, the
+same model, batch (2 pairs × 256 tokens) and settings on both sides, per --memory-configs: the
+medium model, and a "large" 29.9M-parameter one (6 layers, hidden 640, 10 heads, MLP 1728) with
+gradient checkpointing (TRL's default) on both sides; peak RSS by ``resource.getrusage`` maxrss, and
+the same minus the RSS after the imports. --malloc-mmap-threshold B runs the memory workers with
+glibc's MALLOC_MMAP_THRESHOLD_=B (a diagnosis: a fixed threshold stops glibc keeping freed tensors).
 
     python benchmarks/llm.py                       # tiny: 30 DPO / 12 GRPO steps, 4 pairs; medium; memory
     python benchmarks/llm.py --sizes medium        # only the medium-model rows and the memory table
+    python benchmarks/llm.py --sizes medium --only memory   # only the memory table
     python benchmarks/llm.py --quick               # smoke run
     python benchmarks/llm.py --only dpo --dpo-steps 100
     python benchmarks/llm.py --processes           # DPO tokens/s, 2 processes vs 1 (llm_processes.py)
@@ -87,6 +91,8 @@ SIZES = {
     "medium": {"model": {"hidden": 384, "layers": 6, "heads": 6, "intermediate": 1024, "max_positions": 512},
                "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "grpo_new": 250,
                "algos": ("dpo", "grpo"), "dpo_target": 1.3, "grpo_target": 0.6},
+    "large": {"model": {"hidden": 640, "layers": 6, "heads": 10, "intermediate": 1728, "max_positions": 512},
+              "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "algos": ()},  # memory table only
 }
 DPO_BATCH = SIZES["tiny"]["dpo_batch"]
 PROMPT_CHARS, COMPLETION_CHARS = 20, 10  # tiny: + BOS + EOS = 32 tokens per sequence
@@ -261,10 +267,10 @@ def _frozen(model):
 
 
 # ------------------------------------------------------------------------------------ memory: LoRA vs full
-def memory_worker(mode: str, steps: int) -> dict:
-    """Peak RSS of a DPO run on the medium model with a reference: "full" (all weights train, the
-    reference a frozen copy) or "lora" (r = 16, α = 32 on q/k/v/o and the MLP; the reference is the base
-    with adapters disabled). ``base_mb`` = the RSS high-water mark after the imports, before the model."""
+def memory_worker(mode: str, steps: int, size: str = "medium", checkpointing: bool = False) -> dict:
+    """Peak RSS of a DPO run with a reference: "full" (all weights train, the reference a frozen copy) or
+    "lora" (r = 16, α = 32 on q/k/v/o and the MLP; the reference is the base with adapters disabled).
+    ``base_mb`` = the RSS high-water mark after the imports, before the model."""
     import torch
 
     torch.set_num_threads(1)
@@ -274,51 +280,65 @@ def memory_worker(mode: str, steps: int) -> dict:
     from policylab.llm import DPOConfig, DPOTrainer, make_char_tokenizer, make_tiny_llama
 
     base = _max_rss_mb()
-    spec = SIZES["medium"]
+    spec = SIZES[size]
     tok = make_char_tokenizer()
     model = make_tiny_llama(len(tok), seed=0, **spec["model"])
+    n_params = sum(p.numel() for p in model.parameters())
     lora = {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
             "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
     cfg = DPOConfig(output_dir=tempfile.mkdtemp(prefix=f"bench-llm-mem-{mode}-"), max_steps=steps, learning_rate=LR,
                     batch_size=spec["dpo_batch"], beta=0.1, progress=False, save_steps=10**6,
-                    **(lora if mode == "lora" else {}))
+                    gradient_checkpointing=checkpointing, **(lora if mode == "lora" else {}))
     trainer = DPOTrainer(model, tok, cfg, dpo_rows(16, spec["prompt_chars"], spec["completion_chars"]))
     trainer.save = lambda *a, **k: None  # the checkpoint write is not part of training's memory
     trainer.train()
     n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     n_ref = sum(p.numel() for p in trainer.ref_model.parameters())
-    return {"mode": mode, "base_mb": base, "peak_mb": _max_rss_mb(), "trainable": n_train, "reference_params": n_ref}
+    return {"mode": mode, "base_mb": base, "peak_mb": _max_rss_mb(), "trainable": n_train, "reference_params": n_ref, "params": n_params}
 
 
-def memory_table(repeats: int, steps: int) -> None:
-    """LoRA vs full DPO fine-tuning on the medium model, each in a fresh subprocess, interleaved."""
-    runs: dict[str, list[dict]] = {"full": [], "lora": []}
-    for r in range(repeats):
-        for mode in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
-            runs[mode].append(_run([sys.executable, os.path.abspath(__file__), "--memory-worker", mode,
-                                    "--steps", str(steps)], f"memory/{mode}"))
-            print(f"# memory {mode} run {r + 1}: peak RSS {runs[mode][-1]['peak_mb']:.0f} MB", file=sys.stderr)
-    full = min(runs["full"], key=lambda x: x["peak_mb"])
-    lora = min(runs["lora"], key=lambda x: x["peak_mb"])
-    print(f"\nLoRA (r 16, all linear layers) vs full fine-tuning, DPO with a reference model, medium model, "
-          f"batch {SIZES['medium']['dpo_batch']} pairs × 256 tokens, {steps} steps, policylab; lowest of {repeats} "
-          f"runs each (fresh subprocesses, interleaved):\n")
-    print("| | full | LoRA r=16 | ratio LoRA / full |")
-    print("|---|---|---|---|")
-    print(f"| trainable parameters | {full['trainable']:,} | {lora['trainable']:,} | "
-          f"{lora['trainable'] / full['trainable']:.3f} |")
-    print(f"| parameters held for the reference | {full['reference_params']:,} | {lora['reference_params']:,} | – |")
-    print(f"| peak RSS MB | {full['peak_mb']:.0f} | {lora['peak_mb']:.0f} | {lora['peak_mb'] / full['peak_mb']:.2f} |")
-    d_full, d_lora = full["peak_mb"] - full["base_mb"], lora["peak_mb"] - lora["base_mb"]
-    print(f"| peak RSS − RSS after imports MB | {d_full:.0f} | {d_lora:.0f} | {d_lora / d_full:.2f} |")
-    ratio = lora["peak_mb"] / full["peak_mb"]
-    print(f"\n- LoRA peak RSS / full: {ratio:.2f}× (above the imports: {d_lora / d_full:.2f}×); target ≤ 0.6×: "
-          f"{'met' if ratio <= 0.6 else 'NOT met'}")
+def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: int | None = None) -> None:
+    """LoRA vs full DPO fine-tuning, each in a fresh subprocess, interleaved; one row group per config
+    ("medium", "large", "+ckpt" for gradient checkpointing on both sides)."""
+    env = {"MALLOC_MMAP_THRESHOLD_": str(mmap_threshold)} if mmap_threshold else {}
+    allocator = f", MALLOC_MMAP_THRESHOLD_={mmap_threshold}" if mmap_threshold else ""
+    print(f"\nLoRA (r 16, all linear layers) vs full fine-tuning, DPO with a reference model, batch 2 pairs × 256 "
+          f"tokens, {steps} steps, policylab; lowest of {repeats} runs each (fresh subprocesses, interleaved"
+          f"{allocator}):\n")
+    print("| config | | full | LoRA r=16 | ratio LoRA / full |")
+    print("|---|---|---:|---:|---:|")
+    verdicts = []
+    for config in configs:
+        size, checkpointing = config.removesuffix("+ckpt"), config.endswith("+ckpt")
+        runs: dict[str, list[dict]] = {"full": [], "lora": []}
+        for r in range(repeats):
+            for mode in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
+                cmd = [sys.executable, os.path.abspath(__file__), "--memory-worker", mode, "--steps", str(steps),
+                       "--size", size] + (["--checkpointing"] if checkpointing else [])
+                runs[mode].append(_run(cmd, f"memory/{config}/{mode}", env))
+                print(f"# memory {config} {mode} run {r + 1}: peak RSS {runs[mode][-1]['peak_mb']:.0f} MB", file=sys.stderr)
+        full = min(runs["full"], key=lambda x: x["peak_mb"])
+        lora = min(runs["lora"], key=lambda x: x["peak_mb"])
+        label = f"{size} {full['params'] / 1e6:.1f}M" + (", gradient checkpointing" if checkpointing else "")
+        d_full, d_lora = full["peak_mb"] - full["base_mb"], lora["peak_mb"] - lora["base_mb"]
+        ratio = lora["peak_mb"] / full["peak_mb"]
+        print(f"| {label} | trainable parameters | {full['trainable']:,} | {lora['trainable']:,} | "
+              f"{lora['trainable'] / full['trainable']:.3f} |")
+        print(f"| {label} | parameters held for the reference | {full['reference_params']:,} | "
+              f"{lora['reference_params']:,} | – |")
+        print(f"| {label} | peak RSS MB | {full['peak_mb']:.0f} | {lora['peak_mb']:.0f} | **{ratio:.2f}** |")
+        print(f"| {label} | peak RSS − RSS after imports MB | {d_full:.0f} | {d_lora:.0f} | {d_lora / d_full:.2f} |")
+        verdicts.append(f"{label}: LoRA peak RSS / full {ratio:.2f}× (above the imports {d_lora / d_full:.2f}×); "
+                        f"target ≤ 0.6×: {'met' if ratio <= 0.6 else 'NOT met'}")
+    print()
+    for v in verdicts:
+        print(f"- {v}")
 
 
 # ------------------------------------------------------------------------------------ driver
-def _run(cmd: list[str], what: str) -> dict:
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+def _run(cmd: list[str], what: str, env: dict | None = None) -> dict:
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                         check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{what} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -342,25 +362,29 @@ def main(argv=None) -> int:
     ap.add_argument("--grpo-steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3, help="steps dropped from the timing")
     ap.add_argument("--repeats", type=int, default=4, help="back-to-back policylab/TRL pairs per benchmark")
-    ap.add_argument("--only", choices=ALGOS)
+    ap.add_argument("--only", choices=(*ALGOS, "memory"))
     ap.add_argument("--sizes", default="tiny,medium", help="model sizes to run: tiny, medium (comma-separated)")
     ap.add_argument("--medium-steps", type=int, default=4, help="timed steps per medium-model run (DPO and GRPO)")
     ap.add_argument("--medium-repeats", type=int, default=2, help="policylab/TRL pairs per medium-model benchmark")
     ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                     help="LoRA vs full peak-RSS table (medium model)")
+    ap.add_argument("--memory-configs", default="medium,large+ckpt",
+                    help="memory table rows: medium, large (29.9M), +ckpt = gradient checkpointing on both sides")
+    ap.add_argument("--malloc-mmap-threshold", type=int, help="memory workers under MALLOC_MMAP_THRESHOLD_ (bytes)")
     ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
     ap.add_argument("--processes", action="store_true",
                     help="instead: DPO tokens/s with 2 data-parallel processes vs 1 (benchmarks/llm_processes.py)")
     ap.add_argument("--worker", nargs=2, metavar=("ALGO", "SIDE"), help=argparse.SUPPRESS)
     ap.add_argument("--memory-worker", metavar="MODE", help=argparse.SUPPRESS)
     ap.add_argument("--size", default="tiny", help=argparse.SUPPRESS)
+    ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.size)))
         return 0
     if args.memory_worker:
-        print(json.dumps(memory_worker(args.memory_worker, args.steps)))
+        print(json.dumps(memory_worker(args.memory_worker, args.steps, args.size, args.checkpointing)))
         return 0
     if args.processes:  # its own benchmark: policylab 1 vs 2 processes, no TRL
         from llm_processes import main as processes_main
@@ -396,13 +420,15 @@ def main(argv=None) -> int:
                       f"peak RSS {s['rss_peak_mb']:.0f} MB", file=sys.stderr)
                 runs.setdefault((size, algo, side), []).append(s)
 
+    import peft
     import torch
     import transformers
     import trl
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with other jobs "
           f"(load average {os.getloadavg()[0]:.1f} at the end), Python {platform.python_version()}, torch "
-          f"{torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__}; 1 thread per side.")
+          f"{torch.__version__}, transformers {transformers.__version__}, TRL {trl.__version__}, PEFT "
+          f"{peft.__version__}; 1 thread per side.")
     print("Values: wall = best (lowest) per-run median over the pairs; CPU = process CPU time per step, best run; "
           "'paired' = median over the pairs of the per-pair ratio.\n")
     print("| benchmark | side | metric | value | ratio policylab / TRL |")
@@ -457,8 +483,9 @@ def main(argv=None) -> int:
     print()
     for v in verdicts:
         print(f"- {v}")
-    if args.memory and "medium" in sizes and args.only is None:
-        memory_table(args.medium_repeats, max(args.medium_steps, 2))
+    if args.memory and "medium" in sizes and args.only in (None, "memory"):
+        memory_table(args.medium_repeats, max(args.medium_steps, 2), args.memory_configs.split(","),
+                     args.malloc_mmap_threshold)
     return 0
 
 

@@ -57,6 +57,8 @@ class DPOTrainer(Trainer):
     precompute_ref_logps = precompute_ref_log_probs, lr_scheduler "linear" = HF default. Rows are
     tokenized as TRL does (:mod:`policylab.llm.data`): plain text as prompt (with BOS) + completion + EOS,
     conversations through the chat template; rows with only chosen/rejected get the implicit prompt.
+    Each prompt runs once for both its completions (TRL runs it twice, same numbers); with dropout
+    (e.g. ``lora_dropout``) the prompt's mask is therefore shared by its chosen and rejected rows.
     """
 
     config_class = DPOConfig
