@@ -143,9 +143,14 @@ def _scheduler(spec: SweepSpec, runs_per_trial: int):
     return ASHAScheduler(time_attr="step", max_t=max_t, grace_period=max(1, max_t // 8), reduction_factor=2)
 
 
-def _same_cwd(cwd: str) -> None:
-    """Tune starts a trial in its own folder: go back to the driver's, so relative paths in the
-    spec (data files, a model folder) mean what they meant where the sweep was started."""
+def _worker_start(cwd: str) -> None:
+    """In the Ray worker, before its first trial: back to the driver's folder (Tune starts a trial
+    in its own, and relative paths in the spec — data files, a model folder — mean what they meant
+    where the sweep was started), and no ``torch._dynamo`` import (~2 s per worker; a trial never
+    compiles, see :mod:`policylab.startup`)."""
+    from policylab.startup import skip_optimizer_dynamo
+
+    skip_optimizer_dynamo()
     if os.path.isdir(cwd):
         os.chdir(cwd)
 
@@ -155,7 +160,7 @@ def _tune_trainable(config, spec=None, todo=None, out=None, cwd="."):
     ``todo``); used when a scheduler (ASHA) needs each trial's intermediate results."""
     from ray import tune
 
-    _same_cwd(cwd)
+    _worker_start(cwd)
     trial = todo[config["trial_index"]]
     report = lambda step, score: tune.report({"score": score, "step": step})
     status = run_trial(spec, trial, Path(out) / "trials" / trial.name, report=report)
@@ -174,7 +179,7 @@ def _lane_trainable(config, spec=None, todo=None, queue=None, out=None, cwd=".")
     from ray import tune
     from ray.util.queue import Empty
 
-    _same_cwd(cwd)
+    _worker_start(cwd)
     done = 0
     while True:
         try:
@@ -235,7 +240,7 @@ def _searcher_trainable(config, spec=None, out=None, cwd="."):
     """One searcher trial: its configuration on every seed in turn; reports the mean final score."""
     from ray import tune
 
-    _same_cwd(cwd)
+    _worker_start(cwd)
     params = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
     cid, scores = searched_config_id(params), []
     for i, seed in enumerate(spec.seeds):
