@@ -4,6 +4,7 @@ buffer, offline DQN, the CLI. (Learning runs are in test_off_policy_slow.py.)"""
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -102,6 +103,33 @@ def test_resume_without_buffer_starts_empty_and_mismatch_is_caught(tmp_path):
     b.storage.save(tmp_path / "b" / REPLAY_FILE, num_steps=999)
     with pytest.raises(CheckpointError, match="step 999"):
         DQN.load(tmp_path / "b")
+
+
+def test_load_names_the_file_and_key_of_an_incompatible_checkpoint(tmp_path):
+    """Hand-made bad checkpoints (valid hashes, wrong contents) are one CheckpointError naming the
+    weights file and the key: the layout DQN saved before its Q-net became one flat buffer (Adam
+    state per weight tensor, optim/q/0…3/…), a missing weight, and a weight of the wrong shape."""
+    from policylab.io.checkpoint import load_checkpoint, save_checkpoint
+
+    DQN("CartPole-v1", seed=0, **SMALL_DQN).learn(100).save(tmp_path / "ok")
+    tensors, meta = load_checkpoint(tmp_path / "ok")
+    q = DQN("CartPole-v1", **SMALL_DQN).net.q
+    old = {k: v for k, v in tensors.items() if not k.startswith("optim/")}
+    for i, p in enumerate(q.parameters()):
+        old |= {f"optim/q/{i}/step": torch.tensor(3.0), f"optim/q/{i}/exp_avg": torch.zeros_like(p),
+                f"optim/q/{i}/exp_avg_sq": torch.zeros_like(p)}
+    groups = {"q": [meta["optimizer_param_groups"]["q"][0] | {"params": [0, 1, 2, 3, 4, 5]}]}
+    cases = {"old": (old, groups, r"unexpected key 'optim/q/1/exp_avg' \(and \d+ more\)"),
+             "missing": ({k: v for k, v in tensors.items() if k != "net/q.0.weight"}, None,
+                         r"missing key 'net/q.0.weight'"),
+             "shape": (tensors | {"net/q_target.4.bias": torch.zeros(3)}, None,
+                       r"key 'net/q_target.4.bias' has shape \(3,\), it needs \(2,\)")}
+    for name, (t, g, message) in cases.items():
+        save_checkpoint(tmp_path / name, t, meta | ({"optimizer_param_groups": g} if g else {}))
+        weights = load_checkpoint(tmp_path / name)[1]["weights"]
+        with pytest.raises(CheckpointError, match=rf"{re.escape(str(tmp_path / name / weights))} does not fit this DQN: {message}"):
+            DQN.load(tmp_path / name)
+    assert DQN.load(tmp_path / "ok").num_steps == 104  # 13 iterations of train_freq 8
 
 
 # ---------------------------------------------------------------------------- offline

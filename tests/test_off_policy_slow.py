@@ -53,10 +53,9 @@ def test_offline_cql_from_a_trained_agents_log_scores_within_10_percent(seed):
     """The logging agent: DQN with the CartPole preset, trained until its first 10-episode greedy
     evaluation ≥ 475 (≤ 60k steps). The log: 20k transitions of that agent acting ε-greedily with
     ε = 0.1 (its ``explore``, on its training env). From the log alone, ``learn_offline`` with CQL
-    (α = 1, the default) must score ≥ 0.9 × the agent's greedy score over the same 10 evaluation
-    episodes; plain offline DQN (α = 0) on the same log and budget scores far below: nearly every
-    logged episode ends by truncation at 500 steps with reward 1 per step, so TD targets cannot tell
-    the actions apart, while CQL's regularizer ranks the logged actions first."""
+    (α = 1, the default; 5k gradient steps) must score ≥ 0.9 × the agent's greedy score on the same
+    10 evaluation episodes. (Plain offline DQN, α = 0, scores 9–20 on seeds 0–2 but 435–500 on
+    seed 3, whose log holds 57 failures: not asserted, it depends on the log — see the README.)"""
     agent = DQN("CartPole-v1", seed=seed, config=load_preset("CartPole-v1", "dqn"))
     at, best = _first_solving_eval(agent, 60_000, 2048, 475.0)
     assert at is not None, f"seed {seed}: the logging agent did not solve CartPole (best eval {best:.1f})"
@@ -64,10 +63,7 @@ def test_offline_cql_from_a_trained_agents_log_scores_within_10_percent(seed):
     log = ReplayBuffer(20_000, agent.obs_dim, n_envs=1, seed=seed)
     agent.exploration_rate = 0.1
     agent.collect_transitions(log, 20_000)
-    scores = {}
-    for alpha in (1.0, 0.0):
-        offline = DQN("CartPole-v1", seed=seed, hidden_sizes=(256, 256), learning_rate=1e-3, batch_size=64,
-                      cql_alpha=alpha).learn_offline(log, 5_000, target_update_every=500)
-        scores[alpha] = offline.evaluate(10).mean  # the same 10 start states as ``expert``
-    assert scores[1.0] >= 0.9 * expert, f"seed {seed}: CQL {scores[1.0]:.1f} vs logging agent {expert:.1f}"
-    assert scores[0.0] < 0.5 * expert, f"seed {seed}: plain offline DQN {scores[0.0]:.1f} vs agent {expert:.1f}"
+    offline = DQN("CartPole-v1", seed=seed, hidden_sizes=(256, 256), learning_rate=1e-3, batch_size=64)
+    offline.learn_offline(log, 5_000, target_update_every=500)
+    score = offline.evaluate(10).mean  # the same 10 start states as ``expert``
+    assert score >= 0.9 * expert, f"seed {seed}: CQL {score:.1f} vs logging agent {expert:.1f}"
