@@ -122,6 +122,32 @@ def test_shared_prompt_forward_equals_the_concatenated_forward(tok, lora):
     assert max(g.abs().max().item() for g in g_concat) > 1e-3
 
 
+def test_dpo_step_is_the_same_with_the_prompt_shared_or_repeated(tmp_path, tok, monkeypatch):
+    """DPOTrainer's loss and gradients with each prompt run once (shared KV cache) = with the prompt run
+    with each completion (the path tiny batches and gradient checkpointing take), ragged rows, to 1e-5."""
+    import policylab.llm.dpo as dpo
+
+    rows = [{"prompt": "7+8=", "chosen": "15", "rejected": "14"}, {"prompt": "12+30=", "chosen": "42", "rejected": "7"},
+            {"prompt": "1=", "chosen": "1", "rejected": "11"}]
+    out = {}
+    for work in (0, math.inf):
+        monkeypatch.setattr(dpo, "SHARED_PROMPT_MIN_WORK", work)
+        trainer = DPOTrainer(make_tiny_llama(len(tok), seed=3), tok,
+                             DPOConfig(output_dir=str(tmp_path / str(work)), batch_size=3, progress=False), rows)
+        with torch.no_grad():  # move the policy off the reference so the loss has a gradient beyond ±β/2
+            for p in trainer.model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        loss, _, stats = trainer._micro_loss([0, 1, 2])
+        loss.backward()
+        out[work] = loss.detach(), [p.grad.clone() for p in trainer.model.parameters()], stats["num_tokens"]
+    (l0, g0, n0), (l1, g1, n1) = out[0], out[math.inf]
+    torch.testing.assert_close(l0, l1, atol=1e-6, rtol=1e-5)
+    assert n0 == n1 == sum(2 * len(tok(r["prompt"])["input_ids"]) + len(r["chosen"]) + len(r["rejected"]) + 2
+                           for r in rows)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(a, b, atol=1e-5 * max(b.abs().max().item(), 1e-3), rtol=1e-5)
+
+
 @pytest.mark.parametrize("kv_heads", [4, 2])
 def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads):
     """The lean Llama decoder gives the model's own logits (prefill and cached steps, left padding,

@@ -37,19 +37,22 @@ def join_right_padded(prompts: list[list[int]], completions: list[list[int]], pa
 
 
 def completion_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature=1.0,
-                        with_entropy: bool = False):
+                        with_entropy: bool = False, positions_from_mask: bool = False):
     """(B, C) log π(completion tokens) for left-padded prompts (B, P) and right-padded completions (B, C).
 
     One forward over [prompt | completion] keeping only the last C + 1 logits (``logits_to_keep``),
     then :func:`sequence_logprobs`; entries where ``completion_mask`` is 0 are exactly 0. This is
     TRL GRPO's ``_get_per_token_logps`` (it also divides the logits by the sampling temperature).
     ``with_entropy=True`` returns (logp, entropy (B, C)) with the detached entropy of each
-    completion position's next-token distribution (TRL's logged "entropy").
+    completion position's next-token distribution (TRL's logged "entropy"). ``positions_from_mask=True``
+    numbers each row's real tokens 0, 1, … as unpadded (else left pads shift them, as in TRL's GRPO).
     """
     C = completion_ids.shape[1]
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (B, P + C)
     attention = torch.cat([prompt_mask, completion_mask], dim=1)
-    logits = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=C + 1, use_cache=False).logits
+    positions = {"position_ids": (attention.cumsum(1) - 1).clamp(min=0)} if positions_from_mask else {}
+    logits = model(input_ids=input_ids, attention_mask=attention, logits_to_keep=C + 1, use_cache=False,
+                   **positions).logits
     full_mask = torch.cat([torch.zeros_like(prompt_mask), completion_mask], dim=1)
     logp = sequence_logprobs(logits, input_ids, full_mask, temperature=temperature)[:, -C:]  # (B, C)
     if with_entropy:

@@ -22,7 +22,12 @@ from policylab.llm.models import max_positions, reference_model
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import dpo_loss, ipo_loss
 
-__all__ = ["LOSSES", "DPOConfig", "DPOTrainer"]
+__all__ = ["LOSSES", "SHARED_PROMPT_MIN_WORK", "DPOConfig", "DPOTrainer"]
+
+#: A batch runs each prompt once (:func:`shared_prompt_logprobs`) when its prompt tokens × the model's
+#: parameters reach this; below it (tiny models) the second model call costs more than the prompt
+#: tokens it saves, and the one concatenated forward runs instead (the same numbers either way).
+SHARED_PROMPT_MIN_WORK = 10**8
 
 #: Preference losses by name (DPOConfig.loss_type), one uniform call each:
 #: (chosen, rejected, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths, config) -> DPOOutput.
@@ -57,8 +62,8 @@ class DPOTrainer(Trainer):
     precompute_ref_logps = precompute_ref_log_probs, lr_scheduler "linear" = HF default. Rows are
     tokenized as TRL does (:mod:`policylab.llm.data`): plain text as prompt (with BOS) + completion + EOS,
     conversations through the chat template; rows with only chosen/rejected get the implicit prompt.
-    Each prompt runs once for both its completions (TRL runs it twice, same numbers); with dropout
-    (e.g. ``lora_dropout``) the prompt's mask is therefore shared by its chosen and rejected rows.
+    Each prompt runs once for both its completions when that pays (TRL runs it twice; the same
+    numbers); then with dropout (e.g. ``lora_dropout``) the prompt's mask is shared by both rows.
     """
 
     config_class = DPOConfig
@@ -68,6 +73,7 @@ class DPOTrainer(Trainer):
     # ------------------------------------------------------------------ data and reference
     def _prepare(self):
         self.data = self.tokenize(self.records, self.labels)
+        self.n_params = sum(p.numel() for p in self.model.parameters())
         self.ref_model = None
         self.ref_logps = None  # (N, 2): precomputed [ref_chosen, ref_rejected] per row
         if self.config.precompute_ref_logps:
@@ -94,11 +100,12 @@ class DPOTrainer(Trainer):
     def sequence_logps(self, model, batch):
         """(chosen, rejected, chosen_lengths, rejected_lengths), each (b,), where
         chosen = Σ_t log π(y_w,t | x, y_w,<t) over completion tokens (EOS included), same for rejected.
-        With gradient checkpointing (no cache) the prompt runs again with each completion."""
+        Each prompt runs once for both completions, unless the batch is too small for that to pay
+        (:data:`SHARED_PROMPT_MIN_WORK`) or gradient checkpointing is on (it keeps no cache)."""
         prompts, prompt_mask, completions, completion_mask = batch  # (b, P), (b, P), (2b, C), (2b, C)
-        if self.config.gradient_checkpointing:
+        if self.config.gradient_checkpointing or int(prompt_mask.sum()) * self.n_params < SHARED_PROMPT_MIN_WORK:
             logp = completion_logprobs(model, prompts.repeat(2, 1), prompt_mask.repeat(2, 1), completions,
-                                       completion_mask)
+                                       completion_mask, positions_from_mask=True)
         else:
             logp = shared_prompt_logprobs(model, prompts, prompt_mask, completions, completion_mask)
         seq = logp.sum(-1)  # (2b,) from (2b, C)
