@@ -173,3 +173,26 @@ def test_reward_model_from_a_causal_lm_folder_keeps_its_backbone(tmp_path):
         torch.testing.assert_close(p, backbone[name], rtol=0, atol=0)
     scores = RewardModelReward(rm, tok)(["1+2=", "3+4="], ["3", "7"])
     assert len(scores) == 2 and all(math.isfinite(x) for x in scores)
+
+
+def test_policy_preference_records_pair_the_answer_with_the_policys_wrong_samples(monkeypatch):
+    from policylab.llm import task
+
+    problems = [{"prompt": "1+2=", "answer": "3"}, {"prompt": "4+4=", "answer": "8"}]
+    fake = [["3", "4", " 4", "", "13", "3 "], ["8", "8"]]  # the second prompt: always right → no pair
+    monkeypatch.setattr(task, "sample_answers", lambda model, tok, rows, n, *a, **k: fake)
+    rows = task.policy_preference_records(None, None, problems, 6, offsets=None)
+    assert rows == [{"prompt": "1+2=", "chosen": "3", "rejected": "4"}, {"prompt": "1+2=", "chosen": "3", "rejected": "13"}]
+    with_offsets = task.policy_preference_records(None, None, problems, 6, seed=5)
+    assert with_offsets == rows + dpo_records(problems, seed=5)
+    monkeypatch.undo()
+    tok = make_char_tokenizer()
+    policy = make_tiny_llama(len(tok), seed=0)  # untrained: wrong almost always
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = task.policy_preference_records(policy, tok, TRAIN[:10], 4, seed=1, offsets=None)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left alone
+    assert a == task.policy_preference_records(policy, tok, TRAIN[:10], 4, seed=1, offsets=None)  # seeded
+    assert a != task.policy_preference_records(policy, tok, TRAIN[:10], 4, seed=2, offsets=None)
+    answers = {p["prompt"]: p["answer"] for p in TRAIN[:10]}
+    assert 10 <= len(a) <= 40 and all(r["chosen"] == answers[r["prompt"]] != r["rejected"] and r["rejected"] for r in a)
