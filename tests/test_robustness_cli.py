@@ -218,8 +218,9 @@ def test_numeric_options_are_found_from_the_parsers():
 # ------------------------------------------------------------------ import budget (issue 18 item 3)
 _BUDGET = """
 import sys, tempfile
-from policylab.cli import _NoDynamoOptimizers, main
-sys.meta_path.insert(0, _NoDynamoOptimizers())  # as main() does when it runs as the policylab process
+from policylab.cli import main
+from policylab.startup import skip_optimizer_dynamo
+skip_optimizer_dynamo()  # as main() does when it runs as the policylab process
 out = tempfile.mkdtemp()
 assert main(["--help"]) == 0
 heavy = [m for m in ("torch", "scipy", "numpy", "matplotlib", "transformers") if m in sys.modules]
@@ -278,3 +279,34 @@ def test_process_exit_flushes_output_and_keeps_the_code(tmp_path):
     head.stdout.readline()
     head.stdout.close()  # like `| head -1`: no BrokenPipeError traceback
     assert head.wait(timeout=120) in (0, 141) and "Traceback" not in head.stderr.read().decode()
+
+
+_NO_DYNAMO = """
+import sys
+import torch
+BEFORE
+from policylab.startup import skip_optimizer_dynamo
+skip_optimizer_dynamo()
+p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+opt = torch.optim.Adam([p], lr=0.1)  # add_param_group: the first call that imports torch._dynamo
+opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3))], "lr": 0.5})
+(p ** 2).sum().backward()
+opt.zero_grad()
+state = opt.state_dict()
+opt.load_state_dict(state)
+assert "torch._dynamo" not in sys.modules, "torch._dynamo was imported"
+assert p.grad is None and [g["lr"] for g in opt.param_groups] == [0.1, 0.5], opt.param_groups
+assert [g["params"] for g in state["param_groups"]] == [[0], [1]], state["param_groups"]
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("before", ["", "import torch.optim.optimizer"])
+def test_skip_optimizer_dynamo_keeps_the_optimizer_and_skips_the_import(before):
+    """The start-up shortcut of the CLI and of a sweep's Ray workers (policylab.startup), installed
+    before torch's optimizer module loads or after: the Optimizer methods torch wraps in
+    _disable_dynamo still work, and torch._dynamo stays unloaded (step() itself may still load it)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([sys.executable, "-c", _NO_DYNAMO.replace("BEFORE", before)],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

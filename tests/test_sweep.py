@@ -86,6 +86,8 @@ def test_ppo_sweep_equals_plain_train(local_ray, tmp_path):
     best = (tmp_path / "sw" / "best.yaml").read_text()
     assert "ppo:" in best and "learning_rate" in best
     assert main(["eval", str(trial), "--episodes", "2"]) == 0  # a trial is an ordinary run
+    st = json.loads((trial / "trial.json").read_text())
+    assert st["started_at"] <= st["ended_at"] and st["ended_at"] - st["started_at"] >= 0.9 * st["wall_seconds"]
 
 
 def test_llm_sweep_equals_plain_llm_run(local_ray, tmp_path, monkeypatch):

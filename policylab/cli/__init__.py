@@ -160,35 +160,6 @@ def all_parsers(parser: argparse.ArgumentParser | None = None, prog_words=()):
                 yield from all_parsers(child, (*prog_words, name))
 
 
-class _NoDynamoOptimizers:
-    """Import hook: when ``torch.optim.optimizer`` is first imported, let the Optimizer methods that
-    torch wraps in ``_disable_dynamo`` skip that wrapper, whose first call imports ``torch._dynamo``
-    (~0.8 s of CPU, more than the whole of a short PPO run). The command never uses
-    ``torch.compile``, so the wrapper has nothing to disable. Installed only when :func:`main` runs as
-    the ``policylab`` process, never by an in-process ``main(argv)`` call (the caller may compile)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "torch.optim.optimizer":
-            return None
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec(name, path)
-        if spec is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_unwrap(module):
-            exec_module(module)
-            for fn in vars(getattr(module, "Optimizer", object)).values():
-                code = getattr(fn, "__code__", None)
-                inner = getattr(fn, "__wrapped__", None)
-                if inner is not None and code is not None and code.co_filename.endswith("_compile.py"):
-                    setattr(inner, "__dynamo_disable", inner)  # torch caches the "disabled" fn there
-
-        spec.loader.exec_module = exec_and_unwrap
-        return spec
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``policylab ARGV...`` and return the exit code (0, 2 for user errors, 130 on Ctrl-C).
 
@@ -199,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     if argv is None:
         if "torch.optim.optimizer" not in sys.modules:  # the process's own start: no torch.compile later
-            sys.meta_path.insert(0, _NoDynamoOptimizers())
+            from policylab.startup import skip_optimizer_dynamo
+
+            skip_optimizer_dynamo()
         _exit_fast(_main(sys.argv[1:]))
     return _main(list(argv))
 

@@ -454,6 +454,7 @@ class Agent:
             agent.np_rng.bit_generator.state = meta["np_rng"]
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: field 'np_rng' is not a numpy Generator state ({exc})") from None
+        _check_tensor_keys(tensors, agent, where.parent / str(meta.get("weights")))
         for name, opt in agent.optimizers.items():
             _check_param_groups(meta["optimizer_param_groups"].get(name), opt.state_dict()["param_groups"],
                                 f"{where}: optimizer_param_groups.{name}")
@@ -495,6 +496,32 @@ CHECKPOINT_FIELDS = {
     "obs_dim": int, "action_space": str, "optimizer_param_groups": dict, "np_rng": dict,
     "recent_returns?": list, "env_state": (list, type(None)),
 }
+
+
+def _check_tensor_keys(tensors: dict, agent: Agent, weights: Path) -> None:
+    """The weights file must hold exactly this agent's network tensors, and optimizer state only
+    for its optimizers' parameters, shaped like them: else a CheckpointError naming the file and
+    the first missing, unexpected or misshapen key (another network layout or an older policylab,
+    e.g. a DQN saved before its parameters became one flat buffer)."""
+    net = {f"net/{k}": v.shape for k, v in agent.net.state_dict().items()}
+    params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in agent.optimizers.items()}
+    missing, unexpected, shapes = [f"missing key {k!r}" for k in net if k not in tensors], [], []
+    for k in sorted(tensors):
+        kind, _, rest = k.partition("/")
+        name, _, idx = rest.partition("/")
+        idx = idx.split("/")[0]
+        if kind == "net" and k not in net or kind == "optim" and (
+                name not in params or not idx.isdigit() or int(idx) >= len(params[name])):
+            unexpected.append(f"unexpected key {k!r}")
+        elif kind in ("net", "optim") and tensors[k].ndim > 0:
+            want = net[k] if kind == "net" else params[name][int(idx)].shape
+            if tensors[k].shape != want:
+                shapes.append(f"key {k!r} has shape {tuple(tensors[k].shape)}, it needs {tuple(want)}")
+    problems = missing + unexpected + shapes
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckpointError(f"{weights} does not fit this {type(agent).__name__}: {problems[0]}{more} — "
+                              "saved with another network layout or an older policylab version")
 
 
 def _check_param_groups(saved, fresh: list, where: str) -> None:

@@ -1,7 +1,7 @@
 """Run a sweep on Ray Tune: local ``ray.init()`` by default, an existing cluster with ``address``.
 
 Data flow: spec → the pending trials (configuration × seed, minus those a previous run of the same
-spec and folder already finished) → a queue; one Tune trial per CPU ("lane") takes trials from it,
+spec and folder already finished); one Tune trial per CPU ("lane") claims them one at a time,
 each calling :func:`policylab.sweep.trials.run_trial` into ``<out>/trials/<name>`` →
 :mod:`policylab.sweep.report` (table, curves, best preset). With ``scheduler: asha`` every sweep
 trial is its own Tune trial instead, so ASHA can compare and stop them. With ``searcher: optuna`` Tune proposes the configurations and each
@@ -143,9 +143,14 @@ def _scheduler(spec: SweepSpec, runs_per_trial: int):
     return ASHAScheduler(time_attr="step", max_t=max_t, grace_period=max(1, max_t // 8), reduction_factor=2)
 
 
-def _same_cwd(cwd: str) -> None:
-    """Tune starts a trial in its own folder: go back to the driver's, so relative paths in the
-    spec (data files, a model folder) mean what they meant where the sweep was started."""
+def _worker_start(cwd: str) -> None:
+    """In the Ray worker, before its first trial: back to the driver's folder (Tune starts a trial
+    in its own, and relative paths in the spec — data files, a model folder — mean what they meant
+    where the sweep was started), and no ``torch._dynamo`` import (~2 s per worker; a trial never
+    compiles, see :mod:`policylab.startup`)."""
+    from policylab.startup import skip_optimizer_dynamo
+
+    skip_optimizer_dynamo()
     if os.path.isdir(cwd):
         os.chdir(cwd)
 
@@ -155,7 +160,7 @@ def _tune_trainable(config, spec=None, todo=None, out=None, cwd="."):
     ``todo``); used when a scheduler (ASHA) needs each trial's intermediate results."""
     from ray import tune
 
-    _same_cwd(cwd)
+    _worker_start(cwd)
     trial = todo[config["trial_index"]]
     report = lambda step, score: tune.report({"score": score, "step": step})
     status = run_trial(spec, trial, Path(out) / "trials" / trial.name, report=report)
@@ -163,24 +168,26 @@ def _tune_trainable(config, spec=None, todo=None, out=None, cwd="."):
     tune.report({"score": float("nan") if final is None else final, "step": spec.steps})
 
 
-def _lane_trainable(config, spec=None, todo=None, queue=None, out=None, cwd="."):
-    """One lane = one CPU: takes the next pending trial from the shared queue until it is empty.
+def _lane_trainable(config, spec=None, todo=None, claims=None, out=None, cwd="."):
+    """One lane = one CPU: runs pending trials until every one is claimed.
 
     Without a scheduler nothing needs a trial's intermediate results, so Tune runs one trial per
     CPU ("lane") instead of one per sweep trial: Tune's per-trial cost (actor hand-over, result
     processing, experiment-state writes; ~0.7 s measured) is paid once per CPU, the worker's
-    imports once per CPU, and the queue keeps every CPU busy however long each trial takes.
+    imports once per CPU, and every CPU stays busy however long each trial takes. A lane claims a
+    trial by creating ``<claims>/<index>`` with O_EXCL (atomic, also on the shared filesystem a
+    cluster's ``<out>`` lives on), so no queue actor has to start first.
     """
     from ray import tune
-    from ray.util.queue import Empty
 
-    _same_cwd(cwd)
+    _worker_start(cwd)
     done = 0
-    while True:
+    start = config["lane"]  # lanes start at different trials: fewer lost races for the first claims
+    for index in [*range(start, len(todo)), *range(start)]:
         try:
-            index = queue.get_nowait()
-        except Empty:
-            break
+            os.close(os.open(os.path.join(claims, str(index)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
         trial = todo[index]
         run_trial(spec, trial, Path(out) / "trials" / trial.name)
         done += 1
@@ -192,19 +199,22 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
     from ray import tune
 
     started = _init_ray(num_cpus, address)
-    queue = None
+    claims = None
     try:
         if spec.scheduler:  # one Tune trial per sweep trial: ASHA compares their reports
             trainable = tune.with_parameters(_tune_trainable, spec=spec, todo=todo, out=str(out), cwd=os.getcwd())
             space = {"trial_index": tune.grid_search(list(range(len(todo))))}
             name = lambda tr: todo[tr.config["trial_index"]].name
-        else:  # one Tune trial per CPU, fed from a queue of sweep trials
-            from ray.util.queue import Queue
+        else:  # one Tune trial per CPU; lanes claim sweep trials through files of this run
+            import shutil
+            import tempfile
 
-            queue = Queue(actor_options={"num_cpus": 0})
-            queue.put_nowait_batch(list(range(len(todo))))
+            (out / "ray").mkdir(parents=True, exist_ok=True)
+            for old in (out / "ray").glob("claims-*"):  # of a killed driver (this one holds the folder's lock)
+                shutil.rmtree(old, ignore_errors=True)
+            claims = tempfile.mkdtemp(prefix="claims-", dir=out / "ray")
             lanes = max(1, min(len(todo), int(ray.cluster_resources().get("CPU", 1))))
-            trainable = tune.with_parameters(_lane_trainable, spec=spec, todo=todo, queue=queue, out=str(out),
+            trainable = tune.with_parameters(_lane_trainable, spec=spec, todo=todo, claims=claims, out=str(out),
                                              cwd=os.getcwd())
             space = {"lane": tune.grid_search(list(range(lanes)))}
             name = lambda tr: f"lane{tr.config['lane']}"
@@ -225,8 +235,8 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
                 if res.error is None and (read_status(run_dir) or {}).get("status") == "running":
                     write_status(run_dir, status="stopped")
     finally:
-        if queue is not None:
-            queue.shutdown()
+        if claims is not None:
+            shutil.rmtree(claims, ignore_errors=True)
         if started:
             ray.shutdown()
 
@@ -235,7 +245,7 @@ def _searcher_trainable(config, spec=None, out=None, cwd="."):
     """One searcher trial: its configuration on every seed in turn; reports the mean final score."""
     from ray import tune
 
-    _same_cwd(cwd)
+    _worker_start(cwd)
     params = {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
     cid, scores = searched_config_id(params), []
     for i, seed in enumerate(spec.seeds):

@@ -7,7 +7,8 @@ unchanged and the numbers equal a plain run with the same config and seed. Progr
 the caller through ``report(step, score)`` (Ray Tune's ``tune.report`` under a sweep).
 
 Each trial directory holds ``trial.json`` — status (running | finished | failed | stopped), seed,
-params, wall time, steps/s, final score, error — written atomically. A re-run skips finished,
+params, host and Ray node, start and end (Unix time), wall time, steps/s, final score, error —
+written atomically. A re-run skips finished,
 failed and stopped trials and resumes running ones from their last checkpoint.
 """
 
@@ -72,16 +73,17 @@ def run_trial(spec, trial, run_dir, report=None) -> dict:
     base = {"name": trial.name, "config_id": trial.config_id, "params": trial.params, "seed": trial.seed,
             "kind": spec.kind, "algo": spec.algo, "env": spec.env, "steps": spec.steps, **_where()}
     with RunLock(run_dir):  # one writer: a worker of a killed driver still running here fails this one
-        write_status(run_dir, **base, status="running")
+        write_status(run_dir, **base, status="running", started_at=time.time())
         t0 = time.perf_counter()
         try:
             runner = {"train": _train, "learn": _learn, "llm": _llm}[spec.kind]
             steps_done = runner(spec, trial, run_dir, report or (lambda step, score: None))
         except Exception as exc:  # noqa: BLE001 (recorded and reported; the sweep goes on)
             return write_status(run_dir, status="failed", error=f"{type(exc).__name__}: {exc}",
-                                traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - t0)
+                                traceback=traceback.format_exc(), wall_seconds=time.perf_counter() - t0,
+                                ended_at=time.time())
         wall = time.perf_counter() - t0 + (status or {}).get("wall_seconds", 0.0)
-        return write_status(run_dir, status="finished", error=None, wall_seconds=wall,
+        return write_status(run_dir, status="finished", error=None, wall_seconds=wall, ended_at=time.time(),
                             steps_done=steps_done, steps_per_second=steps_done / max(wall, 1e-9),
                             final_score=final_score(run_dir, spec.metric))
 
