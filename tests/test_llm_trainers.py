@@ -125,7 +125,7 @@ def test_shared_prompt_forward_equals_the_concatenated_forward(tok, lora):
 def test_dpo_step_is_the_same_with_the_prompt_shared_or_repeated(tmp_path, tok, monkeypatch):
     """DPOTrainer's loss and gradients with each prompt run once (shared KV cache) = with the prompt run
     with each completion (the path tiny batches and gradient checkpointing take), ragged rows, to 1e-5."""
-    import policylab.llm.dpo as dpo
+    from policylab.llm import dpo
 
     rows = [{"prompt": "7+8=", "chosen": "15", "rejected": "14"}, {"prompt": "12+30=", "chosen": "42", "rejected": "7"},
             {"prompt": "1=", "chosen": "1", "rejected": "11"}]
