@@ -4,6 +4,7 @@ buffer, offline DQN, the CLI. (Learning runs are in test_off_policy_slow.py.)"""
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -87,6 +88,33 @@ def test_resume_with_buffer_is_identical(tmp_path, cls, kwargs, env):
     resumed.learn(320)
     assert _same_params(full, resumed)
     assert np.array_equal(full.storage.sample(8).obs, resumed.storage.sample(8).obs)
+
+
+def _per_tensor_adam(agent):
+    """SAC's optimizers as written before the flat buffer: torch Adam over each tensor, foreach."""
+    lr = agent.config.learning_rate
+    agent.optimizers["actor"] = torch.optim.Adam(agent.net.actor.parameters(), lr=lr, foreach=True)
+    agent.optimizers["critic"] = torch.optim.Adam(agent.net.critics.parameters(), lr=lr, foreach=True)
+    return agent
+
+
+def test_sac_checkpoint_with_per_tensor_adam_state_resumes_with_the_same_numbers(tmp_path):
+    """A SAC checkpoint from before the flat parameter buffer (one Adam state per tensor) loads: the
+    states are concatenated in buffer order and the run continues as the old optimizer would."""
+    full = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC)).learn(300)
+    half = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC))
+    half.learn(150, checkpoint_dir=tmp_path)
+    groups = json.loads((tmp_path / "checkpoint.json").read_text())["optimizer_param_groups"]
+    assert len(groups["critic"][0]["params"]) == len(list(half.net.critics.parameters())) > 1
+    resumed = SAC.load(tmp_path)
+    state = resumed.optimizers["critic"].state_dict()
+    assert state["param_groups"][0]["params"] == [0] and state["param_groups"][0]["foreach"] is True
+    moments = torch.cat([half.optimizers["critic"].state[p]["exp_avg"].reshape(-1)
+                         for p in half.net.critics.parameters()])
+    assert torch.equal(state["state"][0]["exp_avg"], moments)
+    resumed.learn(300)
+    for (k, x), (_, y) in zip(full.net.state_dict().items(), resumed.net.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_resume_without_buffer_starts_empty_and_mismatch_is_caught(tmp_path):

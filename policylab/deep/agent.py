@@ -455,8 +455,9 @@ class Agent:
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: field 'np_rng' is not a numpy Generator state ({exc})") from None
         for name, opt in agent.optimizers.items():
-            _check_param_groups(meta["optimizer_param_groups"].get(name), opt.state_dict()["param_groups"],
-                                f"{where}: optimizer_param_groups.{name}")
+            fresh = opt.state_dict()["param_groups"]
+            _flatten_saved_optimizer(tensors, meta, name, fresh, where)
+            _check_param_groups(meta["optimizer_param_groups"].get(name), fresh, f"{where}: optimizer_param_groups.{name}")
         try:
             agent.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
             agent.torch_rng.set_state(tensors["rng/torch"])
@@ -495,6 +496,27 @@ CHECKPOINT_FIELDS = {
     "obs_dim": int, "action_space": str, "optimizer_param_groups": dict, "np_rng": dict,
     "recent_returns?": list, "env_state": (list, type(None)),
 }
+
+
+def _flatten_saved_optimizer(tensors: dict, meta: dict, name: str, fresh: list, where) -> None:
+    """A checkpoint written before an optimizer moved to one flat parameter buffer (see
+    ``networks.flatten_parameters``; SAC on 2026-11-26) holds one state per tensor: concatenate them in
+    parameter order — the buffer's layout — so the run resumes with the same moments, and the same
+    numbers as the code that wrote it (test)."""
+    saved = meta["optimizer_param_groups"].get(name)
+    if not (isinstance(saved, list) and len(saved) == 1 and isinstance(saved[0], dict) and len(fresh) == 1
+            and fresh[0]["params"] == [0] and isinstance(saved[0].get("params"), list) and len(saved[0]["params"]) > 1):
+        return
+    ids = saved[0]["params"]
+    states = [{k.rsplit("/", 1)[1]: tensors.pop(k) for k in [k for k in tensors if k.startswith(f"optim/{name}/{i}/")]}
+              for i in ids]
+    if any(states) and not all(st.keys() == states[0].keys() for st in states):
+        raise CheckpointError(f"{where}: optimizer {name!r} holds different state keys per parameter")
+    for key in states[0] if any(states) else ():
+        parts = [st[key] for st in states]
+        flat = parts[0] if key == "step" else torch.cat([t.reshape(-1) for t in parts])
+        tensors[f"optim/{name}/0/{key}"] = flat
+    saved[0] = {**saved[0], "params": [0]}  # its foreach/fused flags kept: the same Adam kernel, the same numbers
 
 
 def _check_param_groups(saved, fresh: list, where: str) -> None:
