@@ -36,18 +36,21 @@ def _batch(rng, obs_dim=4, n_actions=2, b=32):
     return obs, actions, rewards, next_obs, discounts
 
 
-@pytest.mark.parametrize("loss, double_q, activation, clip", [
-    ("huber", False, "relu", 10.0), ("mse", True, "relu", 0.05), ("huber", True, "tanh", 0.5), ("mse", False, "elu", 10.0)])
-def test_numpy_td_step_equals_autograd(loss, double_q, activation, clip):
-    """Same weights, same minibatches: every step's loss, mean Q and the parameters after clip +
-    Adam agree with the torch backend's to ~1e-6 (clip 0.05 binds on every step)."""
+@pytest.mark.parametrize("loss, double_q, activation, clip, cql_alpha", [
+    ("huber", False, "relu", 10.0, 0.0), ("mse", True, "relu", 0.05, 0.0), ("huber", True, "tanh", 0.5, 0.0),
+    ("mse", False, "elu", 10.0, 0.0), ("huber", False, "relu", 10.0, 1.0), ("mse", True, "tanh", 0.5, 3.0)])
+def test_numpy_td_step_equals_autograd(loss, double_q, activation, clip, cql_alpha):
+    """Same weights, same minibatches: every step's TD loss, mean Q, CQL regularizer and the
+    parameters after clip + Adam agree with the torch backend's to ~1e-6 (clip 0.05 binds on every
+    step; cql_alpha > 0 adds α(softmax Q − onehot a)/B to ∂L/∂Q)."""
     kw = {"hidden_sizes": (32, 32), "activation": activation, "learning_rate": 3e-3}
     agents = {b: DQN("CartPole-v1", seed=3, backend=b, **kw) for b in ("numpy", "torch")}
     assert agents["numpy"].backend.name == "numpy" and agents["torch"].backend.name == "torch"
     rng = np.random.default_rng(1)
     for step in range(6):
         batch = _batch(rng)
-        out = {b: a.backend.td_step(*batch, double_q=double_q, loss=loss, max_grad_norm=clip)
+        out = {b: a.backend.td_step(*batch, double_q=double_q, loss=loss, max_grad_norm=clip,
+                                            cql_alpha=cql_alpha)
                for b, a in agents.items()}
         np.testing.assert_allclose(out["numpy"], out["torch"], rtol=1e-5, atol=1e-6, err_msg=f"step {step}")
         np.testing.assert_allclose(agents["numpy"].flat_params.detach().numpy(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,8 @@ def test_bad_input_is_one_clear_error():
         SAC("Pendulum-v1", ent_coef="sometimes")
     with pytest.raises(InputError, match="loss"):
         DQN("CartPole-v1", loss="l1")
+    with pytest.raises(InputError, match="cql_alpha"):
+        DQN("CartPole-v1", cql_alpha=-0.5)
     agent = DQN("CartPole-v1", **SMALL_DQN)
     data = {"obs": np.zeros((5, 4)), "actions": [0, 1, 0, 1, 0], "rewards": np.ones(5),
             "next_obs": np.zeros((5, 4)), "terminated": np.zeros(5, bool)}
@@ -130,6 +133,40 @@ def test_resume_without_buffer_starts_empty_and_mismatch_is_caught(tmp_path):
         DQN.load(tmp_path / "b")
 
 
+def test_load_names_the_file_and_key_of_an_incompatible_checkpoint(tmp_path):
+    """Hand-made bad checkpoints (valid hashes, wrong contents) are one CheckpointError naming the
+    weights file and the key: per-tensor Adam state that does not add up to the flat buffer, a
+    missing weight, and a weight of the wrong shape. The layout DQN saved before its Q-net became
+    one flat buffer (Adam state per weight tensor, optim/q/0…5/…) loads, concatenated."""
+    from policylab.io.checkpoint import load_checkpoint, save_checkpoint
+
+    DQN("CartPole-v1", seed=0, **SMALL_DQN).learn(100).save(tmp_path / "ok")
+    tensors, meta = load_checkpoint(tmp_path / "ok")
+    q = DQN("CartPole-v1", **SMALL_DQN).net.q
+    old = {k: v for k, v in tensors.items() if not k.startswith("optim/")}
+    for i, p in enumerate(q.parameters()):
+        old |= {f"optim/q/{i}/step": torch.tensor(3.0), f"optim/q/{i}/exp_avg": torch.zeros_like(p),
+                f"optim/q/{i}/exp_avg_sq": torch.zeros_like(p)}
+    groups = {"q": [meta["optimizer_param_groups"]["q"][0] | {"params": [0, 1, 2, 3, 4, 5]}]}
+    save_checkpoint(tmp_path / "old", old, meta | {"optimizer_param_groups": groups})
+    state = DQN.load(tmp_path / "old").optimizers["q"].state_dict()["state"]
+    assert list(state) == [0] and state[0]["exp_avg"].shape == (sum(p.numel() for p in q.parameters()),)
+    short = {k: v for k, v in old.items() if not k.startswith("optim/q/5/")}
+    short_groups = {"q": [groups["q"][0] | {"params": [0, 1, 2, 3, 4]}]}
+    n, last = sum(p.numel() for p in q.parameters()), list(q.parameters())[-1].numel()
+    cases = {"short": (short, short_groups, rf"key 'optim/q/0/exp_avg' has shape \({n - last},\), it needs \({n},\)"),
+             "missing": ({k: v for k, v in tensors.items() if k != "net/q.0.weight"}, None,
+                         r"missing key 'net/q.0.weight'"),
+             "shape": (tensors | {"net/q_target.4.bias": torch.zeros(3)}, None,
+                       r"key 'net/q_target.4.bias' has shape \(3,\), it needs \(2,\)")}
+    for name, (t, g, message) in cases.items():
+        save_checkpoint(tmp_path / name, t, meta | ({"optimizer_param_groups": g} if g else {}))
+        weights = load_checkpoint(tmp_path / name)[1]["weights"]
+        with pytest.raises(CheckpointError, match=rf"{re.escape(str(tmp_path / name / weights))} does not fit this DQN: {message}"):
+            DQN.load(tmp_path / name)
+    assert DQN.load(tmp_path / "ok").num_steps == 104  # 13 iterations of train_freq 8
+
+
 # ---------------------------------------------------------------------------- offline
 def test_learn_offline_fits_one_step_returns(tmp_path):
     """Every logged transition terminates with reward 1 (action 0) or 3 (action 1): Q → r."""
@@ -139,7 +176,7 @@ def test_learn_offline_fits_one_step_returns(tmp_path):
     data = {"obs": obs, "actions": actions, "rewards": 1.0 + 2.0 * actions, "next_obs": obs,
             "terminated": np.ones(256, bool)}
     agent = DQN("CartPole-v1", seed=0, learning_rate=3e-3, batch_size=64, hidden_sizes=(32, 32),
-                target_update_interval=50, loss="mse")
+                target_update_interval=50, loss="mse", cql_alpha=0.0)  # plain TD regression
     steps_before = agent.num_steps
     agent.learn_offline(data, gradient_steps=600, log_dir=tmp_path / "log", tensorboard=False)
     q = agent.net.q(torch.from_numpy(obs)).detach().numpy()
@@ -148,8 +185,31 @@ def test_learn_offline_fits_one_step_returns(tmp_path):
     # the same data as a replay-buffer file gives the same fit
     ReplayBuffer.from_arrays(**data, n_actions=2).save(tmp_path / "d.safetensors")
     again = DQN("CartPole-v1", seed=0, learning_rate=3e-3, batch_size=64, hidden_sizes=(32, 32),
-                target_update_interval=50, loss="mse").learn_offline(tmp_path / "d.safetensors", gradient_steps=600)
+                target_update_interval=50, loss="mse", cql_alpha=0.0).learn_offline(tmp_path / "d.safetensors", gradient_steps=600)
     assert np.allclose(again.net.q(torch.from_numpy(obs)).detach().numpy(), q, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_learn_offline_cql_reaches_the_regularized_fixed_point(backend):
+    """One state, terminal transitions: action 0 logged 16 times with r = 1, action 1 48 times with
+    r = 3 (μ = ¼, ¾). The expected minibatch gradient of mse TD + α·CQL on Q(s, a) is
+    2μ_a(Q_a − r_a) + α(softmax(Q)_a − μ_a); with α = 4 it vanishes at Q ≈ (1.438, 2.854)
+    (scipy's root), not at r — the rarely logged action is pulled toward the greedy one's share."""
+    from scipy.optimize import fsolve
+
+    mu, r, alpha = np.array([0.25, 0.75]), np.array([1.0, 3.0]), 4.0
+    want = fsolve(lambda q: 2 * mu * (q - r) + alpha * (np.exp(q) / np.exp(q).sum() - mu), r)
+    assert np.abs(want - r).min() > 0.1  # the regularizer moves both values
+    actions = np.repeat([0, 1], [16, 48])
+    obs = np.zeros((64, 4), np.float32)
+    data = {"obs": obs, "actions": actions, "rewards": r[actions], "next_obs": obs, "terminated": np.ones(64, bool)}
+    agent = DQN("CartPole-v1", seed=0, learning_rate=1e-2, batch_size=512, hidden_sizes=(16,), loss="mse",
+                cql_alpha=alpha, backend=backend)
+    metrics = {}
+    agent.learn_offline(data, gradient_steps=1500, log_every=1500, callback=lambda a, m: metrics.update(m))
+    # minibatch noise of the action shares keeps Q within a few 0.01 of the root (r is 0.15–0.44 away)
+    np.testing.assert_allclose(agent.backend.q_values(obs[:1])[0], want, atol=0.06)
+    assert metrics["losses/cql_loss"] > 0  # logged beside the TD loss
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -214,7 +274,8 @@ def test_learn_offline_uses_the_agents_gamma_not_the_buffers():
     data = {"obs": obs, "actions": np.zeros(64, int), "rewards": np.ones(64), "next_obs": obs,
             "terminated": np.zeros(64, bool)}
     buf = ReplayBuffer.from_arrays(**data, n_actions=2, gamma=0.9)
-    agent = DQN("CartPole-v1", seed=0, gamma=0.5, learning_rate=3e-3, batch_size=32, hidden_sizes=(16,), loss="mse")
+    agent = DQN("CartPole-v1", seed=0, gamma=0.5, learning_rate=3e-3, batch_size=32, hidden_sizes=(16,), loss="mse",
+                cql_alpha=0.0)
     agent.learn_offline(buf, gradient_steps=2000, target_update_every=100)
     assert agent.backend.q_values(obs[:1])[0, 0] == pytest.approx(2.0, abs=0.05)
     assert buf.gamma == 0.9  # the caller's buffer is left as it was

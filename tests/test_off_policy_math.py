@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from policylab import returns
 from policylab.errors import InputError
+from policylab.losses.grads import cql_regularizer_grad
 from policylab.losses.value_based import (
+    cql_regularizer,
     double_q_learning_target,
     dqn_loss,
     polyak_update,
@@ -128,6 +130,49 @@ def test_dqn_loss_hand_values_and_gradient():
 
 
 # ----------------------------------------------------------------------------- SAC
+# ----------------------------------------------------------------------------- CQL
+CQL_Q = np.array([[0.0, 0.0], [math.log(3), 0.0], [5.0, 5.0 + math.log(3)]])
+CQL_A = np.array([0, 1, 1])
+
+
+def test_cql_regularizer_hand_values():
+    """Rows: logsumexp − Q(s, a) = ln 2; ln 4 − 0; (5 + ln 4) − (5 + ln 3). ∂/∂Q = (softmax − onehot)/3."""
+    want = (math.log(2) + math.log(4) + math.log(4 / 3)) / 3
+    assert cql_regularizer(CQL_Q, CQL_A) == pytest.approx(want, rel=1e-12)
+    assert cql_regularizer(torch.tensor(CQL_Q), torch.tensor(CQL_A)).item() == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(cql_regularizer_grad(CQL_Q, CQL_A),
+                               np.array([[-0.5, 0.5], [0.75, -0.75], [0.25, -0.25]]) / 3, rtol=1e-12)
+    # no overflow at large Q; a row whose logged action dominates costs ~0
+    assert cql_regularizer(np.array([[1000.0, 1000.0]]), np.array([1])) == pytest.approx(math.log(2))
+    assert cql_regularizer(np.array([[50.0, 0.0]]), np.array([0])) == pytest.approx(0.0, abs=1e-20)
+
+
+@given(st.integers(1, 16), st.integers(2, 6), st.integers(0, 10_000), st.floats(-50, 50))
+def test_cql_regularizer_equals_autograd_and_its_properties(B, A, seed, shift):
+    """numpy value and ``cql_regularizer_grad`` = torch value and autograd; R ≥ 0; R unchanged by
+    adding a constant to a row (logsumexp and Q(s, a) move together); gradient rows sum to 0."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(0, 3, (B, A))
+    a = rng.integers(0, A, B)
+    qt = torch.tensor(q, requires_grad=True)
+    r = cql_regularizer(qt, torch.tensor(a))
+    r.backward()
+    assert cql_regularizer(q, a) == pytest.approx(r.item(), rel=1e-12, abs=1e-12)
+    g = cql_regularizer_grad(q, a)
+    np.testing.assert_allclose(g, qt.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert r.item() >= 0
+    assert cql_regularizer(q + shift, a) == pytest.approx(r.item(), rel=1e-9, abs=1e-9)
+    np.testing.assert_allclose(g.sum(axis=1), 0.0, atol=1e-12)
+    assert cql_regularizer_grad(q.astype(np.float32), a).dtype == np.float32
+
+
+def test_cql_regularizer_bad_shapes():
+    with pytest.raises(InputError, match="q_tm1"):
+        cql_regularizer(np.zeros(3), np.zeros(3, int))
+    with pytest.raises(InputError, match="q_tm1"):
+        cql_regularizer(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+
+
 def test_sac_losses_hand_values():
     y = soft_q_target(torch.tensor([1.0]), 0.9, torch.tensor([2.0]), torch.tensor([-1.0]), 0.2)
     assert torch.allclose(y, torch.tensor([1 + 0.9 * (2 + 0.2)]))

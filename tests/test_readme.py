@@ -95,6 +95,7 @@ def check_off_policy(block, v):
     Q = value(v, "tabular.q_learning_from_transitions(mdp, log).Q")
     np.testing.assert_allclose(Q, planning.value_iteration(catalog.line_world(), tol=1e-10).Q, atol=1e-6)
     assert np.isfinite(value(v, "agent.evaluate(20).mean")) and np.isfinite(value(v, "sac.evaluate(10).mean"))
+    assert np.isfinite(value(v, "offline.learn_offline(")) and Path("runs/dqn-log.safetensors").is_file()
 
 
 def check_ppo(block, v, full=False):
@@ -143,7 +144,8 @@ PYTHON = {  # a line unique to the block -> (substitutions, check)
     "seeds=range(32))": ({"1_000_000": "20_000"}, check_seeds),
     "agent = DQN(\"CartPole-v1\", seed=0": ({"agent.learn(60_000)": "agent.learn(1_000)",
                                              "sac.learn(20_000)": "sac.learn(300)",
-                                             "gradient_steps=20_000": "gradient_steps=50"}, check_off_policy),
+                                             "collect_transitions(log, 20_000)": "collect_transitions(log, 300)",
+                                             "gradient_steps=5_000": "gradient_steps=50"}, check_off_policy),
     "agent = PPO(\"CartPole-v1\"": ({"agent.learn(50_000": "agent.learn(3_000", "episodes=20": "episodes=2"},
                                    check_ppo),
     "tok = make_char_tokenizer(); model = make_tiny_llama(len(tok))": ({"max_steps=500": "max_steps=20",

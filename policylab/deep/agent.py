@@ -454,10 +454,12 @@ class Agent:
             agent.np_rng.bit_generator.state = meta["np_rng"]
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: field 'np_rng' is not a numpy Generator state ({exc})") from None
-        for name, opt in agent.optimizers.items():
-            fresh = opt.state_dict()["param_groups"]
-            _flatten_saved_optimizer(tensors, meta, name, fresh, where)
-            _check_param_groups(meta["optimizer_param_groups"].get(name), fresh, f"{where}: optimizer_param_groups.{name}")
+        fresh = {name: opt.state_dict()["param_groups"] for name, opt in agent.optimizers.items()}
+        for name, groups in fresh.items():
+            _flatten_saved_optimizer(tensors, meta, name, groups, where)
+        _check_tensor_keys(tensors, agent, where.parent / str(meta.get("weights")))
+        for name, groups in fresh.items():
+            _check_param_groups(meta["optimizer_param_groups"].get(name), groups, f"{where}: optimizer_param_groups.{name}")
         try:
             agent.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
             agent.torch_rng.set_state(tensors["rng/torch"])
@@ -500,7 +502,7 @@ CHECKPOINT_FIELDS = {
 
 def _flatten_saved_optimizer(tensors: dict, meta: dict, name: str, fresh: list, where) -> None:
     """A checkpoint written before an optimizer moved to one flat parameter buffer (see
-    ``networks.flatten_parameters``; SAC on 2026-11-26) holds one state per tensor: concatenate them in
+    ``networks.flatten_parameters``: DQN and SAC) holds one state per tensor: concatenate them in
     parameter order — the buffer's layout — so the run resumes with the same moments, and the same
     numbers as the code that wrote it (test)."""
     saved = meta["optimizer_param_groups"].get(name)
@@ -517,6 +519,32 @@ def _flatten_saved_optimizer(tensors: dict, meta: dict, name: str, fresh: list, 
         flat = parts[0] if key == "step" else torch.cat([t.reshape(-1) for t in parts])
         tensors[f"optim/{name}/0/{key}"] = flat
     saved[0] = {**saved[0], "params": [0]}  # its foreach/fused flags kept: the same Adam kernel, the same numbers
+
+
+def _check_tensor_keys(tensors: dict, agent: Agent, weights: Path) -> None:
+    """The weights file must hold exactly this agent's network tensors, and optimizer state only
+    for its optimizers' parameters, shaped like them: else a CheckpointError naming the file and
+    the first missing, unexpected or misshapen key (another network layout or an older policylab;
+    per-tensor optimizer state of a network that is now one flat buffer was concatenated before)."""
+    net = {f"net/{k}": v.shape for k, v in agent.net.state_dict().items()}
+    params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in agent.optimizers.items()}
+    missing, unexpected, shapes = [f"missing key {k!r}" for k in net if k not in tensors], [], []
+    for k in sorted(tensors):
+        kind, _, rest = k.partition("/")
+        name, _, idx = rest.partition("/")
+        idx = idx.split("/")[0]
+        if kind == "net" and k not in net or kind == "optim" and (
+                name not in params or not idx.isdigit() or int(idx) >= len(params[name])):
+            unexpected.append(f"unexpected key {k!r}")
+        elif kind in ("net", "optim") and tensors[k].ndim > 0:
+            want = net[k] if kind == "net" else params[name][int(idx)].shape
+            if tensors[k].shape != want:
+                shapes.append(f"key {k!r} has shape {tuple(tensors[k].shape)}, it needs {tuple(want)}")
+    problems = missing + unexpected + shapes
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckpointError(f"{weights} does not fit this {type(agent).__name__}: {problems[0]}{more} — "
+                              "saved with another network layout or an older policylab version")
 
 
 def _check_param_groups(saved, fresh: list, where: str) -> None:

@@ -5,7 +5,7 @@
     agent = DQN("CartPole-v1", seed=0, config=load_preset("CartPole-v1", "dqn"))   # rl-zoo preset
     agent.learn(50_000); agent.evaluate(20).mean
     DQN("CartPole-v1").learn_offline({"obs": ..., "actions": ..., "rewards": ..., "next_obs": ...,
-                                      "terminated": ...}, gradient_steps=20_000)   # no env steps
+                                      "terminated": ...}, gradient_steps=20_000)   # CQL, no env steps
 
 One iteration of ``learn`` (the Agent hooks): ``collect`` steps every env ``train_freq`` times with
 ε-greedy actions (uniform random before ``learning_starts``) into the replay buffer; ``update``
@@ -13,6 +13,7 @@ applies the target-network updates due over those steps, then ``gradient_steps``
 
     y = r + γ^m (1 − terminated) · max_a′ Q_θ⁻(s′, a′)          (double_q: Q_θ⁻(s′, argmax Q_θ(s′, ·)))
     L = mean Huber(y − Q_θ(s, a))                                (loss="mse": mean (y − Q)²)
+        + α · mean [log Σ_a exp Q_θ(s, a) − Q_θ(s, a)]            (cql_alpha = α > 0: CQL, for learn_offline)
 
 with the gradient's global norm clipped to ``max_grad_norm``. Hyperparameter names and defaults
 are Stable-Baselines3's (``target_update_interval`` counts env steps over all envs; τ = 1 is a hard
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -40,9 +40,10 @@ from policylab.deep.backend import BACKENDS, TorchBackend
 from policylab.deep.config import AgentOptions, check, check_fields
 from policylab.deep.fast.qlearning import NumpyQBackend, q_unsupported
 from policylab.deep.networks import flatten_parameters, mlp
-from policylab.deep.replay import ReplayBuffer, replay_for
-from policylab.errors import ConfigError, DataError, InputError
+from policylab.deep.replay import ReplayBuffer, discrete_dataset, replay_for
+from policylab.errors import ConfigError, InputError
 from policylab.losses.value_based import (
+    cql_regularizer,
     double_q_learning_target,
     dqn_loss,
     polyak_update,
@@ -54,7 +55,8 @@ __all__ = ["DQN", "DQNConfig", "QNetworks", "TorchQBackend"]
 
 @dataclass
 class DQNConfig(AgentOptions):
-    RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]"}  # −1: as many as env steps collected
+    RANGES: ClassVar[dict] = {"gradient_steps": "[-1, 2147483647]",  # −1: as many as env steps collected
+                              "cql_alpha": "[0, 1e6]"}
 
     learning_rate: float = 1e-4            # Adam step size
     buffer_size: int = 1_000_000           # replay capacity, transitions over all envs
@@ -72,6 +74,7 @@ class DQNConfig(AgentOptions):
     n_steps: int = 1                       # n-step returns (1 = one-step Q-learning)
     double_q: bool = False                 # double-DQN target (van Hasselt et al. 2016)
     loss: str = "huber"                    # TD loss: "huber" (Mnih et al.) or "mse"
+    cql_alpha: float | None = None         # CQL weight α (Kumar et al. 2020); None: 0 in learn, 1 in learn_offline
     n_envs: int = 1                        # parallel envs
     hidden_sizes: tuple[int, ...] = (64, 64)  # Q-network widths
     activation: str = "relu"               # hidden activation
@@ -117,8 +120,9 @@ class TorchQBackend(TorchBackend):
             return self.net.q(torch.from_numpy(obs)).numpy()  # (B, A)
 
     def td_step(self, obs, actions, rewards, next_obs, discounts, *, double_q: bool, loss: str,
-                max_grad_norm: float) -> tuple[float, float]:
-        """One minibatch step; returns (loss, mean Q_θ(s, a)) before the step. Shapes as ``ReplaySample``."""
+                max_grad_norm: float, cql_alpha: float = 0.0) -> tuple[float, float, float]:
+        """One minibatch step on TD loss + ``cql_alpha``·CQL regularizer; returns (TD loss, mean
+        Q_θ(s, a), regularizer (0 when α = 0)) before the step. Shapes as ``ReplaySample``."""
         net, next_obs = self.net, torch.from_numpy(next_obs)
         rewards, discounts = torch.from_numpy(rewards), torch.from_numpy(discounts)  # (B,)
         with torch.no_grad():
@@ -127,12 +131,14 @@ class TorchQBackend(TorchBackend):
                 y = double_q_learning_target(rewards, discounts, q_next, net.q(next_obs))
             else:
                 y = q_learning_target(rewards, discounts, q_next)
-        q_sa = net.q(torch.from_numpy(obs)).gather(1, torch.from_numpy(actions).long().unsqueeze(1)).squeeze(1)
-        out = dqn_loss(q_sa, y, loss)
+        q_all, actions = net.q(torch.from_numpy(obs)), torch.from_numpy(actions)  # (B, A), (B,)
+        q_sa = q_all.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+        td = dqn_loss(q_sa, y, loss)
+        reg = cql_regularizer(q_all, actions) if cql_alpha else torch.zeros(())
         self.flat_params.grad.zero_()
-        out.backward()
+        (td + cql_alpha * reg).backward()
         self.step(max_grad_norm)  # clip + Adam
-        return out.item(), q_sa.detach().mean().item()
+        return td.item(), q_sa.detach().mean().item(), reg.item()
 
 
 def linear_epsilon(c: DQNConfig, progress_remaining: float) -> float:
@@ -203,7 +209,9 @@ class DQN(Agent):
 
     def update(self) -> dict:
         c = self.config
+        alpha = c.cql_alpha or 0.0
         metrics = {"losses/value_loss": None, "losses/q_values": None, "charts/exploration_rate": self.exploration_rate}
+        metrics |= {"losses/cql_loss": None} if alpha else {}
         interval = max(c.target_update_interval // self.n_envs, 1)  # in vector steps, as SB3
         calls = self.num_steps // self.n_envs
         for _ in range(calls // interval - (calls - c.train_freq) // interval):  # target updates due
@@ -211,44 +219,39 @@ class DQN(Agent):
         if self.num_steps <= c.learning_starts:
             return metrics
         n = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
-        return {**metrics, **self.gradient_steps(self.storage, n)}
+        return {**metrics, **self.gradient_steps(self.storage, n, alpha)}
 
     # -- the update ---------------------------------------------------------------------------------
-    def gradient_steps(self, buf: ReplayBuffer, n: int) -> dict:
-        """``n`` minibatch steps of the TD regression on samples of ``buf``; mean loss and Q."""
+    def gradient_steps(self, buf: ReplayBuffer, n: int, cql_alpha: float = 0.0) -> dict:
+        """``n`` minibatch steps of the TD regression (+ α·CQL regularizer) on samples of ``buf``;
+        mean TD loss, Q and (α > 0) regularizer."""
         c = self.config
         self.backend.verify()
-        losses, qs = np.empty(n), np.empty(n)
+        out = np.empty((n, 3))  # TD loss, mean Q(s, a), CQL regularizer
         for i in range(n):
             b = buf.sample(c.batch_size)
-            losses[i], qs[i] = self.backend.td_step(b.obs, b.actions, b.rewards, b.next_obs, b.discounts,
-                                                    double_q=c.double_q, loss=c.loss, max_grad_norm=c.max_grad_norm)
-        return {"losses/value_loss": float(losses.mean()), "losses/q_values": float(qs.mean())}
+            out[i] = self.backend.td_step(b.obs, b.actions, b.rewards, b.next_obs, b.discounts, double_q=c.double_q,
+                                          loss=c.loss, max_grad_norm=c.max_grad_norm, cql_alpha=cql_alpha)
+        loss, q, reg = out.mean(axis=0).tolist()
+        return {"losses/value_loss": loss, "losses/q_values": q} | ({"losses/cql_loss": reg} if cql_alpha else {})
 
     # -- learning from logged experience ------------------------------------------------------------
     def learn_offline(self, dataset, gradient_steps: int, *, target_update_every: int | None = None,
                       log_dir=None, tensorboard: bool = True, log_every: int = 1000, callback=None):
-        """Fit Q_θ on a fixed dataset, no env interaction: ``gradient_steps`` minibatch steps.
+        """Fit Q_θ on a fixed dataset, no env interaction: ``gradient_steps`` minibatch steps of
 
-        ``dataset``: a replay-buffer file (``ReplayBuffer.save`` or a checkpoint's
+            L = TD loss + α · mean_b [log Σ_a exp Q_θ(s_b, a) − Q_θ(s_b, a_b)]     (CQL(H), Kumar et al. 2020)
+
+        α = ``cql_alpha`` (None → 1.0, d3rlpy's DiscreteCQL default; 0 is plain offline DQN, which
+        on CartPole fits policies that balance the pole but drift off the track: actions the log
+        rarely shows get over-estimated, the extrapolation error of Fujimoto et al. 2019).
+        ``dataset``: a replay-buffer file (``ReplayBuffer.save``, a checkpoint's
         ``replay_buffer.safetensors``), a ``ReplayBuffer``, or a mapping of arrays obs (B, obs_dim),
-        actions (B,), rewards (B,), next_obs (B, obs_dim), terminated (B,), optional truncated (B,)
-        — checked (lengths, finite values, actions in range) before any work. The target net is
-        updated every ``target_update_every`` gradient steps; by default at the online schedule's
-        ratio, ⌈target_update_interval / (train_freq·n_envs)⌉ · gradient_steps per update (online,
-        the target moves between rounds of gradient steps, never inside one). ``callback(agent,
-        metrics)`` every ``log_every`` steps; returning False stops. Returns self. The dataset's γ
-        and n-step are ignored: targets use this agent's ``gamma`` and ``n_steps``.
-
-        What to expect: Q-learning from a fixed log needs the log to show what the greedy policy
-        will do. On CartPole, logs of a trained DQN (its own training replay, or 40–80k transitions of
-        it acting ε-greedily with ε = 0.3–0.5) give policies that balance the pole but let the cart
-        drift off the track (evaluations 90–150 where the logging agent scores 500, measured
-        2026-11-26 with double_q, lr 3e-4, γ 0.99 or 0.9): the rare drift failures in such logs do not
-        pin down the tiny action gaps that hold the cart — offline DQN's extrapolation error
-        (Fujimoto et al. 2019, "Off-policy deep RL without exploration", and "Benchmarking batch deep
-        RL algorithms"). Tabular Q-learning from logs (``tabular.q_learning_from_transitions``) has
-        no such problem.
+        actions (B,), rewards (B,), next_obs (B, obs_dim), terminated (B,), optional truncated (B,),
+        checked before any work (``replay.discrete_dataset``; targets use this agent's γ and n-step).
+        The target net is updated every ``target_update_every`` gradient steps; by default at the
+        online ratio, ⌈target_update_interval / (train_freq·n_envs)⌉ · gradient_steps per update.
+        ``callback(agent, metrics)`` every ``log_every`` steps; returning False stops. Returns self.
         """
         for name, v in (("gradient_steps", gradient_steps), ("log_every", log_every)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -258,7 +261,8 @@ class DQN(Agent):
         every = target_update_every or -(-c.target_update_interval // (c.train_freq * self.n_envs)) * per_round
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise InputError(f"target_update_every must be an int ≥ 1, got {target_update_every!r}")
-        buf = self._dataset(dataset)
+        buf = discrete_dataset(self, dataset)
+        alpha = 1.0 if c.cql_alpha is None else c.cql_alpha
         logger = None
         if log_dir is not None:
             from policylab.io.logger import RunLogger
@@ -268,7 +272,7 @@ class DQN(Agent):
         try:
             while done < gradient_steps:
                 n = min(gradient_steps - done, every - done % every, log_every - done % log_every)
-                rows.append(self.gradient_steps(buf, n))
+                rows.append(self.gradient_steps(buf, n, alpha))
                 done += n
                 if done % every == 0:
                     polyak_update([self.flat_target], [self.flat_params], c.tau)
@@ -283,31 +287,3 @@ class DQN(Agent):
             if logger is not None:
                 logger.close()
         return self
-
-    def _dataset(self, dataset) -> ReplayBuffer:
-        if isinstance(dataset, (str, Path)):
-            dataset = ReplayBuffer.load(dataset)
-        if isinstance(dataset, ReplayBuffer):
-            if not dataset.discrete or dataset.obs_dim != self.obs_dim:
-                raise DataError(f"the replay buffer holds obs_dim={dataset.obs_dim}, "
-                                f"{'discrete' if dataset.discrete else 'continuous'} actions; this agent needs "
-                                f"obs_dim={self.obs_dim}, discrete actions")
-            bad = np.flatnonzero((dataset.actions[:dataset.size] >= self.head.n).any(axis=1))
-            if bad.size:
-                raise DataError(f"replay buffer row {bad[0]} has an action outside [0, {self.head.n})")
-            view = copy.copy(dataset)  # same arrays and sampler; targets with this agent's γ and n-step
-            view.gamma, view.n_step = self.config.gamma, self.config.n_steps
-            return view
-        if not hasattr(dataset, "__getitem__"):
-            raise InputError(f"dataset must be a replay-buffer file, a ReplayBuffer or a mapping of arrays, "
-                             f"got {type(dataset).__name__}")
-        try:
-            cols = {k: dataset[k] for k in ("obs", "actions", "rewards", "next_obs", "terminated")}
-        except KeyError as exc:
-            raise DataError(f"dataset has no field {exc}; need obs, actions, rewards, next_obs, terminated") from None
-        truncated = dataset.get("truncated") if hasattr(dataset, "get") else None
-        buf = ReplayBuffer.from_arrays(**cols, truncated=truncated, n_actions=self.head.n, n_step=self.config.n_steps,
-                                       gamma=self.config.gamma, seed=self.seed)
-        if buf.obs_dim != self.obs_dim:
-            raise DataError(f"dataset obs have {buf.obs_dim} features, the env has {self.obs_dim}")
-        return buf

@@ -25,6 +25,7 @@ pickle) restore it exactly, so a resumed run samples the same minibatches.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 from policylab.errors import CheckpointError, DataError, InputError, MissingFileError
 from policylab.returns import n_step_returns
 
-__all__ = ["ReplayBuffer", "ReplaySample"]
+__all__ = ["ReplayBuffer", "ReplaySample", "discrete_dataset"]
 
 FORMAT = "policylab-replay-v1"
 _ARRAYS = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
@@ -263,3 +264,37 @@ def restore_replay(agent, path) -> None:
                                                                  agent.storage.obs_dim, agent.storage.action_shape):
         raise CheckpointError(f"{f} does not fit this agent's replay buffer (buffer_size, n_envs or spaces differ)")
     agent.storage = buf
+
+
+def discrete_dataset(agent, dataset) -> ReplayBuffer:
+    """A logged dataset for a discrete-action agent's offline fit (``DQN.learn_offline``), checked
+    against its spaces before any work: a replay-buffer file, a ``ReplayBuffer``, or a mapping of
+    arrays obs, actions, rewards, next_obs, terminated (optional truncated). Targets use the
+    agent's γ and n-step, never the dataset's (a buffer is viewed, not changed)."""
+    c, n_actions = agent.config, agent.head.n
+    if isinstance(dataset, (str, Path)):
+        dataset = ReplayBuffer.load(dataset)
+    if isinstance(dataset, ReplayBuffer):
+        if not dataset.discrete or dataset.obs_dim != agent.obs_dim:
+            raise DataError(f"the replay buffer holds obs_dim={dataset.obs_dim}, "
+                            f"{'discrete' if dataset.discrete else 'continuous'} actions; this agent needs "
+                            f"obs_dim={agent.obs_dim}, discrete actions")
+        bad = np.flatnonzero((dataset.actions[:dataset.size] >= n_actions).any(axis=1))
+        if bad.size:
+            raise DataError(f"replay buffer row {bad[0]} has an action outside [0, {n_actions})")
+        view = copy.copy(dataset)  # same arrays and sampler
+        view.gamma, view.n_step = c.gamma, c.n_steps
+        return view
+    if not hasattr(dataset, "__getitem__"):
+        raise InputError(f"dataset must be a replay-buffer file, a ReplayBuffer or a mapping of arrays, "
+                         f"got {type(dataset).__name__}")
+    try:
+        cols = {k: dataset[k] for k in ("obs", "actions", "rewards", "next_obs", "terminated")}
+    except KeyError as exc:
+        raise DataError(f"dataset has no field {exc}; need obs, actions, rewards, next_obs, terminated") from None
+    truncated = dataset.get("truncated") if hasattr(dataset, "get") else None
+    buf = ReplayBuffer.from_arrays(**cols, truncated=truncated, n_actions=n_actions, n_step=c.n_steps,
+                                   gamma=c.gamma, seed=agent.seed)
+    if buf.obs_dim != agent.obs_dim:
+        raise DataError(f"dataset obs have {buf.obs_dim} features, the env has {agent.obs_dim}")
+    return buf

@@ -20,7 +20,7 @@ import numpy as np
 
 from policylab.losses.policy_gradient import ppo_loss
 
-__all__ = ["DERIVATIVES", "dqn_loss_grad", "entropy_bonus_grad", "ppo_clip_loss_grad", "ppo_loss_grad",
+__all__ = ["DERIVATIVES", "cql_regularizer_grad", "dqn_loss_grad", "entropy_bonus_grad", "ppo_clip_loss_grad", "ppo_loss_grad",
            "value_loss_grad"]
 
 
@@ -90,6 +90,17 @@ def dqn_loss_grad(q_tm1_a: np.ndarray, target: np.ndarray, kind: str = "huber") 
     d = q_tm1_a - target
     g = np.clip(d, -1.0, 1.0) if kind == "huber" else 2.0 * d
     return (g / d.size).astype(q_tm1_a.dtype, copy=False)
+
+
+def cql_regularizer_grad(q_tm1: np.ndarray, a_tm1: np.ndarray) -> np.ndarray:
+    """∂R/∂Q(s_b, ·) of ``losses.value_based.cql_regularizer``, R = mean_b [logsumexp_a Q_b − Q_b,a_b]:
+
+        ∂R/∂Q_b,a = (softmax(Q_b)_a − 1[a = a_b]) / B          (B, A), like ``q_tm1``
+    """
+    e = np.exp(q_tm1 - q_tm1.max(axis=1, keepdims=True))
+    g = e / e.sum(axis=1, keepdims=True)  # (B, A) softmax
+    g[np.arange(len(g)), a_tm1] -= 1.0
+    return (g / len(g)).astype(q_tm1.dtype, copy=False)
 
 
 #: composed loss → its derivative with respect to the network outputs (logp, entropy, values)

@@ -11,6 +11,7 @@ MINIMIZE (means over the batch). A DQN step composes
 
     y = double_q_learning_target(r_t, discount_t, q_target(s_t), q_online(s_t))   # or q_learning_target
     loss = dqn_loss(q_online(s_tm1)[a_tm1], y, kind="huber")
+         + α · cql_regularizer(q_online(s_tm1), a_tm1)       # conservative Q-learning (offline)
 
 and a SAC step (Haarnoja et al. 2018)
 
@@ -31,6 +32,7 @@ from policylab.errors import InputError
 from policylab.losses.policy_gradient import _positive, _same_shape
 
 __all__ = [
+    "cql_regularizer",
     "double_q_learning_target",
     "dqn_loss",
     "polyak_update",
@@ -109,6 +111,25 @@ def dqn_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, kind: str = "huber") -
     if kind == "mse":
         return F.mse_loss(q_tm1_a, target.detach())
     raise InputError(f"kind must be 'huber' or 'mse', got {kind!r}")
+
+
+def cql_regularizer(q_tm1: torch.Tensor, a_tm1: torch.Tensor) -> torch.Tensor:
+    """Conservative Q-learning's regularizer, CQL(H) for discrete actions (Kumar et al. 2020, eq. 4):
+
+        R(θ) = mean_b [ log Σ_a exp Q_θ(s_b, a) − Q_θ(s_b, a_b) ]
+
+    Added as α·R to the TD loss, it pushes Q down on every action (softly, on the largest) and up
+    on the action the dataset took, so actions the data never shows cannot look better than the
+    logged ones — the fix for offline Q-learning's extrapolation error. R ≥ 0 (logsumexp ≥ max).
+    ``q_tm1`` (B, A) = Q_θ(s, ·), ``a_tm1`` (B,) the logged actions. Tensors (autograd), or numpy
+    arrays (then a float; ∂R/∂Q = (softmax Q − onehot a)/B is ``losses.grads.cql_regularizer_grad``).
+    """
+    _q_rows(q_tm1, a_tm1, "q_tm1")
+    if torch.is_tensor(q_tm1):
+        return (torch.logsumexp(q_tm1, dim=1) - _pick(q_tm1, a_tm1)).mean()
+    m = q_tm1.max(axis=1)  # (B,) shift for a stable logsumexp
+    lse = m + np.log(np.exp(q_tm1 - m[:, None]).sum(axis=1))
+    return float(np.mean(lse - _pick(q_tm1, a_tm1)))
 
 
 @torch.no_grad()

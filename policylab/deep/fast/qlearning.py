@@ -11,6 +11,7 @@ One step on a minibatch (B transitions, A actions):
 
     y = r + γ_t max_a′ Q_θ⁻(s′, a′)   (double: Q_θ⁻(s′, argmax Q_θ(s′, ·)))   losses.value_based
     g = ∂L/∂Q_θ(s, ·) (B, A): ``dqn_loss_grad`` in column a_b, 0 elsewhere     losses.grads
+        + α · ``cql_regularizer_grad`` = α(softmax Q_θ(s, ·) − onehot a)/B     (CQL, α > 0)
     ∂L/∂θ by the MLP's chain rule → global-norm clip → Adam                    fast.mlp, fast.optim
 """
 
@@ -24,8 +25,13 @@ from policylab.deep.backend import REPLACED
 from policylab.deep.fast.mlp import ACTIVATION_CODES, NumpyMLP
 from policylab.deep.fast.optim import adam_step
 from policylab.deep.networks import ACTIVATIONS, clip_grad_norm, flat_buffers_intact
-from policylab.losses.grads import dqn_loss_grad
-from policylab.losses.value_based import double_q_learning_target, dqn_loss, q_learning_target
+from policylab.losses.grads import cql_regularizer_grad, dqn_loss_grad
+from policylab.losses.value_based import (
+    cql_regularizer,
+    double_q_learning_target,
+    dqn_loss,
+    q_learning_target,
+)
 
 __all__ = ["NumpyQBackend", "q_unsupported"]
 
@@ -61,8 +67,9 @@ class NumpyQBackend:
         return torch.from_numpy(self.q_values(obs))
 
     def td_step(self, obs, actions, rewards, next_obs, discounts, *, double_q: bool, loss: str,
-                max_grad_norm: float) -> tuple[float, float]:
-        """One minibatch step; returns (loss, mean Q_θ(s, a)) before the step. Shapes as ``ReplaySample``."""
+                max_grad_norm: float, cql_alpha: float = 0.0) -> tuple[float, float, float]:
+        """One minibatch step on TD loss + ``cql_alpha``·CQL regularizer; returns (TD loss, mean
+        Q_θ(s, a), regularizer (0 when α = 0)) before the step. Shapes as ``ReplaySample``."""
         q_next = self.q_target.forward(next_obs)[0]  # (B, A)
         if double_q:
             y = double_q_learning_target(rewards, discounts, q_next, self.q.forward(next_obs)[0])
@@ -73,10 +80,14 @@ class NumpyQBackend:
         q_sa = q_all[rows, actions]  # (B,)
         g = np.zeros_like(q_all)
         g[rows, actions] = dqn_loss_grad(q_sa, y, loss)
+        reg = 0.0
+        if cql_alpha:
+            reg = cql_regularizer(q_all, actions)
+            g += np.float32(cql_alpha) * cql_regularizer_grad(q_all, actions)
         self.q.backward(g, cache)  # writes ∂L/∂θ into the flat gradient
         clip_grad_norm(self._grad_view, max_grad_norm)
         adam_step(self.optimizer, self.flat_params)
-        return dqn_loss(q_sa, y, loss), float(q_sa.mean())
+        return dqn_loss(q_sa, y, loss), float(q_sa.mean()), reg
 
     def verify(self) -> None:
         if not flat_buffers_intact(self.flat_params, self._grad_view) or \
