@@ -1,5 +1,6 @@
 """Reward models (issue 13 item 4): bradley_terry_loss against its formula, RewardTrainer one step = TRL 1.16's
-RewardTrainer, a trained reward model as a GRPO reward, the CLI, bad margins."""
+RewardTrainer, a trained reward model as a GRPO reward (rows checked before it loads; the caller's model
+left as given), a reward model started from a causal LM's folder, the CLI, bad margins."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import math
 import pytest
 import torch
 
-from policylab.errors import DataError
+from policylab.errors import DataError, InputError
 from policylab.llm import (
     RewardConfig,
     RewardModelReward,
     RewardTrainer,
     make_char_tokenizer,
+    make_tiny_llama,
     make_tiny_reward_model,
 )
 from policylab.llm.grpo import GRPOConfig, GRPOTrainer
@@ -119,3 +121,78 @@ def test_cli_reward(tmp_path, capsys):
                  "--max_steps", "2", "--batch_size", "4", "--progress", "false"]) == 0
     assert (out / "checkpoint-2" / "manifest.json").is_file()
     assert main(["llm", "reward", "--model", "tiny", "--train_file", str(data), "--learning_rate", "nan"]) == 2
+
+
+def test_reward_model_reward_scores_each_sequence_and_leaves_the_callers_model_as_given():
+    tok = make_char_tokenizer()
+    rm = make_tiny_reward_model(len(tok), seed=3)
+    rm.config.pad_token_id = None
+    rm.train()
+    prompts, completions = ["1+2=", "10+5=", "7+7="], ["3", "15", "1400"]  # ragged: padding in the batch
+    scores = RewardModelReward(rm, tok, batch_size=2)(prompts, completions)
+    assert rm.training and rm.config.pad_token_id is None  # restored after the call
+    assert all(p.requires_grad for p in rm.parameters())
+    rm.eval()
+    with torch.no_grad():  # reference: each sequence alone, unpadded, its score at the last token (EOS)
+        alone = [rm(input_ids=torch.tensor([tok(p + c)["input_ids"] + [tok.eos_token_id]])).logits[0, 0].item()
+                 for p, c in zip(prompts, completions)]
+    assert scores == pytest.approx(alone, rel=1e-5, abs=1e-6)
+
+
+def test_grpo_checks_rows_before_loading_the_reward_model(tmp_path, monkeypatch):
+    import policylab.llm.reward
+    import policylab.llm.trainer
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the rows were checked")
+
+    monkeypatch.setattr(policylab.llm.trainer, "resolve_model", no_model)
+    monkeypatch.setattr(policylab.llm.reward, "resolve_model", no_model)
+    cfg = GRPOConfig(max_steps=1, batch_size=4, num_generations=4, max_completion_length=4, progress=False,
+                     output_dir=str(tmp_path / "g"),
+                     reward_model=str(tmp_path / "rm"))
+    with pytest.raises(InputError, match="record 1: missing field 'prompt'"):
+        GRPOTrainer("tiny", make_char_tokenizer(), cfg, [{"prompt": "1+1=", "answer": "2"}, {"question": "2+2="}])
+    monkeypatch.undo()  # the policy may load; the reward model not before the reward's columns are checked
+    monkeypatch.setattr(policylab.llm.reward, "resolve_model", no_model)
+    with pytest.raises(InputError, match="record 1: missing column 'answer' needed by reward correctness_reward"):
+        GRPOTrainer("tiny", make_char_tokenizer(), cfg, [{"prompt": "1+1=", "answer": "2"}, {"prompt": "2+2="}])
+
+
+def test_reward_model_from_a_causal_lm_folder_keeps_its_backbone(tmp_path):
+    from policylab.llm.models import resolve_model
+
+    tok = make_char_tokenizer()
+    policy = make_tiny_llama(len(tok), seed=1)
+    policy.save_pretrained(tmp_path / "sft")
+    tok.save_pretrained(tmp_path / "sft")
+    rm, _ = resolve_model(tmp_path / "sft", kind="reward")
+    assert rm.config.num_labels == 1 and rm.score.out_features == 1  # LlamaConfig's default would be 2
+    backbone = dict(policy.model.named_parameters())
+    for name, p in rm.model.named_parameters():
+        torch.testing.assert_close(p, backbone[name], rtol=0, atol=0)
+    scores = RewardModelReward(rm, tok)(["1+2=", "3+4="], ["3", "7"])
+    assert len(scores) == 2 and all(math.isfinite(x) for x in scores)
+
+
+def test_policy_preference_records_pair_the_answer_with_the_policys_wrong_samples(monkeypatch):
+    from policylab.llm import task
+
+    problems = [{"prompt": "1+2=", "answer": "3"}, {"prompt": "4+4=", "answer": "8"}]
+    fake = [["3", "4", " 4", "", "13", "3 "], ["8", "8"]]  # the second prompt: always right → no pair
+    monkeypatch.setattr(task, "sample_answers", lambda model, tok, rows, n, *a, **k: fake)
+    rows = task.policy_preference_records(None, None, problems, 6, offsets=None)
+    assert rows == [{"prompt": "1+2=", "chosen": "3", "rejected": "4"}, {"prompt": "1+2=", "chosen": "3", "rejected": "13"}]
+    with_offsets = task.policy_preference_records(None, None, problems, 6, seed=5)
+    assert with_offsets == rows + dpo_records(problems, seed=5)
+    monkeypatch.undo()
+    tok = make_char_tokenizer()
+    policy = make_tiny_llama(len(tok), seed=0)  # untrained: wrong almost always
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = task.policy_preference_records(policy, tok, TRAIN[:10], 4, seed=1, offsets=None)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is left alone
+    assert a == task.policy_preference_records(policy, tok, TRAIN[:10], 4, seed=1, offsets=None)  # seeded
+    assert a != task.policy_preference_records(policy, tok, TRAIN[:10], 4, seed=2, offsets=None)
+    answers = {p["prompt"]: p["answer"] for p in TRAIN[:10]}
+    assert 10 <= len(a) <= 40 and all(r["chosen"] == answers[r["prompt"]] != r["rejected"] and r["rejected"] for r in a)

@@ -13,10 +13,19 @@ from policylab.llm import sft
 from policylab.llm.dpo import DPOConfig, DPOTrainer
 from policylab.llm.grpo import GRPOConfig, GRPOTrainer
 from policylab.llm.reward import RewardConfig, RewardModelReward, RewardTrainer
-from policylab.llm.task import accuracy, dpo_records, make_addition_problems, sft_records
+from policylab.llm.task import (
+    accuracy,
+    dpo_records,
+    make_addition_problems,
+    policy_preference_records,
+    sft_records,
+)
 from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama, make_tiny_reward_model
 
 pytestmark = pytest.mark.slow
+RM_STEPS = 1500  # reward-model steps (SFT-initialized: loss 0.69 -> 0.016 on seed 0)
+RM_ACC_MIN = 0.8  # held-out ranking of the SFT policy's mistakes, measured 0.983 (seed 0)
+GAIN_MIN = 0.1  # held-out accuracy gain of GRPO on the reward model, measured +0.335 (seed 0)
 torch.set_num_threads(1)
 
 
@@ -28,11 +37,11 @@ def weak_policy(tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
     sft(model, tok, sft_records(train, off_by_one=0.6, seed=0), max_steps=500, batch_size=32,
         learning_rate=3e-3, seed=0, output_dir=str(out))
-    return model, tok, train, test
+    return model, tok, train, test, out  # out: the SFT run folder (its checkpoint-500)
 
 
 def test_grpo_raises_heldout_accuracy(weak_policy, tmp_path):
-    sft_model, tok, train, test = weak_policy
+    sft_model, tok, train, test, _ = weak_policy
     model = copy.deepcopy(sft_model)
     before = accuracy(model, tok, test)
     cfg = GRPOConfig(max_steps=100, batch_size=64, num_generations=8, max_completion_length=4, learning_rate=1e-3,
@@ -48,7 +57,7 @@ def test_grpo_raises_heldout_accuracy(weak_policy, tmp_path):
 
 
 def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
-    sft_model, tok, train, test = weak_policy
+    sft_model, tok, train, test, _ = weak_policy
     model = copy.deepcopy(sft_model)
     held_out = dpo_records(test, seed=1)
     acc_before = accuracy(model, tok, test)
@@ -106,3 +115,36 @@ def test_reward_model_ranks_heldout_pairs(reward_model):
     assert acc >= 0.8  # measured 0.970 (loss 0.692 -> 0.065)
     assert sum(h["loss"] for h in history[-20:]) / 20 < 0.3
 
+
+
+def test_grpo_with_a_reward_model_from_policy_samples_raises_heldout_accuracy(weak_policy, tmp_path):
+    """RLHF as practitioners run it, with no access to the checker during GRPO: sample 8 answers per train
+    prompt from the SFT policy (temperature 1.5: wider than GRPO will sample, so the reward model also
+    sees the odd strings a drifting policy tries), pair the correct answer with each distinct wrong sample (+ one a+b±1 pair
+    per prompt), train a reward model initialized from the SFT checkpoint (InstructGPT's recipe), then
+    GRPO on the reward model alone with a KL term (β 0.1) keeping the policy where the reward model was
+    trained. Without the policy's own samples or without the KL term the policy exploits the reward model
+    (see the ``reward_model`` fixture)."""
+    sft_model, tok, train, test, sft_dir = weak_policy
+    pairs = policy_preference_records(sft_model, tok, train, num_samples=8, temperature=1.5, seed=0)
+    rcfg = RewardConfig(output_dir=str(tmp_path / "rm"), max_steps=RM_STEPS, batch_size=32, learning_rate=1e-3,
+                        lr_scheduler="linear", warmup_steps=40, seed=0, progress=False, report_to="none")
+    RewardTrainer(str(sft_dir), tok, rcfg, pairs).train()  # the SFT folder: its backbone, a fresh score head
+    held_out = policy_preference_records(sft_model, tok, test, num_samples=4, seed=1, offsets=None)
+    scorer = RewardModelReward(tmp_path / "rm")
+    good = scorer([r["prompt"] for r in held_out], [r["chosen"] for r in held_out])
+    bad = scorer([r["prompt"] for r in held_out], [r["rejected"] for r in held_out])
+    rm_acc = sum(g > b for g, b in zip(good, bad)) / len(held_out)
+    model = copy.deepcopy(sft_model)
+    before = accuracy(model, tok, test)
+    cfg = GRPOConfig(max_steps=100, batch_size=64, num_generations=8, max_completion_length=4, learning_rate=3e-4,
+                     beta=0.1, seed=0, output_dir=str(tmp_path / "grpo"), progress=False, report_to="none",
+                     reward_funcs=[], reward_model=str(tmp_path / "rm"))
+    history = GRPOTrainer(model, tok, cfg, train).train()
+    after = accuracy(model, tok, test)
+    print(f"{len(pairs)} pairs; RM ranks the SFT policy's held-out mistakes below the answer {rm_acc:.3f}; "
+          f"GRPO on the RM: held-out accuracy {before:.3f} -> {after:.3f}")
+    assert set(history[0]) >= {"rewards/reward_model", "kl"} and "rewards/correctness_reward" not in history[0]
+    assert len(test) >= 200
+    assert rm_acc >= RM_ACC_MIN
+    assert after - before >= GAIN_MIN

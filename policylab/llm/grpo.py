@@ -138,17 +138,13 @@ class GRPOTrainer(Trainer):
                 raise InputError(f"unknown reward function {unknown[0]!r}; known: {sorted(REWARDS)}")
             reward_funcs = [REWARDS[n] for n in config.reward_funcs]
         self.reward_funcs = list(reward_funcs) if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
-        if config.reward_model is not None:
-            from policylab.llm.reward import RewardModelReward
-
-            self.reward_funcs.append(RewardModelReward(config.reward_model))
-        weights = config.reward_weights or [1.0] * len(self.reward_funcs)
-        if not self.reward_funcs or len(weights) != len(self.reward_funcs):
-            raise InputError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward functions")
+        names = [f.__name__ for f in self.reward_funcs] + (["reward_model"] if config.reward_model is not None else [])
+        weights = config.reward_weights or [1.0] * len(names)
+        if not names or len(weights) != len(names):
+            raise InputError(f"{len(weights)} reward_weights for {len(names)} reward functions")
         self.reward_weights = torch.tensor(weights, dtype=torch.float32)
-        self.tracker_names = {**self.tracker_names, **{f"rewards/{f.__name__}": f"rewards/{f.__name__}/mean"
-                                                       for f in self.reward_funcs}}
-        super().__init__(model, tokenizer, config, train_data)
+        self.tracker_names = {**self.tracker_names, **{f"rewards/{n}": f"rewards/{n}/mean" for n in names}}
+        super().__init__(model, tokenizer, config, train_data)  # rows checked, then the policy loads, then _prepare
 
     def _prepare(self):
         labels = self.labels
@@ -165,6 +161,10 @@ class GRPOTrainer(Trainer):
                 for rec, where in zip(self.records, labels):
                     if name not in rec:
                         raise InputError(f"{where}: missing column {name!r} needed by reward {f.__name__}")
+        if self.config.reward_model is not None:  # loaded after every row is checked
+            from policylab.llm.reward import RewardModelReward
+
+            self.reward_funcs.append(RewardModelReward(self.config.reward_model))
         self.ref_model = reference_model(self.model) if self.config.beta != 0.0 else None
 
     # ------------------------------------------------------------------ 1-4: rollout

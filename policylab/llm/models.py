@@ -85,7 +85,8 @@ def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal", be
     """(model, tokenizer) from an in-memory model, a local folder path, or "tiny". Never downloads.
 
     ``kind``: "causal" (``AutoModelForCausalLM``, the policy) or "reward"
-    (``AutoModelForSequenceClassification`` with one label, a reward model). ``before_weights(tokenizer)``
+    (``AutoModelForSequenceClassification`` with one label, a reward model; from a causal LM's folder,
+    e.g. the SFT run, it starts from that model's backbone with a fresh score head, as InstructGPT's). ``before_weights(tokenizer)``
     runs once the tokenizer is known and before any weights are built or read (data checks)."""
     if kind not in ("causal", "reward"):
         raise InputError(f"kind must be 'causal' or 'reward', got {kind!r}")
@@ -120,8 +121,10 @@ def resolve_model(model, tokenizer=None, seed: int = 0, kind: str = "causal", be
                 except (OSError, ValueError, KeyError) as exc:
                     raise CheckpointError(f"cannot load the tokenizer of {folder}: {str(exc).splitlines()[0]}") from None
             check(tokenizer)
-            auto = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
-            model = load_pretrained(auto, folder)
+            if kind == "causal":
+                model = load_pretrained(AutoModelForCausalLM, folder)
+            else:  # one label; a causal LM's folder gives its backbone and a fresh score head (InstructGPT's RM init)
+                model = load_pretrained(AutoModelForSequenceClassification, folder, num_labels=1)
     else:
         if tokenizer is None:
             raise InputError("an in-memory model needs its tokenizer")

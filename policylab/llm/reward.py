@@ -99,24 +99,33 @@ class RewardModelReward:
     ``model``: a reward-model folder or run folder (its newest verified checkpoint), or an in-memory
     ``AutoModelForSequenceClassification`` with its ``tokenizer``. Scores prompt + completion + EOS, tokenized
     as :class:`RewardTrainer` does (a conversation through the chat template: prompt messages + the
-    completion as an assistant message), ``batch_size`` sequences per forward, without gradient.
+    completion as an assistant message), ``batch_size`` sequences per forward, without gradient, in eval
+    mode. An in-memory model is left as the caller had it: eval mode and ``config.pad_token_id`` (when
+    unset) hold only during a call, then are restored; ``requires_grad`` is never touched (``no_grad``).
     """
 
     __name__ = "reward_model"
 
     def __init__(self, model, tokenizer=None, batch_size: int = 64):
         self.model, self.tokenizer = resolve_model(model, tokenizer, kind="reward")
-        self.model.eval().requires_grad_(False)
-        if getattr(self.model.config, "pad_token_id", None) is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.batch_size = batch_size
 
     @torch.no_grad()
     def __call__(self, prompts, completions, **_) -> list[float]:
-        tok, out = self.tokenizer, []
+        tok, model, out = self.tokenizer, self.model, []
         seqs = [encode_sequence(tok, p, [{"role": "assistant", "content": c}] if is_conversation(p) and isinstance(c, str)
                                 else c) for p, c in zip(prompts, completions)]
-        for i in range(0, len(seqs), self.batch_size):
-            ids, attention = pad(seqs[i : i + self.batch_size], tok.pad_token_id, "right")
-            out += self.model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, 0].tolist()
+        device = next(model.parameters()).device
+        was_training, pad_id = model.training, getattr(model.config, "pad_token_id", None)
+        model.eval()
+        if pad_id is None:  # the classifier reads the score at the last non-pad token
+            model.config.pad_token_id = tok.pad_token_id
+        try:
+            for i in range(0, len(seqs), self.batch_size):
+                ids, attention = pad(seqs[i : i + self.batch_size], tok.pad_token_id, "right")  # (b, T)
+                out += model(input_ids=ids.to(device), attention_mask=attention.to(device),
+                             use_cache=False).logits[:, 0].tolist()
+        finally:
+            model.train(was_training)
+            model.config.pad_token_id = pad_id
         return out

@@ -33,6 +33,8 @@ __all__ = [
     "digits_reward",
     "dpo_records",
     "make_addition_problems",
+    "policy_preference_records",
+    "sample_answers",
     "sft_records",
     "write_addition_data",
 ]
@@ -142,15 +144,45 @@ def write_addition_data(out_dir, max_a: int = 99, max_b: int = 9, test_fraction:
     return {k: str(v[0]) for k, v in files.items()}
 
 
-def accuracy(model, tokenizer, problems, max_new_tokens: int = 4, batch_size: int = 64) -> float:
-    """Greedy-decoding accuracy (fraction of exactly correct answers) on {"prompt", "answer"} rows."""
+def sample_answers(model, tokenizer, problems, num_samples: int = 1, do_sample: bool = True,
+                   temperature: float = 1.0, max_new_tokens: int = 4, batch_size: int = 64) -> list[list[str]]:
+    """``num_samples`` completions per {"prompt"} row from ``model`` (greedy with ``do_sample=False``),
+    decoded; ``out[i]`` are row i's. Sampling draws from torch's global generator (seed it first)."""
     from policylab.llm.data import encode_prompt
     from policylab.llm.sampling import generate
 
-    correct = 0.0
-    for i in range(0, len(problems), batch_size):
-        chunk = problems[i : i + batch_size]
-        ids = [encode_prompt(tokenizer, p["prompt"]) for p in chunk]
-        texts = generate(model, tokenizer, ids, max_new_tokens, do_sample=False)[-1]
-        correct += sum(correctness_reward(None, texts, [p["answer"] for p in chunk]))
-    return correct / max(len(problems), 1) if problems else math.nan
+    ids = [encode_prompt(tokenizer, p["prompt"]) for p in problems for _ in range(num_samples)]
+    texts = []
+    for i in range(0, len(ids), batch_size):
+        texts += generate(model, tokenizer, ids[i : i + batch_size], max_new_tokens, do_sample, temperature)[-1]
+    return [texts[i : i + num_samples] for i in range(0, len(texts), num_samples)]
+
+
+def accuracy(model, tokenizer, problems, max_new_tokens: int = 4, batch_size: int = 64) -> float:
+    """Greedy-decoding accuracy (fraction of exactly correct answers) on {"prompt", "answer"} rows."""
+    if not problems:
+        return math.nan
+    texts = [t for ts in sample_answers(model, tokenizer, problems, 1, False, 1.0, max_new_tokens, batch_size) for t in ts]
+    return sum(correctness_reward(None, texts, [p["answer"] for p in problems])) / len(problems)
+
+
+def policy_preference_records(model, tokenizer, problems, num_samples: int = 8, temperature: float = 1.0,
+                              max_new_tokens: int = 4, seed: int = 0, offsets=(1, -1)) -> list[dict]:
+    """Reward-model data the RLHF way, from the policy's own mistakes: sample ``num_samples`` answers
+    per prompt from ``model``, label them with the checker (:func:`correctness_reward`), and pair the
+    correct answer (chosen) with each distinct wrong, non-empty sample (rejected); plus, with
+    ``offsets``, the :func:`dpo_records` pair (answer vs answer + d) of every prompt. A reward model
+    trained on hand-made a+b±1 pairs alone ranks the policy's own errors barely above chance and GRPO
+    exploits it; pairs whose rejected side the policy actually says cover what it will try.
+    Sampling is seeded by ``seed`` without touching torch's global generator."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        samples = sample_answers(model, tokenizer, problems, num_samples, True, temperature, max_new_tokens)
+    rows = []
+    for p, texts in zip(problems, samples):
+        wrong = dict.fromkeys(t.strip() for t in texts)  # distinct, in sampling order
+        rows += [{"prompt": p["prompt"], "chosen": p["answer"], "rejected": t} for t in wrong
+                 if t and not correctness_reward(None, [t], [p["answer"]])[0]]
+    return rows + (dpo_records(problems, seed, offsets) if offsets else [])
