@@ -81,7 +81,8 @@ def shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids, compl
     positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)  # (B, P): real tokens 0, 1, …; left pads 0
     head = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
                  logits_to_keep=1, **cache)
-    next(iter(cache.values())).reorder_cache(torch.arange(B, device=prompt_ids.device).repeat(n))  # (n·B, …): row j ← prompt j mod B
+    rows = torch.arange(B, device=prompt_ids.device).repeat(n)  # completion row j continues prompt j mod B
+    next(iter(cache.values())).reorder_cache(rows)  # keys, values (B, …) → (n·B, …)
     prompt_mask = prompt_mask.repeat(n, 1)  # (n·B, P)
     positions = prompt_mask.sum(1, keepdim=True) + torch.arange(C, device=prompt_ids.device)  # (n·B, C)
     tail = model(input_ids=completion_ids, attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),

@@ -4,8 +4,8 @@ Per step: a batch of pairs → each prompt runs once and its chosen and rejected
 of its cached keys and values (:func:`policylab.llm.batching.shared_prompt_logprobs`; the numbers of
 one forward over [prompt ⊕ chosen; prompt ⊕ rejected] at fewer tokens) → sequence log-probs (sums
 over completion tokens) → reference log-probs (the same on a frozen in-memory copy, or values
-precomputed once before training) → :func:`policylab.losses.dpo_loss` → AdamW. Logs TRL's names: loss, rewards/chosen, rewards/rejected, rewards/accuracies,
-rewards/margins, logps/chosen, logps/rejected.
+precomputed once before training) → :func:`policylab.losses.dpo_loss` → AdamW. Logs TRL's names:
+loss, rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected.
 """
 
 from __future__ import annotations
