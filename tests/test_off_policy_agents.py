@@ -69,6 +69,10 @@ def test_dqn_short_run_logs_and_acts(tmp_path):
     assert a == int(q.argmax())  # greedy action = argmax_a Q(s, a)
     # the target net was refreshed from the online net at the last multiple of 32 steps, not after
     assert not torch.equal(agent.net.q[0].weight, agent.net.q_target[0].weight)
+    assert "losses/cql_loss" not in rows[0]  # cql_alpha None: plain DQN online
+    DQN("CartPole-v1", seed=1, cql_alpha=0.5, **SMALL_DQN).learn(400, log_dir=tmp_path / "cql", tensorboard=False)
+    rows = list(csv.DictReader((tmp_path / "cql" / "progress.csv").open()))
+    assert rows[0]["losses/cql_loss"] == "" and float(rows[-1]["losses/cql_loss"]) > 0  # α > 0 online too
 
 
 def test_sac_short_run_actions_in_box():
