@@ -4,6 +4,7 @@ buffer, offline DQN, the CLI. (Learning runs are in test_off_policy_slow.py.)"""
 from __future__ import annotations
 
 import csv
+import json
 import re
 
 import numpy as np
@@ -96,6 +97,33 @@ def test_resume_with_buffer_is_identical(tmp_path, cls, kwargs, env):
     assert np.array_equal(full.storage.sample(8).obs, resumed.storage.sample(8).obs)
 
 
+def _per_tensor_adam(agent):
+    """SAC's optimizers as written before the flat buffer: torch Adam over each tensor, foreach."""
+    lr = agent.config.learning_rate
+    agent.optimizers["actor"] = torch.optim.Adam(agent.net.actor.parameters(), lr=lr, foreach=True)
+    agent.optimizers["critic"] = torch.optim.Adam(agent.net.critics.parameters(), lr=lr, foreach=True)
+    return agent
+
+
+def test_sac_checkpoint_with_per_tensor_adam_state_resumes_with_the_same_numbers(tmp_path):
+    """A SAC checkpoint from before the flat parameter buffer (one Adam state per tensor) loads: the
+    states are concatenated in buffer order and the run continues as the old optimizer would."""
+    full = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC)).learn(300)
+    half = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC))
+    half.learn(150, checkpoint_dir=tmp_path)
+    groups = json.loads((tmp_path / "checkpoint.json").read_text())["optimizer_param_groups"]
+    assert len(groups["critic"][0]["params"]) == len(list(half.net.critics.parameters())) > 1
+    resumed = SAC.load(tmp_path)
+    state = resumed.optimizers["critic"].state_dict()
+    assert state["param_groups"][0]["params"] == [0] and state["param_groups"][0]["foreach"] is True
+    moments = torch.cat([half.optimizers["critic"].state[p]["exp_avg"].reshape(-1)
+                         for p in half.net.critics.parameters()])
+    assert torch.equal(state["state"][0]["exp_avg"], moments)
+    resumed.learn(300)
+    for (k, x), (_, y) in zip(full.net.state_dict().items(), resumed.net.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=k)
+
+
 def test_resume_without_buffer_starts_empty_and_mismatch_is_caught(tmp_path):
     DQN("CartPole-v1", seed=0, **SMALL_DQN).learn(160, checkpoint_dir=tmp_path / "a")
     assert not (tmp_path / "a" / REPLAY_FILE).exists()
@@ -111,8 +139,9 @@ def test_resume_without_buffer_starts_empty_and_mismatch_is_caught(tmp_path):
 
 def test_load_names_the_file_and_key_of_an_incompatible_checkpoint(tmp_path):
     """Hand-made bad checkpoints (valid hashes, wrong contents) are one CheckpointError naming the
-    weights file and the key: the layout DQN saved before its Q-net became one flat buffer (Adam
-    state per weight tensor, optim/q/0…3/…), a missing weight, and a weight of the wrong shape."""
+    weights file and the key: per-tensor Adam state that does not add up to the flat buffer, a
+    missing weight, and a weight of the wrong shape. The layout DQN saved before its Q-net became
+    one flat buffer (Adam state per weight tensor, optim/q/0…5/…) loads, concatenated."""
     from policylab.io.checkpoint import load_checkpoint, save_checkpoint
 
     DQN("CartPole-v1", seed=0, **SMALL_DQN).learn(100).save(tmp_path / "ok")
@@ -123,7 +152,13 @@ def test_load_names_the_file_and_key_of_an_incompatible_checkpoint(tmp_path):
         old |= {f"optim/q/{i}/step": torch.tensor(3.0), f"optim/q/{i}/exp_avg": torch.zeros_like(p),
                 f"optim/q/{i}/exp_avg_sq": torch.zeros_like(p)}
     groups = {"q": [meta["optimizer_param_groups"]["q"][0] | {"params": [0, 1, 2, 3, 4, 5]}]}
-    cases = {"old": (old, groups, r"unexpected key 'optim/q/1/exp_avg' \(and \d+ more\)"),
+    save_checkpoint(tmp_path / "old", old, meta | {"optimizer_param_groups": groups})
+    state = DQN.load(tmp_path / "old").optimizers["q"].state_dict()["state"]
+    assert list(state) == [0] and state[0]["exp_avg"].shape == (sum(p.numel() for p in q.parameters()),)
+    short = {k: v for k, v in old.items() if not k.startswith("optim/q/5/")}
+    short_groups = {"q": [groups["q"][0] | {"params": [0, 1, 2, 3, 4]}]}
+    n, last = sum(p.numel() for p in q.parameters()), list(q.parameters())[-1].numel()
+    cases = {"short": (short, short_groups, rf"key 'optim/q/0/exp_avg' has shape \({n - last},\), it needs \({n},\)"),
              "missing": ({k: v for k, v in tensors.items() if k != "net/q.0.weight"}, None,
                          r"missing key 'net/q.0.weight'"),
              "shape": (tensors | {"net/q_target.4.bias": torch.zeros(3)}, None,

@@ -454,10 +454,12 @@ class Agent:
             agent.np_rng.bit_generator.state = meta["np_rng"]
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: field 'np_rng' is not a numpy Generator state ({exc})") from None
+        fresh = {name: opt.state_dict()["param_groups"] for name, opt in agent.optimizers.items()}
+        for name, groups in fresh.items():
+            _flatten_saved_optimizer(tensors, meta, name, groups, where)
         _check_tensor_keys(tensors, agent, where.parent / str(meta.get("weights")))
-        for name, opt in agent.optimizers.items():
-            _check_param_groups(meta["optimizer_param_groups"].get(name), opt.state_dict()["param_groups"],
-                                f"{where}: optimizer_param_groups.{name}")
+        for name, groups in fresh.items():
+            _check_param_groups(meta["optimizer_param_groups"].get(name), groups, f"{where}: optimizer_param_groups.{name}")
         try:
             agent.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net/")})
             agent.torch_rng.set_state(tensors["rng/torch"])
@@ -498,11 +500,32 @@ CHECKPOINT_FIELDS = {
 }
 
 
+def _flatten_saved_optimizer(tensors: dict, meta: dict, name: str, fresh: list, where) -> None:
+    """A checkpoint written before an optimizer moved to one flat parameter buffer (see
+    ``networks.flatten_parameters``: DQN and SAC) holds one state per tensor: concatenate them in
+    parameter order — the buffer's layout — so the run resumes with the same moments, and the same
+    numbers as the code that wrote it (test)."""
+    saved = meta["optimizer_param_groups"].get(name)
+    if not (isinstance(saved, list) and len(saved) == 1 and isinstance(saved[0], dict) and len(fresh) == 1
+            and fresh[0]["params"] == [0] and isinstance(saved[0].get("params"), list) and len(saved[0]["params"]) > 1):
+        return
+    ids = saved[0]["params"]
+    states = [{k.rsplit("/", 1)[1]: tensors.pop(k) for k in [k for k in tensors if k.startswith(f"optim/{name}/{i}/")]}
+              for i in ids]
+    if any(states) and not all(st.keys() == states[0].keys() for st in states):
+        raise CheckpointError(f"{where}: optimizer {name!r} holds different state keys per parameter")
+    for key in states[0] if any(states) else ():
+        parts = [st[key] for st in states]
+        flat = parts[0] if key == "step" else torch.cat([t.reshape(-1) for t in parts])
+        tensors[f"optim/{name}/0/{key}"] = flat
+    saved[0] = {**saved[0], "params": [0]}  # its foreach/fused flags kept: the same Adam kernel, the same numbers
+
+
 def _check_tensor_keys(tensors: dict, agent: Agent, weights: Path) -> None:
     """The weights file must hold exactly this agent's network tensors, and optimizer state only
     for its optimizers' parameters, shaped like them: else a CheckpointError naming the file and
-    the first missing, unexpected or misshapen key (another network layout or an older policylab,
-    e.g. a DQN saved before its parameters became one flat buffer)."""
+    the first missing, unexpected or misshapen key (another network layout or an older policylab;
+    per-tensor optimizer state of a network that is now one flat buffer was concatenated before)."""
     net = {f"net/{k}": v.shape for k, v in agent.net.state_dict().items()}
     params = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in agent.optimizers.items()}
     missing, unexpected, shapes = [f"missing key {k!r}" for k in net if k not in tensors], [], []

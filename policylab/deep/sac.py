@@ -33,7 +33,7 @@ from torch import nn
 
 from policylab.deep.agent import Agent
 from policylab.deep.config import AgentOptions, check, check_fields
-from policylab.deep.networks import mlp
+from policylab.deep.networks import flatten_parameters, mlp
 from policylab.deep.replay import ReplayBuffer, replay_for
 from policylab.errors import ConfigError, InputError
 from policylab.losses.value_based import (
@@ -183,8 +183,11 @@ class SAC(Agent):
 
     def setup(self) -> None:
         lr, net = self.config.learning_rate, self.net
-        self.optimizers["actor"] = torch.optim.Adam(net.actor.parameters(), lr=lr, foreach=True)
-        self.optimizers["critic"] = torch.optim.Adam(net.critics.parameters(), lr=lr, foreach=True)
+        # one buffer per network: Adam, zeroing and the Polyak update are one kernel each (~20 % of a step)
+        self.flat = {k: flatten_parameters(getattr(net, k)) for k in ("actor", "critics", "critics_target")}
+        self.flat["critics_target"].requires_grad_(False)
+        self.optimizers["actor"] = torch.optim.Adam([self.flat["actor"]], lr=lr, fused=True)
+        self.optimizers["critic"] = torch.optim.Adam([self.flat["critics"]], lr=lr, fused=True)
         if self.learn_alpha:
             self.optimizers["ent_coef"] = torch.optim.Adam([net.log_ent_coef], lr=lr)
         else:
@@ -213,7 +216,7 @@ class SAC(Agent):
 
     # -- one gradient step ------------------------------------------------------------------------------
     def gradient_step(self, i: int) -> tuple:
-        c, net, head, opt = self.config, self.net, self.head, self.optimizers
+        c, net, head, opt, flat = self.config, self.net, self.head, self.optimizers, self.flat
         b = self.storage.sample(c.batch_size)
         obs, next_obs = torch.from_numpy(b.obs), torch.from_numpy(b.next_obs)  # (B, obs_dim)
         a = head.normalize(torch.from_numpy(b.actions))  # (B, d) in [−1, 1]
@@ -233,16 +236,16 @@ class SAC(Agent):
             q_next = torch.stack(net.q(net.critics_target, next_obs, a_next)).min(dim=0).values  # (B,)
             y = soft_q_target(torch.from_numpy(b.rewards), torch.from_numpy(b.discounts), q_next, logp_next, alpha)
         critic_loss = sac_critic_loss(net.q(net.critics, obs, a), y)
-        opt["critic"].zero_grad()
+        flat["critics"].grad.zero_()  # never zero_grad(): set_to_none would cut the views into the buffer
         critic_loss.backward()
         opt["critic"].step()
         net.critics.requires_grad_(False)  # the actor's backward needs ∂Q/∂a only, not the critics' weight grads
         q_pi = torch.stack(net.q(net.critics, obs, a_pi)).min(dim=0).values  # (B,) critics after their step
         actor_loss = sac_actor_loss(logp, q_pi, alpha)
-        opt["actor"].zero_grad()
+        flat["actor"].grad.zero_()
         actor_loss.backward()
         net.critics.requires_grad_(True)
         opt["actor"].step()
         if i % c.target_update_interval == 0:
-            polyak_update(net.critics_target.parameters(), net.critics.parameters(), c.tau)
+            polyak_update([flat["critics_target"]], [flat["critics"]], c.tau)
         return actor_loss.item(), critic_loss.item(), -logp.detach().mean().item(), float(alpha), alpha_loss
