@@ -228,7 +228,7 @@ def test_tensorboard_gets_trl_metric_names(tmp_path):
 
 @pytest.mark.parametrize("name", ["wandb", "mlflow"])
 def test_wandb_and_mlflow_trackers_receive_each_logged_step(tmp_path, monkeypatch, name):
-    """The optional trackers through stand-in modules (the packages are optional extras, not installed)."""
+    """The optional trackers through stand-in modules: the exact calls, with or without the packages installed."""
     import importlib.machinery
     import types
 
@@ -249,6 +249,74 @@ def test_wandb_and_mlflow_trackers_receive_each_logged_step(tmp_path, monkeypatc
     assert calls[0] == ("init", name) and calls[-1] == "end"
     assert [c[0] for c in calls[1:-1]] == [1, 2]
     assert {"loss", "reward", "reward_std", "completions/mean_length", "learning_rate"} <= calls[1][1].keys()
+
+
+def _wandb_history(run_file: Path) -> list[dict]:
+    """The history rows of an offline wandb run file (``run-*.wandb``: a 7-byte header, then LevelDB-log
+    records of 32 KiB blocks, each ``crc32 (4) | length (2, little-endian) | type (1)``, holding protobuf
+    ``Record`` messages)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    buf, block, rows, pending = run_file.read_bytes(), 32768, [], b""
+    assert buf[:4] == b":W&B"
+    pos = 7
+    while pos + 7 <= len(buf):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack("<HB", buf[pos + 4 : pos + 7])
+        pending += buf[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST fragment: one whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
+
+
+@pytest.mark.parametrize("name", ["wandb", "mlflow"])
+def test_wandb_and_mlflow_store_trl_metric_names(tmp_path, monkeypatch, name):
+    """The real packages (optional, skipped when absent): wandb offline in a temporary folder, MLflow in a
+    ``file:`` store; a 2-step SFT and a 2-step GRPO run, every step's metrics read back under TRL's names."""
+    pytest.importorskip(name)
+    for var in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
+    logged = {}
+    try:
+        for algo in ("sft", "grpo"):
+            history = worker.run(algo, tmp_path / algo, max_steps=2, report_to=name).history
+            if name == "wandb":
+                (run_file,) = (tmp_path / algo / "wandb").glob("offline-run-*/run-*.wandb")
+                rows = _wandb_history(run_file)
+                assert [r["_step"] for r in rows] == [1, 2]
+                logged[algo] = rows
+            else:
+                from mlflow.tracking import MlflowClient
+
+                client = MlflowClient()
+                (run,) = client.search_runs(["0"], filter_string=f"tags.mlflow.runName = '{algo}'")
+                series = {k: {m.step: m.value for m in client.get_metric_history(run.info.run_id, k)}
+                          for k in run.data.metrics}
+                assert {step for s in series.values() for step in s} == {1, 2}
+                logged[algo] = [{k: s[step] for k, s in series.items() if step in s} for step in (1, 2)]
+            for row, ours in zip(logged[algo], history):
+                assert row["loss"] == pytest.approx(ours["loss"], rel=1e-6)
+    finally:
+        if name == "wandb":
+            import wandb
+
+            wandb.teardown()  # stops wandb's service process
+    assert {"loss", "learning_rate", "grad_norm", "num_tokens"} <= logged["sft"][1].keys()
+    assert {"loss", "reward", "reward_std", "kl", "completions/mean_length", "entropy", "frac_reward_zero_std",
+            "rewards/length_reward/mean"} <= logged["grpo"][1].keys()
 
 
 # ------------------------------------------------------------------- bad settings

@@ -23,9 +23,10 @@ from policylab.llm.task import (
 from policylab.llm.tiny import make_char_tokenizer, make_tiny_llama, make_tiny_reward_model
 
 pytestmark = pytest.mark.slow
-RM_STEPS = 1500  # reward-model steps (SFT-initialized: loss 0.69 -> 0.016 on seed 0)
-RM_ACC_MIN = 0.8  # held-out ranking of the SFT policy's mistakes, measured 0.983 (seed 0)
-GAIN_MIN = 0.1  # held-out accuracy gain of GRPO on the reward model, measured +0.335 (seed 0)
+RM_STEPS = 3000  # reward-model steps, SFT-initialized (at 1500, seeds 1 and 3 ranked held-out mistakes at 0.75)
+RM_ACC_MIN = 0.8  # held-out ranking of the SFT policy's mistakes below the answer, measured 0.997 (seed 0)
+GAIN_MIN = 0.15  # GRPO on the reward model, held-out accuracy gain: measured +0.395 (0.365 -> 0.760, seed 0);
+# the same recipe on SFT/RM/GRPO seeds 1, 3: +0.495, +0.505 (checker-reward GRPO, same settings: +0.48, +0.53)
 torch.set_num_threads(1)
 
 

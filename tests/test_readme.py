@@ -121,6 +121,14 @@ def check_llm(block, v, full):
         assert after - before >= 0.15
 
 
+def check_rlhf(block, v):
+    acc = value(v, "accuracy(policy, tok, test)")
+    assert 0.0 <= acc <= 1.0
+    assert Path("runs/llm/rm/checkpoint-2/manifest.json").is_file() and Path("runs/llm/sft/checkpoint-2").is_dir()
+    assert "rewards/reward_model" in value(v, "GRPOTrainer(policy")[-1]  # GRPO scored with the reward model alone
+    assert "rewards/correctness_reward" not in value(v, "GRPOTrainer(policy")[-1]
+
+
 def check_mujoco(block, v):
     from policylab.deep import PPO
 
@@ -150,12 +158,14 @@ PYTHON = {  # a line unique to the block -> (substitutions, check)
                                    check_ppo),
     "tok = make_char_tokenizer(); model = make_tiny_llama(len(tok))": ({"max_steps=500": "max_steps=20",
                                                                         "max_steps=150": "max_steps=2"}, check_llm),
+    "pairs = policy_preference_records(policy": ({"max_steps=500": "max_steps=2", "max_steps=3000": "max_steps=2",
+                                                  "max_steps=100,": "max_steps=1,"}, check_rlhf),
     "figures.fig4_data()[0.9]": ({}, check_figures),
     # 1M steps (the preset's n_timesteps) become 2,048 with an evaluation of one episode every 1,024
     "agent = PPO(\"HalfCheetah-v5\"": ({"agent.learn(eval_every=20_000, eval_episodes=10,":
                                       "agent.learn(2_048, eval_every=1_024, eval_episodes=1,"}, check_mujoco),
 }
-NEEDS = {check_mujoco: "mujoco", check_llm: "transformers"}   # the extra a block needs (skipped without it)
+NEEDS = {check_mujoco: "mujoco", check_llm: "transformers", check_rlhf: "transformers"}   # the extra a block needs (skipped without it)
 
 
 
@@ -179,7 +189,7 @@ def test_python_block_runs_as_written(block, key, tmp_path, monkeypatch):
     subs, check = PYTHON[key]
     if check in NEEDS and importlib.util.find_spec(NEEDS[check]) is None:
         pytest.skip(f"{NEEDS[check]} is not installed")
-    if check is check_llm and _llm_blocked():
+    if check in (check_llm, check_rlhf) and _llm_blocked():
         pytest.skip("`from policylab.llm import sft` still yields the module (the llm loader fix has not landed)")
     for old, new in subs.items():
         assert block.count(old) == 1, old

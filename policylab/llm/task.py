@@ -9,7 +9,10 @@ the time — gives a weak policy that still samples the right answer often; GRPO
 prompts (with the README's settings, SFT 500 steps then GRPO 150 steps on the tiny Llama:
 0.365 → 0.625, measured 2026-11-26; ``policylab tour`` checks a gain ≥ 0.15); DPO on
 ``dpo_records(train)`` (correct answer preferred over a+b±1) raises preference accuracy and
-the implicit reward margin on held-out pairs. :func:`write_addition_data` writes the JSONL files the CLI reads.
+the implicit reward margin on held-out pairs. :func:`policy_preference_records` builds reward-model
+pairs the RLHF way, from the policy's own wrong samples: a reward model trained on them (from the SFT
+checkpoint) is a GRPO reward that raises held-out accuracy without the checker (0.365 → 0.760, README).
+:func:`write_addition_data` writes the JSONL files the CLI reads.
 """
 
 from __future__ import annotations
