@@ -93,9 +93,10 @@ def reward_model(tmp_path_factory):
     Telling a+b from a+b±1 means doing the addition: the 2-layer hidden-64 tiny model (89k parameters)
     stays at chance (loss 0.67, held-out accuracy 0.50 after 600 steps at lr 1e-3 or 3e-3), while
     4 layers × hidden 128 (670k parameters) learns it (loss 3e-5, held-out accuracy 1.0 after 600 steps;
-    0.97 after the 400 here). It is not yet a usable GRPO reward on this task: GRPO with it alone drives
+    0.97 after the 400 here). It is not a usable GRPO reward on this task: GRPO with it alone drives
     held-out accuracy from 0.365 to 0.005 ("66", "688": completions unlike its training pairs, scored
-    high — reward hacking); with a KL term (β 0.04, lr 3e-4) accuracy stays at 0.36."""
+    high — reward hacking); with a KL term (β 0.04, lr 3e-4) accuracy stays at 0.36. The reward model
+    that works is trained on the policy's own mistakes (the last test)."""
     train, test = make_addition_problems(max_a=99, max_b=9, test_fraction=0.2, seed=0)
     tok = make_char_tokenizer()
     model = make_tiny_reward_model(len(tok), hidden=128, layers=4, heads=4, intermediate=256, seed=0)
