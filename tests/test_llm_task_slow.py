@@ -45,13 +45,13 @@ def test_grpo_raises_heldout_accuracy(weak_policy, tmp_path):
     sft_model, tok, train, test, _ = weak_policy
     model = copy.deepcopy(sft_model)
     before = accuracy(model, tok, test)
-    cfg = GRPOConfig(max_steps=100, batch_size=64, num_generations=8, max_completion_length=4, learning_rate=1e-3,
+    cfg = GRPOConfig(max_steps=150, batch_size=64, num_generations=8, max_completion_length=4, learning_rate=1e-3,
                      seed=0, output_dir=str(tmp_path), progress=False, reward_funcs=["correctness"])
     history = GRPOTrainer(model, tok, cfg, train).train()
     after = accuracy(model, tok, test)
     print(f"GRPO held-out accuracy {before:.3f} -> {after:.3f}")
-    assert before <= 0.45  # the SFT policy is weak (measured 0.255)
-    assert after - before >= 0.25  # measured +0.395 (0.255 -> 0.650)
+    assert before <= 0.45  # the SFT policy is weak (measured 0.365)
+    assert after - before >= 0.15  # measured +0.260 (0.365 -> 0.625), the tour's 150 steps
     first = sum(h["rewards/mean"] for h in history[:10]) / 10
     last = sum(h["rewards/mean"] for h in history[-10:]) / 10
     assert last > first + 0.15  # training reward rises too
@@ -62,7 +62,7 @@ def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
     model = copy.deepcopy(sft_model)
     held_out = dpo_records(test, seed=1)
     acc_before = accuracy(model, tok, test)
-    cfg = DPOConfig(max_steps=100, batch_size=16, learning_rate=3e-4, beta=0.1, seed=0, precompute_ref_logps=True,
+    cfg = DPOConfig(max_steps=200, batch_size=16, learning_rate=3e-4, beta=0.1, seed=0, precompute_ref_logps=True,
                     output_dir=str(tmp_path), progress=False)
     trainer = DPOTrainer(model, tok, cfg, dpo_records(train, seed=0))
 
@@ -79,11 +79,11 @@ def test_dpo_raises_preference_accuracy_and_margin(weak_policy, tmp_path):
     acc_after = accuracy(model, tok, test)
     print(f"DPO held-out likelihood preference {pref_before:.3f} -> {pref_after:.3f}; "
           f"greedy accuracy {acc_before:.3f} -> {acc_after:.3f}; {stats}")
-    assert pref_before <= 0.75  # measured 0.660 (the policy often prefers a+b+1; a+b−1 it rarely says)
-    assert pref_after - pref_before >= 0.1  # measured 0.660 -> 0.815
-    assert stats["rewards/accuracies"] >= 0.7  # implicit-reward accuracy vs π_ref, measured 0.79 (0 before: ties)
-    assert stats["rewards/margins"] >= 0.1  # mean β-scaled margin, measured 0.166 (0 before)
-    assert acc_after - acc_before >= 0.2  # greedy held-out accuracy, measured 0.255 -> 0.620
+    assert pref_before <= 0.8  # measured 0.730 (the policy often prefers a+b+1; a+b−1 it rarely says)
+    assert pref_after - pref_before >= 0.05  # measured 0.730 -> 0.845 (the tour's 200 steps and threshold)
+    assert stats["rewards/accuracies"] >= 0.7  # implicit-reward accuracy vs π_ref, measured 0.845 (0 before: ties)
+    assert stats["rewards/margins"] >= 0.1  # mean β-scaled margin, measured 0.327 (0 before)
+    assert acc_after - acc_before >= 0.2  # greedy held-out accuracy, measured 0.365 -> 0.685
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,10 @@ def reward_model(tmp_path_factory):
     Telling a+b from a+b±1 means doing the addition: the 2-layer hidden-64 tiny model (89k parameters)
     stays at chance (loss 0.67, held-out accuracy 0.50 after 600 steps at lr 1e-3 or 3e-3), while
     4 layers × hidden 128 (670k parameters) learns it (loss 3e-5, held-out accuracy 1.0 after 600 steps;
-    0.97 after the 400 here). It is not yet a usable GRPO reward on this task: GRPO with it alone drives
+    0.97 after the 400 here). It is not a usable GRPO reward on this task: GRPO with it alone drives
     held-out accuracy from 0.365 to 0.005 ("66", "688": completions unlike its training pairs, scored
-    high — reward hacking); with a KL term (β 0.04, lr 3e-4) accuracy stays at 0.36."""
+    high — reward hacking); with a KL term (β 0.04, lr 3e-4) accuracy stays at 0.36. The reward model
+    that works is trained on the policy's own mistakes (the last test)."""
     train, test = make_addition_problems(max_a=99, max_b=9, test_fraction=0.2, seed=0)
     tok = make_char_tokenizer()
     model = make_tiny_reward_model(len(tok), hidden=128, layers=4, heads=4, intermediate=256, seed=0)
