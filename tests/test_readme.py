@@ -228,7 +228,7 @@ TESTED_ELSEWHERE = {
     "export RAY_AUTH_MODE=token": CLUSTER,
     "ray get-auth-token --generate": CLUSTER,
     "ray start --head --port=6379": CLUSTER,
-    'pip install -e ".[deep,mujoco]"': "installs",
+    'pip install -c constraints.txt -e ".[deep,mujoco]"': "installs",
     "tensorboard --logdir runs/hc": "starts a server",
     "ray start --address=HEAD_IP:6379": CLUSTER,
     "policylab sweep spec.yaml --address auto --out /shared/sweeps/x": CLUSTER,
