@@ -512,9 +512,9 @@ def _flatten_saved_optimizer(tensors: dict, meta: dict, name: str, fresh: list, 
     ids = saved[0]["params"]
     states = [{k.rsplit("/", 1)[1]: tensors.pop(k) for k in [k for k in tensors if k.startswith(f"optim/{name}/{i}/")]}
               for i in ids]
-    if any(states) and not all(st.keys() == states[0].keys() for st in states):
+    if not all(st.keys() == states[0].keys() for st in states):
         raise CheckpointError(f"{where}: optimizer {name!r} holds different state keys per parameter")
-    for key in states[0] if any(states) else ():
+    for key in states[0]:  # none before the first step
         parts = [st[key] for st in states]
         flat = parts[0] if key == "step" else torch.cat([t.reshape(-1) for t in parts])
         tensors[f"optim/{name}/0/{key}"] = flat

@@ -108,9 +108,7 @@ def dqn_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, kind: str = "huber") -
         return float(np.mean(np.where(d <= 1.0, 0.5 * d * d, d - 0.5) if kind == "huber" else d * d))
     if kind == "huber":
         return F.smooth_l1_loss(q_tm1_a, target.detach())
-    if kind == "mse":
-        return F.mse_loss(q_tm1_a, target.detach())
-    raise InputError(f"kind must be 'huber' or 'mse', got {kind!r}")
+    return F.mse_loss(q_tm1_a, target.detach())
 
 
 def cql_regularizer(q_tm1: torch.Tensor, a_tm1: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,8 @@ sweep; a shared filesystem such as NFS for a cluster). Ray's own experiment stat
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from policylab.errors import UsageError
@@ -206,9 +208,6 @@ def _run_grid(spec: SweepSpec, out: Path, todo: list[Trial], num_cpus, address, 
             space = {"trial_index": tune.grid_search(list(range(len(todo))))}
             name = lambda tr: todo[tr.config["trial_index"]].name
         else:  # one Tune trial per CPU; lanes claim sweep trials through files of this run
-            import shutil
-            import tempfile
-
             (out / "ray").mkdir(parents=True, exist_ok=True)
             for old in (out / "ray").glob("claims-*"):  # of a killed driver (this one holds the folder's lock)
                 shutil.rmtree(old, ignore_errors=True)
