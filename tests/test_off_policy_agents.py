@@ -85,7 +85,8 @@ def test_sac_short_run_actions_in_box():
     assert agent.net.log_ent_coef.item() != 0.0  # α is learned
 
 
-@pytest.mark.parametrize("cls, kwargs, env", [(DQN, SMALL_DQN, "CartPole-v1"), (SAC, SMALL_SAC, "Pendulum-v1")])
+@pytest.mark.parametrize("cls, kwargs, env", [(DQN, SMALL_DQN, "CartPole-v1"), (SAC, SMALL_SAC, "Pendulum-v1"),
+                                              (SAC, {**SMALL_SAC, "backend": "torch"}, "Pendulum-v1")])
 def test_resume_with_buffer_is_identical(tmp_path, cls, kwargs, env):
     full = cls(env, seed=3, save_replay_buffer=True, **kwargs).learn(320)
     half = cls(env, seed=3, save_replay_buffer=True, **kwargs).learn(160, checkpoint_dir=tmp_path)
@@ -105,11 +106,13 @@ def _per_tensor_adam(agent):
     return agent
 
 
-def test_sac_checkpoint_with_per_tensor_adam_state_resumes_with_the_same_numbers(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_sac_checkpoint_with_per_tensor_adam_state_resumes_with_the_same_numbers(tmp_path, backend):
     """A SAC checkpoint from before the flat parameter buffer (one Adam state per tensor) loads: the
     states are concatenated in buffer order and the run continues as the old optimizer would."""
-    full = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC)).learn(300)
-    half = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC))
+    kw = {**SMALL_SAC, "backend": backend}
+    full = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **kw)).learn(300)
+    half = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **kw))
     half.learn(150, checkpoint_dir=tmp_path)
     groups = json.loads((tmp_path / "checkpoint.json").read_text())["optimizer_param_groups"]
     assert len(groups["critic"][0]["params"]) == len(list(half.net.critics.parameters())) > 1

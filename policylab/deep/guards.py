@@ -45,9 +45,36 @@ def _all_finite(value) -> bool:
     return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
 
 
+def _quick_all_finite(values) -> bool:
+    """True only if every value is finite, at one sum per buffer: parameters and gradients that
+    view one flat buffer (``networks.flatten_parameters``) are summed as that whole buffer, once.
+    NaN and ±inf propagate into a sum; False (an overflow, a GPU tensor) sends the caller to the
+    exact check, which names the culprit. Why: SAC checks after every env step, and 34 per-tensor
+    ``isfinite`` calls cost ~1.8 ms of its ~7 ms step."""
+    seen = set()
+    for v in values:
+        if not isinstance(v, torch.Tensor):
+            if not _all_finite(v):
+                return False
+            continue
+        if v.device.type != "cpu" or not v.is_floating_point():
+            return False
+        st = v.untyped_storage()
+        if (st.data_ptr(), v.dtype) in seen:
+            continue
+        seen.add((st.data_ptr(), v.dtype))
+        whole = torch.empty(0, dtype=v.dtype).set_(st, 0, (st.nbytes() // v.element_size(),))
+        if not np.isfinite(whole.numpy().sum()):
+            return False
+    return True
+
+
 def check_finite(agent, metrics: dict) -> None:
     """DivergenceError naming the step and the first non-finite quantity, if any."""
-    for name, value in divergence_quantities(agent, metrics):
+    quantities = list(divergence_quantities(agent, metrics))
+    if _quick_all_finite(v for _, v in quantities):
+        return
+    for name, value in quantities:
         if not _all_finite(value):
             raise DivergenceError(
                 f"training diverged at step {agent.num_steps:,} (iteration {agent.iteration}): {name} is NaN/inf; "
