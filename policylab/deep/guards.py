@@ -45,8 +45,24 @@ def _all_finite(value) -> bool:
     return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
 
 
+def _surely_finite(quantities) -> bool:
+    """True only if every quantity is finite, by one test of the sum of the tensors' sums: a
+    NaN/inf makes it non-finite. False (an overflowed sum, or a real NaN/inf) asks the caller for
+    the elementwise check. ~10× cheaper than ``isfinite(x).all()`` per tensor, which SAC otherwise
+    paid on every env step (~2.5 ms for its 34 tensors)."""
+    sums = []
+    for _, value in quantities:
+        if isinstance(value, torch.Tensor):
+            sums.append(value.detach().sum())
+        elif not _all_finite(value):
+            return False
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+
+
 def check_finite(agent, metrics: dict) -> None:
     """DivergenceError naming the step and the first non-finite quantity, if any."""
+    if _surely_finite(divergence_quantities(agent, metrics)):
+        return
     for name, value in divergence_quantities(agent, metrics):
         if not _all_finite(value):
             raise DivergenceError(
