@@ -14,19 +14,8 @@ from torch import nn
 from policylab.deep.fast.mlp import mlp_unsupported
 from policylab.deep.sac import SAC
 from policylab.errors import ConfigError
-from policylab.losses.grads import (
-    sac_actor_loss_grad,
-    sac_critic_loss_grad,
-    sac_temperature_loss_grad,
-    tanh_gaussian_log_prob_grad,
-)
-from policylab.losses.value_based import (
-    sac_actor_loss,
-    sac_critic_loss,
-    sac_temperature_loss,
-    soft_q_target,
-    tanh_gaussian_log_prob,
-)
+from policylab.losses import grads as G
+from policylab.losses import value_based as V
 
 
 def _t(x, grad=False):
@@ -43,38 +32,38 @@ def test_sac_loss_grads_equal_autograd(b, d, n, alpha, target_entropy, seed):
     mean, log_std = rng.normal(0, 2, (b, d)), rng.uniform(-5, 2, (b, d))
     u = mean + np.exp(log_std) * rng.normal(size=(b, d))
     m_t, s_t, u_t = _t(mean, True), _t(log_std, True), _t(u, True)
-    logp_t = tanh_gaussian_log_prob(m_t, s_t, u_t)
+    logp_t = V.tanh_gaussian_log_prob(m_t, s_t, u_t)
     logp_t.sum().backward()
-    for ours, ref in zip(tanh_gaussian_log_prob_grad(mean, log_std, u), (m_t.grad, s_t.grad, u_t.grad)):
+    for ours, ref in zip(G.tanh_gaussian_log_prob_grad(mean, log_std, u), (m_t.grad, s_t.grad, u_t.grad)):
         np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-7, atol=1e-8)  # 2 tanh u vs 2 − 4σ(−2u): rounding
-    logp = tanh_gaussian_log_prob(mean, log_std, u)
+    logp = V.tanh_gaussian_log_prob(mean, log_std, u)
     np.testing.assert_allclose(logp, logp_t.detach().numpy(), rtol=1e-10, atol=1e-9)
 
     qs, y = [rng.normal(0, 3, b) for _ in range(n)], rng.normal(0, 3, b)
     q_t = [_t(q, True) for q in qs]
-    loss = sac_critic_loss(q_t, _t(y))
+    loss = V.sac_critic_loss(q_t, _t(y))
     loss.backward()
-    for ours, ref in zip(sac_critic_loss_grad(qs, y), q_t):
+    for ours, ref in zip(G.sac_critic_loss_grad(qs, y), q_t):
         np.testing.assert_allclose(ours, ref.grad.numpy(), rtol=1e-12, atol=1e-15)
-    assert sac_critic_loss(qs, y) == pytest.approx(loss.item(), rel=1e-12)
+    assert V.sac_critic_loss(qs, y) == pytest.approx(loss.item(), rel=1e-12)
 
     lp_t, qm_t = _t(logp, True), _t(qs[0], True)
-    loss = sac_actor_loss(lp_t, qm_t, alpha)
+    loss = V.sac_actor_loss(lp_t, qm_t, alpha)
     loss.backward()
-    g_logp, g_q = sac_actor_loss_grad(logp, qs[0], alpha)
+    g_logp, g_q = G.sac_actor_loss_grad(logp, qs[0], alpha)
     np.testing.assert_allclose(g_logp, lp_t.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(g_q, qm_t.grad.numpy(), rtol=1e-12)
-    assert sac_actor_loss(logp, qs[0], alpha) == pytest.approx(loss.item(), rel=1e-10, abs=1e-12)
+    assert V.sac_actor_loss(logp, qs[0], alpha) == pytest.approx(loss.item(), rel=1e-10, abs=1e-12)
 
     la_t = _t(np.log(alpha), True)
-    loss = sac_temperature_loss(la_t, _t(logp), target_entropy)
+    loss = V.sac_temperature_loss(la_t, _t(logp), target_entropy)
     loss.backward()
-    assert sac_temperature_loss_grad(np.log(alpha), logp, target_entropy) == pytest.approx(
+    assert G.sac_temperature_loss_grad(np.log(alpha), logp, target_entropy) == pytest.approx(
         la_t.grad.item(), rel=1e-12, abs=1e-12)
-    assert sac_temperature_loss(np.log(alpha), logp, target_entropy) == pytest.approx(loss.item(), rel=1e-12, abs=1e-12)
+    assert V.sac_temperature_loss(np.log(alpha), logp, target_entropy) == pytest.approx(loss.item(), rel=1e-12, abs=1e-12)
     disc = rng.uniform(0, 1, b)
-    np.testing.assert_allclose(soft_q_target(y, disc, qs[0], logp, alpha),
-                               soft_q_target(_t(y), _t(disc), _t(qs[0]), _t(logp), alpha).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(V.soft_q_target(y, disc, qs[0], logp, alpha),
+                               V.soft_q_target(_t(y), _t(disc), _t(qs[0]), _t(logp), alpha).numpy(), rtol=1e-12)
 
 
 def test_reparameterized_totals_match_the_docstring():
@@ -82,7 +71,7 @@ def test_reparameterized_totals_match_the_docstring():
     rng = np.random.default_rng(0)
     mean, log_std, eps = rng.normal(size=(5, 2)), rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
     u = mean + np.exp(log_std) * eps
-    dm, ds, du = tanh_gaussian_log_prob_grad(mean, log_std, u)
+    dm, ds, du = G.tanh_gaussian_log_prob_grad(mean, log_std, u)
     np.testing.assert_allclose(dm + du, 2 * np.tanh(u), atol=1e-12)
     np.testing.assert_allclose(ds + du * np.exp(log_std) * eps, 2 * np.exp(log_std) * eps * np.tanh(u) - 1, atol=1e-12)
 

@@ -18,6 +18,11 @@ does ``gradient_steps`` minibatch steps, each (in Stable-Baselines3's order)
 
 The policy is a = tanh(u), u ∼ N(μ_θ(s), σ_θ(s)²) (log σ clamped to [−20, 2]), mapped affinely onto
 the action box; the critics see actions in [−1, 1]. Hyperparameter names and defaults are SB3's.
+
+The step runs on a backend: ``backend="torch"`` is autograd (``TorchSACBackend``); ``"numpy"`` is the
+chain rule by hand on numpy views of the same weights, gradients and Adam state, with ε from the
+same torch Generator (``deep.fast.sac``, ~2× cheaper per step); ``"auto"`` (default) takes numpy for
+plain float32 MLPs on the CPU and says in ``agent.notes`` why it did not otherwise.
 """
 
 from __future__ import annotations
