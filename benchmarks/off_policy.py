@@ -28,6 +28,15 @@ steps (K gradient steps) are timed, sides interleaved per seed. Reported: wall a
     python benchmarks/off_policy.py                       # 3 seeds per side, DQN and SAC
     python benchmarks/off_policy.py --algos dqn --seeds 0 1 2
     python benchmarks/off_policy.py --algos --halfcheetah 3000 --seeds 0
+
+The issue's full runs (``--halfcheetah-runs N``): N steps per run (100,000), final 10-episode
+evaluation with the mean action, train wall and CPU seconds; one JSON line per run appended to
+``--results FILE``. One side per process, one process per core, both started together so the
+machine's load hits both (``--sides``), then ``--report FILE`` prints the table:
+
+    python benchmarks/off_policy.py --algos --halfcheetah-runs 100000 --sides policylab --results hc.jsonl &
+    python benchmarks/off_policy.py --algos --halfcheetah-runs 100000 --sides sb3 --results hc.jsonl
+    python benchmarks/off_policy.py --report hc.jsonl
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import argparse
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -181,6 +191,52 @@ def halfcheetah_table(seeds, k: int) -> None:
                              f"{med['policylab'][1] / med['sb3'][1]:.2f}"]]))
 
 
+def halfcheetah_run(side: str, seed: int, steps: int) -> dict:
+    """One full SAC run on HalfCheetah-v5 (rl-zoo settings both sides): train time, final return."""
+    env_id = "HalfCheetah-v5"
+    w, c = time.perf_counter(), time.process_time()
+    if side == "policylab":
+        from policylab.deep.config import load_preset
+        from policylab.deep.sac import SAC
+
+        agent = SAC(env_id, seed=seed, config=load_preset(env_id, "sac"))
+        agent.learn(steps)
+        act = lambda o: agent.act(o, deterministic=True)
+    else:
+        import stable_baselines3 as sb3
+
+        model = sb3.SAC("MlpPolicy", env_id, seed=seed, device="cpu", learning_starts=10_000)
+        model.learn(steps)
+        act = lambda o: model.predict(o, deterministic=True)[0]
+    train_s, cpu_s = time.perf_counter() - w, time.process_time() - c
+    return {"side": side, "seed": seed, "steps": steps, "train_s": round(train_s, 1), "cpu_s": round(cpu_s, 1),
+            "final_return": round(evaluate(act, env_id, seed), 1), "finished_at": time.strftime("%H:%M UTC", time.gmtime())}
+
+
+def halfcheetah_report(path: str) -> None:
+    import json
+
+    runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows, med = [], {}
+    for side in ("policylab", "sb3"):
+        mine = sorted((r for r in runs if r["side"] == side), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        med[side] = {k: statistics.median(r[k] for r in mine) for k in ("final_return", "train_s", "cpu_s")}
+        rows.append([side, " / ".join(str(r["seed"]) for r in mine),
+                     " / ".join(f"{r['final_return']:.0f}" for r in mine),
+                     " / ".join(f"{r['train_s']:.0f}" for r in mine), " / ".join(f"{r['cpu_s']:.0f}" for r in mine),
+                     f"{med[side]['final_return']:.0f}", f"{med[side]['train_s']:.0f}", f"{med[side]['cpu_s']:.0f}"])
+    if len(med) == 2:
+        rows.append(["ratio", "", "", "", "", f"{med['policylab']['final_return'] / med['sb3']['final_return']:.2f}",
+                     f"{med['policylab']['train_s'] / med['sb3']['train_s']:.2f}",
+                     f"{med['policylab']['cpu_s'] / med['sb3']['cpu_s']:.2f}"])
+    steps = {r["steps"] for r in runs}
+    print(f"\nSAC on HalfCheetah-v5, {'/'.join(f'{s:,}' for s in sorted(steps))} steps per run\n")
+    print(markdown_table(["side", "seeds", "final return", "train s", "cpu s", "median return", "median train s",
+                          "median cpu s"], rows))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--algos", nargs="*", default=["dqn", "sac"], choices=list(TASKS))
@@ -188,7 +244,15 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="override every cap (a smoke run)")
     p.add_argument("--halfcheetah", type=int, default=0, metavar="K",
                    help="also time K SAC steps on HalfCheetah-v5 after learning_starts, per side and seed")
+    p.add_argument("--halfcheetah-runs", type=int, default=0, metavar="N",
+                   help="full N-step SAC runs on HalfCheetah-v5 per seed for --sides; JSON lines to --results")
+    p.add_argument("--sides", nargs="+", default=["policylab", "sb3"], choices=["policylab", "sb3"])
+    p.add_argument("--results", default="halfcheetah.jsonl", help="where --halfcheetah-runs appends its runs")
+    p.add_argument("--report", metavar="FILE", help="print the table of a --results file and exit")
     args = p.parse_args(argv)
+    if args.report:
+        halfcheetah_report(args.report)
+        return 0
     if args.max_steps:
         for k, (env_id, thr, _, every, kw) in list(TASKS.items()):
             TASKS[k] = (env_id, thr, args.max_steps, min(every, args.max_steps), kw)
@@ -226,6 +290,16 @@ def main(argv=None) -> int:
                               "median cpu s"], rows))
     if args.halfcheetah:
         halfcheetah_table(args.seeds, args.halfcheetah)
+    if args.halfcheetah_runs:
+        import json
+
+        for seed in args.seeds:
+            for side in args.sides:
+                r = halfcheetah_run(side, seed, args.halfcheetah_runs)
+                print(f"  HalfCheetah {side} seed {seed}: return {r['final_return']:.1f}, train {r['train_s']:.0f} s, "
+                      f"cpu {r['cpu_s']:.0f} s", flush=True)
+                with open(args.results, "a") as f:
+                    f.write(json.dumps(r) + "\n")
     return 0
 
 

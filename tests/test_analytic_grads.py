@@ -387,7 +387,8 @@ def test_bad_backend_rejected_before_work():
        out_dim=st.integers(1, 5), batch=st.integers(1, 70), activation=st.sampled_from(["tanh", "relu", "elu"]),
        seed=st.integers(0, 2**31 - 1))
 def test_numpy_mlp_backward_equals_autograd_any_shape(obs_dim, hidden, out_dim, batch, activation, seed):
-    """The MLP chain rule alone: ∂(Σ out ⊙ G)/∂θ for random shapes, activations and upstream G."""
+    """The MLP chain rule alone: ∂(Σ out ⊙ G)/∂θ and ∂/∂x (``input_grad``, no weight gradients) for
+    random shapes, activations and upstream G."""
     from policylab.deep.fast.mlp import NumpyMLP
     from policylab.deep.networks import flatten_parameters, mlp
 
@@ -403,10 +404,14 @@ def test_numpy_mlp_backward_equals_autograd_any_shape(obs_dim, hidden, out_dim, 
     out, cache = mirror.forward(x)
     mirror.backward(G, cache)
     g_np = flat.grad.numpy().copy()
+    gx_np = mirror.input_grad(G, cache)
+    np.testing.assert_array_equal(flat.grad.numpy(), g_np)  # input_grad left the weight gradients alone
     flat.grad.zero_()
-    ref_out = net(torch.from_numpy(x))
+    x_t = torch.from_numpy(x).requires_grad_()
+    ref_out = net(x_t)
     (ref_out * torch.from_numpy(G)).sum().backward()
     np.testing.assert_allclose(out, ref_out.detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert np.linalg.norm(gx_np - x_t.grad.numpy()) <= 1e-5 * max(np.linalg.norm(x_t.grad.numpy()), 1.0)
     g_ref = flat.grad.numpy()
     assert np.linalg.norm(g_np - g_ref) <= 1e-5 * max(np.linalg.norm(g_ref), 1.0)
 

@@ -85,7 +85,8 @@ def test_sac_short_run_actions_in_box():
     assert agent.net.log_ent_coef.item() != 0.0  # α is learned
 
 
-@pytest.mark.parametrize("cls, kwargs, env", [(DQN, SMALL_DQN, "CartPole-v1"), (SAC, SMALL_SAC, "Pendulum-v1")])
+@pytest.mark.parametrize("cls, kwargs, env", [(DQN, SMALL_DQN, "CartPole-v1"), (SAC, SMALL_SAC, "Pendulum-v1"),
+                                              (SAC, {**SMALL_SAC, "backend": "torch"}, "Pendulum-v1")])
 def test_resume_with_buffer_is_identical(tmp_path, cls, kwargs, env):
     full = cls(env, seed=3, save_replay_buffer=True, **kwargs).learn(320)
     half = cls(env, seed=3, save_replay_buffer=True, **kwargs).learn(160, checkpoint_dir=tmp_path)
@@ -105,11 +106,13 @@ def _per_tensor_adam(agent):
     return agent
 
 
-def test_sac_checkpoint_with_per_tensor_adam_state_resumes_with_the_same_numbers(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_sac_checkpoint_with_per_tensor_adam_state_resumes_with_the_same_numbers(tmp_path, backend):
     """A SAC checkpoint from before the flat parameter buffer (one Adam state per tensor) loads: the
     states are concatenated in buffer order and the run continues as the old optimizer would."""
-    full = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC)).learn(300)
-    half = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **SMALL_SAC))
+    kw = {**SMALL_SAC, "backend": backend}
+    full = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **kw)).learn(300)
+    half = _per_tensor_adam(SAC("Pendulum-v1", seed=2, save_replay_buffer=True, **kw))
     half.learn(150, checkpoint_dir=tmp_path)
     groups = json.loads((tmp_path / "checkpoint.json").read_text())["optimizer_param_groups"]
     assert len(groups["critic"][0]["params"]) == len(list(half.net.critics.parameters())) > 1
@@ -191,6 +194,44 @@ def test_learn_offline_fits_one_step_returns(tmp_path):
     again = DQN("CartPole-v1", seed=0, learning_rate=3e-3, batch_size=64, hidden_sizes=(32, 32),
                 target_update_interval=50, loss="mse", cql_alpha=0.0).learn_offline(tmp_path / "d.safetensors", gradient_steps=600)
     assert np.allclose(again.net.q(torch.from_numpy(obs)).detach().numpy(), q, atol=1e-5)
+
+
+def test_cli_train_offline_equals_learn_offline(tmp_path, capsys):
+    """``policylab train dqn --offline-data FILE --steps N`` is ``learn_offline(FILE, N)`` + save; bad
+    requests are one-line errors (exit 2) before any work."""
+    from policylab.cli import main
+
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(128, 4)).astype(np.float32)
+    actions = rng.integers(0, 2, size=128)
+    data = {"obs": obs, "actions": actions, "rewards": 1.0 + 2.0 * actions, "next_obs": obs,
+            "terminated": np.ones(128, bool)}
+    ReplayBuffer.from_arrays(**data, n_actions=2).save(tmp_path / "d.safetensors")
+    kw = {"hidden_sizes": (16,), "batch_size": 32, "learning_rate": 3e-3}
+    sets = [a for k, v in (("hidden_sizes", "[16]"), ("batch_size", 32), ("learning_rate", 3e-3))
+            for a in ("--set", f"{k}={v}")]
+    assert main(["train", "dqn", "--env", "CartPole-v1", "--offline-data", str(tmp_path / "d.safetensors"),
+                 "--steps", "200", "--out", str(tmp_path / "run"), "--no-progress", "--eval-episodes", "2",
+                 *sets]) == 0
+    assert "200 gradient steps; greedy evaluation over 2 episodes" in capsys.readouterr().out
+    ref = DQN("CartPole-v1", seed=0, **kw).learn_offline(tmp_path / "d.safetensors", gradient_steps=200)
+    got = DQN.load(tmp_path / "run")
+    x = torch.from_numpy(obs)
+    assert np.allclose(got.net.q(x).detach().numpy(), ref.net.q(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ref.net.q(x).detach().numpy(), DQN("CartPole-v1", seed=0, **kw).net.q(x).detach().numpy())
+    for args, msg in [(["--env", "Acrobot-v1"], "obs_dim=4"), (["--env", "CartPole-v1", "--steps", "5"], "already"),
+                      (["--env", "CartPole-v1"], "needs --steps")]:
+        out = tmp_path / ("run" if "already" == msg else "other")
+        argv = ["train", "dqn", "--offline-data", str(tmp_path / "d.safetensors"), "--out", str(out), *args]
+        if "--steps" not in args and msg != "needs --steps":
+            argv += ["--steps", "5"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+    assert main(["train", "ppo", "--env", "CartPole-v1", "--offline-data", str(tmp_path / "d.safetensors"),
+                 "--steps", "5", "--out", str(tmp_path / "p")]) == 2
+    assert "ppo does not learn offline" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists() and not (tmp_path / "p").exists()
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

@@ -253,7 +253,9 @@ REDUCED = {
         ("--steps 1e6 --seeds 0-31", "--steps 2e4 --seeds 0-2 --no-progress"),
     "policylab plot runs/ql/* --metric charts/episodic_return":  # the shell expands the glob
         ("runs/ql/*", "runs/ql/q-learning-s0 runs/ql/q-learning-s1 runs/ql/q-learning-s2"),
-    "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp": ("6e4", "1.5e3"),
+    "policylab train dqn --env CartPole-v1 --steps 6e4 --out runs/dqn-cp --set save_replay_buffer=true": ("6e4", "1.5e3"),
+    "policylab train dqn --env CartPole-v1 --offline-data runs/dqn-cp/replay_buffer.safetensors --steps 5000 "
+    "--out runs/cql": ("--steps 5000", "--steps 50 --eval-episodes 2"),
     "policylab train sac --env Pendulum-v1 --steps 2e4 --out runs/sac-pend --set save_replay_buffer=true":
         ("2e4", "3e2"),
     # HalfCheetah: the preset's 1M steps become 2,048, evaluations of one episode every 1,024 steps;
@@ -324,6 +326,7 @@ def test_readme_shell_commands_run_with_reduced_sizes(tmp_path, monkeypatch, cap
     assert ran + skipped == len(REDUCED)
     assert Path("ppo.png").stat().st_size > 0 and Path("figures/fig4_line_world_q_star.png").exists()
     assert Path("runs/dqn-cp/checkpoint.json").is_file() and Path("runs/sac-pend/replay_buffer.safetensors").is_file()
+    assert Path("runs/cql/checkpoint.json").is_file()
     if not skipped:
         assert Path("runs/hc/best/checkpoint.json").is_file()
     assert Path("runs/llm/grpo").is_dir() and Path("data/test.jsonl").exists()

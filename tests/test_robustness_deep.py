@@ -130,6 +130,27 @@ def test_divergence_every_trainer_and_save_refuses_nan(tmp_path, cls, env, kw):
     assert (tmp_path / "checkpoint.json").read_bytes() == good and len(list(tmp_path.glob("weights-*"))) == 1
 
 
+def test_divergence_check_exact_through_its_fast_path():
+    """check_finite first tests one sum of sums; that shortcut must neither miss a NaN in a flat
+    buffer's view nor call finite-but-huge parameters (whose float32 sum overflows) diverged."""
+    from policylab.deep.guards import check_finite
+    from policylab.deep.sac import SAC
+
+    agent = SAC("Pendulum-v1", seed=0, hidden_sizes=(8,), learning_starts=4, batch_size=4).learn(8)
+    check_finite(agent, {})
+    name, p = list(agent.net.named_parameters())[3]
+    with torch.no_grad():
+        p.view(-1)[0] = 3e38  # finite; the buffer's sum overflows to inf
+        p.view(-1)[1] = 3e38
+    check_finite(agent, {"losses/value_loss": 1.0})
+    with torch.no_grad():
+        p.view(-1)[1] = float("nan")
+    with pytest.raises(DivergenceError, match=f"parameter {name} is NaN/inf"):
+        check_finite(agent, {})
+    with pytest.raises(DivergenceError, match="losses/policy_loss is NaN/inf"):
+        check_finite(agent, {"losses/policy_loss": float("inf")})
+
+
 def test_divergence_nan_reward_is_named(tmp_path):
     import gymnasium as gym
 

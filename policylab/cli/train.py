@@ -14,6 +14,11 @@ a NaN/inf loss, gradient, reward or parameter stops the run with the step and th
 (exit 2) and keeps the last good checkpoint; Ctrl-C saves a checkpoint at the end of the current
 iteration, then exits 130; ``--resume`` truncates the logs to the checkpoint's step and keeps the
 run's saved hyperparameters (``--config``/``--set`` are validated and must repeat them).
+
+Offline (``dqn`` only): ``--offline-data FILE --steps N`` fits the Q-network on a logged replay
+buffer (``ReplayBuffer.save``, or a run's ``replay_buffer.safetensors`` written with ``--set
+save_replay_buffer=true``) for N gradient steps with no env interaction (``DQN.learn_offline``:
+CQL with ``cql_alpha`` = 1 unless set), then evaluates it and saves the checkpoint in ``--out``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--stop-at-return", type=float, default=None, metavar="R",
                    help="stop at the first evaluation whose mean return is ≥ R (needs --eval-every)")
     p.add_argument("--no-tensorboard", action="store_true", help="CSV log only")
+    p.add_argument("--offline-data", default=None, metavar="FILE",
+                   help="dqn only: learn from this logged replay buffer for --steps gradient steps, no env steps")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.on_help.append(_list_hyperparameters)
     p.set_defaults(func=run)
@@ -123,12 +130,21 @@ def _train(args, out: Path, steps: int) -> int:
     if args.eval_episodes < 1:
         raise UsageError("--eval-episodes must be ≥ 1")
 
+    if args.offline_data is not None:
+        if args.resume or steps is None:
+            raise UsageError("--offline-data needs --steps (gradient steps) and a new --out (no --resume)")
+        if not Path(args.offline_data).is_file():
+            from policylab.errors import MissingFileError
+
+            raise MissingFileError(f"--offline-data: no file {args.offline_data}")
     from policylab.deep.registry import algorithm_class  # imports torch on first use
 
     try:
         cls = algorithm_class(args.algo)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"algorithm {args.algo!r} is not available in this build ({exc})") from None
+    if args.offline_data is not None and not hasattr(cls, "learn_offline"):
+        raise UsageError(f"--offline-data: {args.algo} does not learn offline (dqn does)")
     if args.resume:
         agent = cls.load(out)
         if agent.env_id != args.env:
@@ -144,6 +160,8 @@ def _train(args, out: Path, steps: int) -> int:
     else:
         params, source = _hyperparameters(args)
         agent = cls(args.env, seed=args.seed, **params)  # validates env + hyperparameters first
+        if args.offline_data is not None:
+            return _train_offline(args, agent, out, steps)
         steps = steps or agent.config.n_timesteps
         if steps is None:
             raise UsageError(f"--steps is required: the preset for {args.env} has no n_timesteps")
@@ -167,4 +185,24 @@ def _train(args, out: Path, steps: int) -> int:
         tail += (f"; last evaluation {ev.history[-1][1]:.1f}, best {ev.best_mean:.1f} (checkpoint in {out / 'best'})"
                  + ("; stopped: --stop-at-return reached" if ev.stopped else ""))
     print(f"done: {agent.num_steps:,} steps{tail}; checkpoint + logs in {out}")
+    return 0
+
+
+def _train_offline(args, agent, out: Path, steps: int) -> int:
+    """``--offline-data``: ``learn_offline`` for ``steps`` gradient steps, evaluate, save."""
+    from tqdm.auto import tqdm
+
+    from policylab.deep.replay import discrete_dataset
+
+    data = discrete_dataset(agent, args.offline_data)  # DataError (fields, shapes, actions) before any work
+    every = max(1, min(1000, steps // 100))
+    print(f"training {args.algo} on {args.env} offline from {args.offline_data} for {steps:,} gradient steps "
+          f"(seed {args.seed}) -> {out}")
+    with tqdm(total=steps, disable=args.no_progress, unit="step") as bar:
+        agent.learn_offline(data, steps, log_dir=out, tensorboard=not args.no_tensorboard,
+                            log_every=every, callback=lambda a, m: bar.update(min(every, steps - bar.n)) and None)
+    agent.save(out)
+    score = agent.evaluate(args.eval_episodes)
+    print(f"done: {steps:,} gradient steps; greedy evaluation over {args.eval_episodes} episodes "
+          f"{score.mean:.1f} ± {score.std:.1f}; checkpoint + logs in {out}")
     return 0

@@ -29,7 +29,7 @@ import torch
 from policylab.deep.networks import clip_grad_norm, flat_buffers_intact
 from policylab.errors import ConfigError
 
-__all__ = ["BACKENDS", "TorchBackend", "make_backend"]
+__all__ = ["BACKENDS", "TorchBackend", "choose_backend", "make_backend"]
 
 BACKENDS = ("auto", "numpy", "torch")
 
@@ -78,19 +78,27 @@ class TorchBackend:
             raise RuntimeError(REPLACED)
 
 
-def make_backend(choice: str, net, head, activation: str, torch_rng, np_rng, flat_params, optimizer, loss):
-    """(backend, why) for ``choice`` ∈ BACKENDS: "auto" takes numpy where ``fast.unsupported`` finds
-    nothing against it and torch otherwise; "numpy" where it cannot run is a ConfigError."""
-    from policylab.deep import fast
-
-    why_not = fast.unsupported(net, head, activation, loss)
+def choose_backend(choice: str, why_not: str | None, auto_why: str) -> tuple[bool, str]:
+    """(numpy?, why) for the config field ``backend=choice`` ∈ BACKENDS, given why the numpy backend
+    cannot run (None when it can): "auto" takes numpy when it can (reason ``auto_why``), torch
+    otherwise; "numpy" where it cannot run, or an unknown choice, is a ConfigError."""
     if choice not in BACKENDS:
         raise ConfigError(f"hyperparameter backend={choice!r} must be one of {', '.join(BACKENDS)}")
     if choice == "numpy" and why_not:
         raise ConfigError(f"hyperparameter backend='numpy' cannot run this network: {why_not}; "
                           "use backend='auto' or 'torch'")
     if choice == "torch" or why_not:
-        why = "asked for" if choice == "torch" else f"auto: {why_not}"
+        return False, "asked for" if choice == "torch" else f"auto: {why_not}"
+    return True, "asked for" if choice == "numpy" else f"auto: {auto_why}"
+
+
+def make_backend(choice: str, net, head, activation: str, torch_rng, np_rng, flat_params, optimizer, loss):
+    """(backend, why) for ``choice`` ∈ BACKENDS: "auto" takes numpy where ``fast.unsupported`` finds
+    nothing against it and torch otherwise; "numpy" where it cannot run is a ConfigError."""
+    from policylab.deep import fast
+
+    numpy, why = choose_backend(choice, fast.unsupported(net, head, activation, loss),
+                                "MLP on CPU, a supported head and loss")
+    if not numpy:
         return TorchBackend(net, head, torch_rng, flat_params, optimizer), why
-    why = "asked for" if choice == "numpy" else "auto: MLP on CPU, a supported head and loss"
     return fast.NumpyBackend(net, head, activation, np_rng, flat_params, optimizer), why

@@ -36,12 +36,13 @@ import torch
 from torch import nn
 
 from policylab.deep.agent import Agent
-from policylab.deep.backend import BACKENDS, TorchBackend
+from policylab.deep.backend import BACKENDS, TorchBackend, choose_backend
 from policylab.deep.config import AgentOptions, check, check_fields
-from policylab.deep.fast.qlearning import NumpyQBackend, q_unsupported
+from policylab.deep.fast.mlp import mlp_unsupported
+from policylab.deep.fast.qlearning import NumpyQBackend
 from policylab.deep.networks import flatten_parameters, mlp
 from policylab.deep.replay import ReplayBuffer, discrete_dataset, replay_for
-from policylab.errors import ConfigError, InputError
+from policylab.errors import InputError
 from policylab.losses.value_based import (
     cql_regularizer,
     double_q_learning_target,
@@ -169,16 +170,11 @@ class DQN(Agent):
         # one buffer each: Adam, clipping and the target update are one kernel; the numpy mirror views them
         self.flat_params, self.flat_target = flatten_parameters(net.q), flatten_parameters(net.q_target)
         self.optimizers["q"] = torch.optim.Adam([self.flat_params], lr=c.learning_rate, fused=True)
-        why_not = q_unsupported(net.q, c.activation)
-        if c.backend == "numpy" and why_not:
-            raise ConfigError(f"hyperparameter backend='numpy' cannot run this network: {why_not}; "
-                              "use backend='auto' or 'torch'")
-        if c.backend == "torch" or why_not:
-            self.backend = TorchQBackend(net, self.head, self.torch_rng, self.flat_params, self.optimizers["q"])
-            why = "asked for" if c.backend == "torch" else f"auto: {why_not}"
-        else:
+        numpy, why = choose_backend(c.backend, mlp_unsupported(c.activation, net.q), "MLP on CPU")
+        if numpy:
             self.backend = NumpyQBackend(net, c.activation, self.flat_params, self.optimizers["q"])
-            why = "asked for" if c.backend == "numpy" else "auto: MLP on CPU"
+        else:
+            self.backend = TorchQBackend(net, self.head, self.torch_rng, self.flat_params, self.optimizers["q"])
         self.notes.append(f"DQN backend: {self.backend.name} ({why})")
         self.exploration_rate = c.exploration_initial_eps
 

@@ -23,9 +23,10 @@ from policylab.io.lock import RunLock
 __all__ = ["check_finite", "deferred_interrupt", "divergence_quantities", "run_locks"]
 
 
-def divergence_quantities(agent, metrics: dict):
+def divergence_quantities(agent, metrics: dict, parameters=None):
     """(name, value) pairs the divergence check looks at, in causal order: rewards (episode
-    returns so far), logged losses, gradients of every optimizer's parameters, the parameters."""
+    returns so far), logged losses, gradients of every optimizer's parameters, the parameters
+    (``parameters``: other (name, tensor) pairs holding the same numbers, e.g. whole buffers)."""
     yield "reward (running episode return)", agent._ep_return
     for key in ("charts/episodic_return", *sorted(k for k in metrics if k.startswith("losses/"))):
         if metrics.get(key) is not None:
@@ -35,8 +36,33 @@ def divergence_quantities(agent, metrics: dict):
             for p in group["params"]:
                 if p.grad is not None:
                     yield f"gradient ({name} optimizer)", p.grad
-    for name, p in agent.net.named_parameters():
+    for name, p in (agent.net.named_parameters() if parameters is None else parameters):
         yield f"parameter {name}", p
+
+
+def _parameter_buffers(agent) -> list:
+    """The net's parameters as few tensors: views that tile one buffer (``flatten_parameters``)
+    become that buffer, once. Cached on the agent until a parameter's storage changes."""
+    params = agent.__dict__.get("_guard_params")
+    if params is None or params[0] is not agent.net:
+        params = (agent.net, list(agent.net.named_parameters()))
+        agent.__dict__["_guard_params"] = params
+    key = tuple(p.untyped_storage().data_ptr() for _, p in params[1])
+    cached = agent.__dict__.get("_guard_buffers")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    groups: dict = {}
+    for name, p in params[1]:
+        groups.setdefault((p.untyped_storage().data_ptr(), p.dtype), []).append((name, p))
+    buffers = []
+    for members in groups.values():
+        storage, first = members[0][1].untyped_storage(), members[0][1]
+        if sum(p.numel() for _, p in members) * first.element_size() == storage.nbytes():
+            buffers.append((members[0][0], torch.empty(0, dtype=first.dtype).set_(storage)))
+        else:
+            buffers.extend(members)
+    agent.__dict__["_guard_buffers"] = (key, buffers)
+    return buffers
 
 
 def _all_finite(value) -> bool:
@@ -45,8 +71,24 @@ def _all_finite(value) -> bool:
     return bool(np.isfinite(np.asarray(value, dtype=np.float64)).all())
 
 
+def _surely_finite(quantities) -> bool:
+    """True only if every quantity is finite, by one test of the sum of the tensors' sums: a
+    NaN/inf makes it non-finite. False (an overflowed sum, or a real NaN/inf) asks the caller for
+    the elementwise check. ~10× cheaper than ``isfinite(x).all()`` per tensor, which SAC otherwise
+    paid on every env step (~2.5 ms for its 34 tensors)."""
+    sums = []
+    for _, value in quantities:
+        if isinstance(value, torch.Tensor):
+            sums.append(value.detach().sum())
+        elif not _all_finite(value):
+            return False
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+
+
 def check_finite(agent, metrics: dict) -> None:
     """DivergenceError naming the step and the first non-finite quantity, if any."""
+    if _surely_finite(divergence_quantities(agent, metrics, _parameter_buffers(agent))):
+        return
     for name, value in divergence_quantities(agent, metrics):
         if not _all_finite(value):
             raise DivergenceError(

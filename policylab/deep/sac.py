@@ -18,6 +18,11 @@ does ``gradient_steps`` minibatch steps, each (in Stable-Baselines3's order)
 
 The policy is a = tanh(u), u ∼ N(μ_θ(s), σ_θ(s)²) (log σ clamped to [−20, 2]), mapped affinely onto
 the action box; the critics see actions in [−1, 1]. Hyperparameter names and defaults are SB3's.
+
+The step runs on a backend: ``backend="torch"`` is autograd (``TorchSACBackend``); ``"numpy"`` is the
+chain rule by hand on numpy views of the same weights, gradients and Adam state, with ε from the
+same torch Generator (``deep.fast.sac``, ~2× cheaper per step); ``"auto"`` (default) takes numpy for
+plain float32 MLPs on the CPU and says in ``agent.notes`` why it did not otherwise.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ import torch
 from torch import nn
 
 from policylab.deep.agent import Agent
+from policylab.deep.backend import BACKENDS, REPLACED, TorchBackend, choose_backend
 from policylab.deep.config import AgentOptions, check, check_fields
-from policylab.deep.networks import flatten_parameters, mlp
+from policylab.deep.fast.mlp import mlp_unsupported
+from policylab.deep.fast.sac import NumpySACBackend
+from policylab.deep.networks import flat_buffers_intact, flatten_parameters, mlp
 from policylab.deep.replay import ReplayBuffer, replay_for
 from policylab.errors import ConfigError, InputError
 from policylab.losses.value_based import (
@@ -45,7 +53,7 @@ from policylab.losses.value_based import (
     tanh_gaussian_log_prob,
 )
 
-__all__ = ["SAC", "SACConfig", "SACNetworks", "TanhGaussianHead"]
+__all__ = ["SAC", "SACConfig", "SACNetworks", "TanhGaussianHead", "TorchSACBackend"]
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -70,8 +78,10 @@ class SACConfig(AgentOptions):
     hidden_sizes: tuple[int, ...] = (256, 256)  # actor and critic widths
     activation: str = "relu"               # hidden activation
     save_replay_buffer: bool = False       # write the buffer with each checkpoint (exact resume)
+    backend: str = "auto"                  # auto (numpy where it can, else torch) | numpy | torch (autograd)
 
     def validate(self) -> None:
+        check(self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(map(repr, BACKENDS))}")
         check_fields(self, at_least_one=("buffer_size", "batch_size", "train_freq", "target_update_interval",
                                          "n_envs", "n_critics"),
                      positive=("learning_rate", "tau"), nonnegative=("learning_starts",),
@@ -192,12 +202,21 @@ class SAC(Agent):
             self.optimizers["ent_coef"] = torch.optim.Adam([net.log_ent_coef], lr=lr)
         else:
             net.log_ent_coef.requires_grad_(False)
+        c = self.config
+        numpy, why = choose_backend(c.backend, mlp_unsupported(c.activation, net.actor, *net.critics), "MLP on CPU")
+        kw = {"learn_alpha": self.learn_alpha, "target_entropy": self.target_entropy}
+        if numpy:
+            self.backend = NumpySACBackend(net, self.head, c.activation, self.flat, self.optimizers, self.torch_rng,
+                                           log_std_bounds=(LOG_STD_MIN, LOG_STD_MAX), **kw)
+        else:
+            self.backend = TorchSACBackend(net, self.head, self.flat, self.optimizers, self.torch_rng, **kw)
+        self.notes.append(f"SAC backend: {self.backend.name} ({why})")
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """a ∼ π_θ(·|s) (torch_rng); uniform in the box before ``learning_starts`` (np_rng)."""
         if self.num_steps < self.config.learning_starts:
             return self.np_rng.uniform(self._low, self._high, size=(len(obs), self.head.dim)).astype(np.float32)
-        return self.head.sample(self.net.policy_params(torch.from_numpy(obs)), self.torch_rng).numpy()
+        return self.head.sample(self.backend.policy_params(obs), self.torch_rng).numpy()
 
     def collect(self) -> None:
         self.collect_transitions(self.storage, self.config.train_freq)
@@ -208,19 +227,38 @@ class SAC(Agent):
         if self.num_steps <= c.learning_starts:
             return dict.fromkeys(keys)
         n = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
+        self.backend.verify()
         rows = np.array([self.gradient_step(i) for i in range(n)])  # (n, 5)
         metrics = dict(zip(keys, rows.mean(axis=0).tolist()))
         if not self.learn_alpha:  # a fixed α has no temperature loss (NaN would trip the divergence guard)
             metrics["losses/ent_coef_loss"] = None
         return metrics
 
-    # -- one gradient step ------------------------------------------------------------------------------
     def gradient_step(self, i: int) -> tuple:
-        c, net, head, opt, flat = self.config, self.net, self.head, self.optimizers, self.flat
+        """One minibatch step on the backend, then φ⁻ ← τφ + (1 − τ)φ⁻ every ``target_update_interval``
+        steps; returns (actor loss, critic loss, entropy estimate, α, temperature loss)."""
+        c = self.config
         b = self.storage.sample(c.batch_size)
-        obs, next_obs = torch.from_numpy(b.obs), torch.from_numpy(b.next_obs)  # (B, obs_dim)
-        a = head.normalize(torch.from_numpy(b.actions))  # (B, d) in [−1, 1]
-        a_pi, logp = head.rsample(net.policy_params(obs), self.torch_rng)  # (B, d), (B,)
+        out = self.backend.gradient_step(b.obs, b.actions, b.rewards, b.next_obs, b.discounts)
+        if i % c.target_update_interval == 0:
+            polyak_update([self.flat["critics_target"]], [self.flat["critics"]], c.tau)
+        return out
+
+
+class TorchSACBackend(TorchBackend):
+    """The SAC step through autograd; the interface of ``fast.sac.NumpySACBackend``."""
+
+    def __init__(self, net, head, flat: dict, optimizers: dict, rng: torch.Generator, *, learn_alpha: bool,
+                 target_entropy: float):
+        super().__init__(net, head, rng)
+        self.flat, self.optimizers, self.learn_alpha, self.target_entropy = flat, optimizers, learn_alpha, target_entropy
+        self._grad_views = {k: flat[k].grad.numpy() for k in ("actor", "critics")}
+
+    def gradient_step(self, obs, actions, rewards, next_obs, discounts) -> tuple:
+        net, head, opt, flat = self.net, self.head, self.optimizers, self.flat
+        obs, next_obs = torch.from_numpy(obs), torch.from_numpy(next_obs)  # (B, obs_dim)
+        a = head.normalize(torch.from_numpy(actions))  # (B, d) in [−1, 1]
+        a_pi, logp = head.rsample(net.policy_params(obs), self.rng)  # (B, d), (B,)
         alpha_loss = float("nan")
         if self.learn_alpha:  # temperature first, with α of this step taken before its update (as SB3)
             loss = sac_temperature_loss(net.log_ent_coef, logp, self.target_entropy)
@@ -232,9 +270,9 @@ class SAC(Agent):
         else:
             alpha = net.log_ent_coef.exp()
         with torch.no_grad():
-            a_next, logp_next = head.rsample(net.policy_params(next_obs), self.torch_rng)
+            a_next, logp_next = head.rsample(net.policy_params(next_obs), self.rng)
             q_next = torch.stack(net.q(net.critics_target, next_obs, a_next)).min(dim=0).values  # (B,)
-            y = soft_q_target(torch.from_numpy(b.rewards), torch.from_numpy(b.discounts), q_next, logp_next, alpha)
+            y = soft_q_target(torch.from_numpy(rewards), torch.from_numpy(discounts), q_next, logp_next, alpha)
         critic_loss = sac_critic_loss(net.q(net.critics, obs, a), y)
         flat["critics"].grad.zero_()  # never zero_grad(): set_to_none would cut the views into the buffer
         critic_loss.backward()
@@ -246,6 +284,8 @@ class SAC(Agent):
         actor_loss.backward()
         net.critics.requires_grad_(True)
         opt["actor"].step()
-        if i % c.target_update_interval == 0:
-            polyak_update([flat["critics_target"]], [flat["critics"]], c.tau)
         return actor_loss.item(), critic_loss.item(), -logp.detach().mean().item(), float(alpha), alpha_loss
+
+    def verify(self) -> None:
+        if not all(flat_buffers_intact(self.flat[k], v) for k, v in self._grad_views.items()):
+            raise RuntimeError(REPLACED)

@@ -1,4 +1,4 @@
-"""Analytic derivatives of the policy-gradient losses with respect to their inputs (numpy).
+"""Analytic derivatives of the losses with respect to their inputs (numpy).
 
 Each function ``<loss>_grad`` is ∂L/∂x of the loss ``<loss>`` in ``policylab.losses.policy_gradient``
 (the equation lives there; ``tests/test_analytic_grads.py`` checks every derivative against
@@ -21,6 +21,7 @@ import numpy as np
 from policylab.losses.policy_gradient import ppo_loss
 
 __all__ = ["DERIVATIVES", "cql_regularizer_grad", "dqn_loss_grad", "entropy_bonus_grad", "ppo_clip_loss_grad", "ppo_loss_grad",
+           "sac_actor_loss_grad", "sac_critic_loss_grad", "sac_temperature_loss_grad", "tanh_gaussian_log_prob_grad",
            "value_loss_grad"]
 
 
@@ -101,6 +102,48 @@ def cql_regularizer_grad(q_tm1: np.ndarray, a_tm1: np.ndarray) -> np.ndarray:
     g = e / e.sum(axis=1, keepdims=True)  # (B, A) softmax
     g[np.arange(len(g)), a_tm1] -= 1.0
     return (g / len(g)).astype(q_tm1.dtype, copy=False)
+
+
+def tanh_gaussian_log_prob_grad(mean: np.ndarray, log_std: np.ndarray, u: np.ndarray):
+    """Partial derivatives (∂/∂μ, ∂/∂log σ, ∂/∂u), each (B, d), of ``losses.value_based.tanh_gaussian_log_prob``
+    log π = Σ_i [−½ z_i² − log σ_i − ½ log 2π − log(1 − tanh² u_i)],  z = (u − μ)/σ:
+
+        ∂log π/∂μ = z/σ,     ∂log π/∂log σ = z² − 1,     ∂log π/∂u = −z/σ + 2 tanh u
+
+    (d/du log(1 − tanh² u) = −2 tanh u.) u, μ, log σ independent, as autograd sees them; with the
+    reparameterization u = μ + σε the totals are d/dμ = 2 tanh u, d/dlog σ = 2σε tanh u − 1.
+    """
+    std = np.exp(log_std)
+    z = (u - mean) / std
+    return z / std, z * z - 1.0, -z / std + 2.0 * np.tanh(u)
+
+
+def sac_critic_loss_grad(q_tm1, target: np.ndarray) -> list[np.ndarray]:
+    """∂J_Q/∂Q_φᵢ(s_b, a_b) of ``losses.value_based.sac_critic_loss``, J_Q = ½ Σ_i mean_b (Q_φᵢ − y)²:
+
+        ∂J_Q/∂Q_φᵢ,b = (Q_φᵢ,b − y_b) / B          (y constant), one (B,) array per critic
+    """
+    return [(q - target) / q.size for q in q_tm1]
+
+
+def sac_actor_loss_grad(logp: np.ndarray, q_min: np.ndarray, alpha):
+    """(∂J_π/∂log π (B,), ∂J_π/∂min_i Q (B,)) of ``losses.value_based.sac_actor_loss``,
+    J_π = mean_b [α log π_b − min_i Q_φᵢ,b]:
+
+        ∂J_π/∂log π_b = α / B,     ∂J_π/∂min_i Q_b = −1 / B
+
+    (the min passes its gradient to the critic that attains it; the caller routes it.)
+    """
+    n = logp.size
+    return np.full_like(logp, alpha / n), np.full_like(q_min, -1.0 / n)
+
+
+def sac_temperature_loss_grad(log_alpha, logp: np.ndarray, target_entropy: float):
+    """∂J/∂log α of ``losses.value_based.sac_temperature_loss``, J(α) = −mean_b [log α (log π_b + H̄)]:
+
+        ∂J/∂log α = −mean_b (log π_b + H̄)          (a scalar of log π's dtype)
+    """
+    return -np.mean(logp + logp.dtype.type(target_entropy))
 
 
 #: composed loss → its derivative with respect to the network outputs (logp, entropy, values)

@@ -1,5 +1,6 @@
 """Value-based and soft actor-critic math (DQN, double DQN, SAC): pure functions of torch tensors
-(the DQN target and loss also of numpy arrays, for DQN's numpy backend ``deep.fast.qlearning``).
+(the DQN and SAC targets and losses also of numpy arrays, for the numpy backends
+``deep.fast.qlearning`` and ``deep.fast.sac``; their derivatives are in ``losses.grads``).
 
 Time-indexed names follow rlax: a transition is (s_tm1, a_tm1, r_t, discount_t, s_t), i.e. the
 lecture's (s_t, a_t, r_{t+1}, s_{t+1}). ``discount_t`` already folds in termination and the n-step
@@ -139,6 +140,7 @@ def soft_q_target(r_t: torch.Tensor, discount_t, q_t_target_min: torch.Tensor, l
 
     ``q_t_target_min`` (B,) = the minimum of the target critics at the sampled next action,
     ``logp_t`` (B,) its log-probability, ``alpha`` the temperature α (float or 0-d tensor).
+    Tensors or numpy arrays.
     """
     _same_shape(r_t=r_t, q_t_target_min=q_t_target_min, logp_t=logp_t)
     return r_t + discount_t * (q_t_target_min - alpha * logp_t)
@@ -150,11 +152,14 @@ def sac_critic_loss(q_tm1: list[torch.Tensor] | tuple, target: torch.Tensor) -> 
         J_Q = ½ Σ_i mean_b (Q_φᵢ(s_b, a_b) − y_b)²
 
     ``q_tm1`` is the list of critics' values Q_φᵢ(s, a), each (B,); ``target`` y (B,) is detached.
+    Tensors, or numpy arrays (then a float; ∂J_Q/∂Q_φᵢ is ``losses.grads.sac_critic_loss_grad``).
     """
     if len(q_tm1) == 0:
         raise InputError("q_tm1 must hold at least one critic's values")
     for i, q in enumerate(q_tm1):
         _same_shape(target=target, **{f"q_tm1[{i}]": q})
+    if not torch.is_tensor(target):
+        return 0.5 * sum(float(np.mean(np.square(q - target))) for q in q_tm1)
     y = target.detach()
     return 0.5 * sum(F.mse_loss(q, y) for q in q_tm1)
 
@@ -165,8 +170,11 @@ def sac_actor_loss(logp: torch.Tensor, q_min: torch.Tensor, alpha) -> torch.Tens
         J_π = mean_b [ α · log π_θ(ã_b|s_b) − min_i Q_φᵢ(s_b, ã_b) ]
 
     Both ``logp`` and ``q_min`` carry the graph to θ through ã; ``alpha`` is a constant here.
+    Tensors, or numpy arrays (then a float; the derivative is ``losses.grads.sac_actor_loss_grad``).
     """
     _same_shape(logp=logp, q_min=q_min)
+    if not torch.is_tensor(logp):
+        return float(np.mean(alpha * logp - q_min))
     if torch.is_tensor(alpha):
         alpha = alpha.detach()
     return (alpha * logp - q_min).mean()
@@ -178,10 +186,13 @@ def sac_temperature_loss(log_alpha: torch.Tensor, logp: torch.Tensor, target_ent
         J(α) = −mean_b [ log α · (log π(ã_b|s_b) + H̄) ]      (log π detached)
 
     ∂J/∂log α = −mean(log π + H̄) = H(π) − H̄ (estimated): α grows while the policy's entropy is
-    below the target H̄ (SAC uses H̄ = −|A|) and shrinks above it.
+    below the target H̄ (SAC uses H̄ = −|A|) and shrinks above it. Tensors, or numpy arrays (then a
+    float; the derivative is ``losses.grads.sac_temperature_loss_grad``).
     """
     if not math.isfinite(float(target_entropy)):
         raise InputError(f"target_entropy must be finite, got {target_entropy!r}")
+    if not torch.is_tensor(logp):
+        return -float(np.mean(log_alpha * (logp + logp.dtype.type(target_entropy))))
     return -(log_alpha * (logp.detach() + float(target_entropy))).mean()
 
 
@@ -217,9 +228,15 @@ def tanh_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, u: torch.T
 
     by the change of variables a = tanh(u), |da/du| = 1 − tanh²(u). Takes the PRE-squash sample
     ``u`` (inverting tanh near ±1 loses precision). Shapes (B, d) → (B,). An affine rescaling of a
-    to the action box adds a constant and is omitted (as SB3 does).
+    to the action box adds a constant and is omitted (as SB3 does). Tensors or numpy arrays (the
+    partial derivatives are ``losses.grads.tanh_gaussian_log_prob_grad``).
     """
     _same_shape(mean=mean, u=u)
+    if not torch.is_tensor(u):
+        c = u.dtype.type  # constants in the arrays' precision (no float32 → float64 upcast)
+        normal = -0.5 * np.square((u - mean) / np.exp(log_std)) - log_std - c(0.5 * math.log(2.0 * math.pi))
+        log_det = 2.0 * (c(_LOG2) - u - np.logaddexp(c(0.0), -2.0 * u))
+        return (normal - log_det).sum(axis=-1)
     normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2.0 * math.pi)
     log_det = 2.0 * (_LOG2 - u - F.softplus(-2.0 * u))
     return (normal - log_det).sum(dim=-1)

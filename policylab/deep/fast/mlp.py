@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 from torch import nn
 
+from policylab.deep.networks import ACTIVATIONS
 from policylab.errors import InputError
 
-__all__ = ["ACTIVATION_CODES", "NumpyMLP", "NumpyPolicyValueNet"]
+__all__ = ["ACTIVATION_CODES", "NumpyMLP", "NumpyPolicyValueNet", "mlp_unsupported"]
 
 
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "elu": 2}  # kernels take a code; -1 = identity (output layer)
@@ -102,6 +104,31 @@ def _layer_backward(g, h_prev, W, gW, gb, kind_prev):
     return gp
 
 
+@numba.njit(cache=True, fastmath=True, error_model="numpy")
+def _layer_input_grad(g, h_prev, W, kind_prev):
+    """∂L/∂a_prev = (g W) ⊙ σ'(a_prev) (kind_prev = -1: the input itself, no activation), no weight
+    gradients: what a loss needs to differentiate through a network it does not train."""
+    gp = np.dot(g, W)
+    if kind_prev >= 0:
+        for i in range(gp.shape[0]):
+            for j in range(gp.shape[1]):
+                gp[i, j] *= _sigma_grad(h_prev[i, j], kind_prev)
+    return gp
+
+
+def mlp_unsupported(activation: str, *seqs: nn.Sequential) -> str | None:
+    """Why :class:`NumpyMLP` cannot mirror the ``nn.Sequential`` networks ``seqs`` (None when it can):
+    it needs plain MLPs (Linear + one activation with a numpy kernel) in float32 on the CPU."""
+    if activation not in ACTIVATION_CODES:
+        return f"no numpy kernel for activation {activation!r}"
+    for seq in seqs:
+        if not all(type(m) in (nn.Linear, ACTIVATIONS[activation]) for m in seq):
+            return "the network has layers other than Linear and the activation"
+        if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in seq.parameters()):
+            return "the network is not float32 on the CPU"
+    return None
+
+
 class NumpyMLP:
     """Forward/backward of an ``mlp(...)`` ``nn.Sequential`` on views of its weights and grads."""
 
@@ -129,6 +156,12 @@ class NumpyMLP:
         """Write ∂L/∂W_l, ∂L/∂b_l into the torch .grad views, given g = ∂L/∂out (B, out_dim)."""
         for i in range(len(self.W) - 1, -1, -1):
             g = _layer_backward(g, hs[i], self.W[i], self.gW[i], self.gb[i], self.kind if i else -2)
+
+    def input_grad(self, g: np.ndarray, hs: list) -> np.ndarray:
+        """∂L/∂x (B, in_dim) given g = ∂L/∂out, leaving the weight gradients alone (half the backward's products)."""
+        for i in range(len(self.W) - 1, -1, -1):
+            g = _layer_input_grad(g, hs[i], self.W[i], self.kind if i else -1)
+        return g
 
 
 class NumpyPolicyValueNet:

@@ -55,5 +55,5 @@ def adam_step(optimizer, param) -> None:
     step = state["step"].numpy()  # 0-d view: += without a torch op
     step += 1
     beta1, beta2 = group["betas"]
-    _adam_(param.detach().numpy(), param.grad.numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
-           float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step))
+    views = [t.numpy().reshape(-1) for t in (param.detach(), param.grad, state["exp_avg"], state["exp_avg_sq"])]
+    _adam_(*views, float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step))

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from policylab.deep.backend import REPLACED
-from policylab.deep.fast.mlp import ACTIVATION_CODES, NumpyMLP
+from policylab.deep.fast.mlp import NumpyMLP
 from policylab.deep.fast.optim import adam_step
-from policylab.deep.networks import ACTIVATIONS, clip_grad_norm, flat_buffers_intact
+from policylab.deep.networks import clip_grad_norm, flat_buffers_intact
 from policylab.losses.grads import cql_regularizer_grad, dqn_loss_grad
 from policylab.losses.value_based import (
     cql_regularizer,
@@ -33,19 +32,7 @@ from policylab.losses.value_based import (
     q_learning_target,
 )
 
-__all__ = ["NumpyQBackend", "q_unsupported"]
-
-
-def q_unsupported(q: nn.Sequential, activation: str) -> str | None:
-    """Why the numpy backend cannot run Q-network ``q`` (None when it can): it needs a plain MLP
-    (Linear + one activation with a numpy kernel) in float32 on the CPU."""
-    if activation not in ACTIVATION_CODES:
-        return f"no numpy kernel for activation {activation!r}"
-    if not all(type(m) in (nn.Linear, ACTIVATIONS[activation]) for m in q):
-        return "the Q-network has layers other than Linear and the activation"
-    if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in q.parameters()):
-        return "the Q-network is not float32 on the CPU"
-    return None
+__all__ = ["NumpyQBackend"]
 
 
 class NumpyQBackend:

@@ -1,0 +1,164 @@
+"""SAC's numpy backend: one gradient step by hand on numpy views of the actor, the critics, the
+target critics and log α (``deep.sac.SAC.gradient_step`` is the same step through autograd).
+
+Why: at batch 256 with (256, 256) networks a SAC step is ~16 (256 × 256) · (256 × 256) matrix
+products (~3.7 ms single-threaded here); through autograd it cost 10–12 ms, the rest per-op
+dispatch, the backward engine and the weight gradients of products nobody needs. Here each layer
+is one numba kernel each way (``fast.mlp``), the actor's pass through the critics computes ∂Q/∂a
+only (``NumpyMLP.input_grad``), and Adam is one compiled pass per buffer (``fast.optim``) on
+torch's own optimizer state — so checkpoints, ``load`` and the torch backend see one state.
+
+One step on a minibatch (s, a, r, γ_t, s′), in Stable-Baselines3's order (equations: ``deep.sac``):
+
+    ã = tanh(μ + σε), log π(ã|s)       ε ~ N(0, I) from the agent's torch Generator    TanhGaussian
+    ∂J(α)/∂log α → Adam (learned α)                    losses.grads.sac_temperature_loss_grad
+    y = r + γ_t(min_i Q_φ⁻ᵢ(s′, ã′) − α log π(ã′|s′))  losses.value_based.soft_q_target
+    ∂J_Q/∂Q_φᵢ = (Q_φᵢ − y)/B → critics' chain rule → Adam     losses.grads.sac_critic_loss_grad
+    ∂J_π/∂(log π, min Q) = (α/B, −1/B) → ∂Q/∂ã (critics' input gradient) → ã, log π → (μ, log σ)
+        → actor's chain rule → Adam                    sac_actor_loss_grad, tanh_gaussian_log_prob_grad
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from policylab.deep.backend import REPLACED
+from policylab.deep.fast.mlp import NumpyMLP
+from policylab.deep.fast.optim import adam_step
+from policylab.deep.networks import flat_buffers_intact
+from policylab.losses.grads import (
+    sac_actor_loss_grad,
+    sac_critic_loss_grad,
+    sac_temperature_loss_grad,
+    tanh_gaussian_log_prob_grad,
+)
+from policylab.losses.value_based import (
+    sac_actor_loss,
+    sac_critic_loss,
+    sac_temperature_loss,
+    soft_q_target,
+    tanh_gaussian_log_prob,
+)
+
+__all__ = ["NumpySACBackend", "TanhGaussian"]
+
+
+def _adam(optimizer, param) -> None:
+    """``adam_step`` on the flat buffer; an optimizer over the per-tensor views of it instead (as
+    SAC's before the flat buffers) steps itself: the gradients it reads are views of the same memory."""
+    if optimizer.param_groups[0]["params"][0] is param:
+        adam_step(optimizer, param)
+    else:
+        optimizer.step()
+
+
+class TanhGaussian:
+    """numpy twin of ``sac.TanhGaussianHead.rsample`` on the actor's output (μ, raw log σ) (B, 2d),
+    with its backward; log σ is clamped to [lo, hi] as the torch head does."""
+
+    def __init__(self, dim: int, lo: float, hi: float):
+        self.dim, self.lo, self.hi = dim, np.float32(lo), np.float32(hi)
+
+    def params(self, out: np.ndarray):
+        """(μ, log σ) (B, d) each."""
+        return out[:, :self.dim], np.clip(out[:, self.dim:], self.lo, self.hi)
+
+    def rsample(self, out: np.ndarray, eps: np.ndarray):
+        """(ã = tanh(u) (B, d), log π(ã|s) (B,), cache), u = μ + σε with the given noise ε (B, d)."""
+        mean, log_std = self.params(out)
+        std = np.exp(log_std)
+        u = mean + std * eps
+        a = np.tanh(u)
+        return a, tanh_gaussian_log_prob(mean, log_std, u), (out, mean, log_std, std, eps, u, a)
+
+    def backward(self, cache, g_logp: np.ndarray, g_a: np.ndarray) -> np.ndarray:
+        """∂L/∂(actor output) (B, 2d) from ∂L/∂log π (B,) and ∂L/∂ã (B, d), through u = μ + σε:
+
+            g_u = g_logp ∂log π/∂u + g_ã (1 − ã²)
+            g_μ = g_logp ∂log π/∂μ + g_u,    g_log σ = (g_logp ∂log π/∂log σ + g_u σε) 𝟙[lo ≤ raw ≤ hi]
+        """
+        out, mean, log_std, std, eps, u, a = cache
+        d_mean, d_log_std, d_u = tanh_gaussian_log_prob_grad(mean, log_std, u)  # (B, d) partials
+        gl = g_logp[:, None]
+        g_u = gl * d_u + g_a * (1.0 - a * a)
+        raw = out[:, self.dim:]
+        g = np.empty_like(out)
+        g[:, :self.dim] = gl * d_mean + g_u
+        g[:, self.dim:] = (gl * d_log_std + g_u * (std * eps)) * ((raw >= self.lo) & (raw <= self.hi))
+        return g
+
+
+class NumpySACBackend:
+    """The SAC networks as numpy mirrors (views of the ``flatten_parameters`` buffers ``flat`` of
+    ``net.actor``, ``net.critics``, ``net.critics_target``); ``gradient_step`` steps torch's
+    ``optimizers`` state; ε is drawn from the torch Generator ``rng``, as the torch backend does."""
+
+    name = "numpy"
+
+    def __init__(self, net, head, activation: str, flat: dict, optimizers: dict, rng: torch.Generator, *,
+                 learn_alpha: bool, target_entropy: float, log_std_bounds: tuple[float, float]):
+        self.net, self.flat, self.optimizers, self.rng = net, flat, optimizers, rng
+        self.actor = NumpyMLP(net.actor, activation)
+        self.critics = [NumpyMLP(c, activation) for c in net.critics]
+        self.targets = [NumpyMLP(c, activation) for c in net.critics_target]
+        self.head = TanhGaussian(head.dim, *log_std_bounds)
+        self.low, self.scale = head.low.numpy(), head.scale.numpy()  # (d,) the action box, affine to [−1, 1]
+        self.learn_alpha, self.target_entropy = learn_alpha, target_entropy
+        if learn_alpha and net.log_ent_coef.grad is None:
+            net.log_ent_coef.grad = torch.zeros_like(net.log_ent_coef)
+        self.log_alpha = net.log_ent_coef.detach().numpy()  # 0-d view
+        self._grad_views = {k: flat[k].grad.numpy() for k in ("actor", "critics")}
+
+    def policy_params(self, obs: np.ndarray):
+        """(μ, log σ) as torch tensors, for ``explore``, ``act`` and ``evaluate``."""
+        mean, log_std = self.head.params(self.actor.forward(obs)[0])
+        return torch.from_numpy(mean), torch.from_numpy(log_std)
+
+    def _noise(self, shape) -> np.ndarray:
+        return torch.randn(shape, generator=self.rng).numpy()
+
+    def _q(self, critics, obs: np.ndarray, a: np.ndarray):
+        x = np.concatenate((obs, a), axis=1)  # (B, obs_dim + d)
+        return [c.forward(x) for c in critics]  # n × ((B, 1), cache)
+
+    def gradient_step(self, obs, actions, rewards, next_obs, discounts) -> tuple:
+        """One step on a minibatch (shapes as ``ReplaySample``); returns (actor loss, critic loss,
+        −mean log π, α, temperature loss (NaN for a fixed α)), losses before the step."""
+        opt, head = self.optimizers, self.head
+        a = (actions - self.low) / self.scale - 1.0  # (B, d) in [−1, 1]
+        out, actor_cache = self.actor.forward(obs)  # (B, 2d)
+        a_pi, logp, pi_cache = head.rsample(out, self._noise(a.shape))  # (B, d), (B,)
+        alpha = np.exp(self.log_alpha)  # α of this step, before its update (as SB3)
+        alpha_loss = float("nan")
+        if self.learn_alpha:
+            alpha_loss = sac_temperature_loss(self.log_alpha, logp, self.target_entropy)
+            self.net.log_ent_coef.grad.numpy()[...] = sac_temperature_loss_grad(self.log_alpha, logp,
+                                                                               self.target_entropy)
+            _adam(opt["ent_coef"], self.net.log_ent_coef)
+        a_next, logp_next, _ = head.rsample(self.actor.forward(next_obs)[0], self._noise(a.shape))
+        q_next = np.minimum.reduce([o[:, 0] for o, _ in self._q(self.targets, next_obs, a_next)])  # (B,)
+        y = soft_q_target(rewards, discounts, q_next, logp_next, alpha)  # (B,)
+        fwd = self._q(self.critics, obs, a)
+        q = [o[:, 0] for o, _ in fwd]
+        critic_loss = sac_critic_loss(q, y)
+        for critic, (_, cache), g in zip(self.critics, fwd, sac_critic_loss_grad(q, y)):
+            critic.backward(g[:, None], cache)  # writes ∂J_Q/∂φᵢ into the flat gradient
+        _adam(opt["critic"], self.flat["critics"])
+        fwd = self._q(self.critics, obs, a_pi)  # critics after their step
+        q_pi = np.stack([o[:, 0] for o, _ in fwd])  # (n, B)
+        k = q_pi.argmin(axis=0)  # (B,) the critic attaining the min gets the gradient
+        q_min = q_pi[k, np.arange(len(k))]
+        actor_loss = sac_actor_loss(logp, q_min, alpha)
+        g_logp, g_q = sac_actor_loss_grad(logp, q_min, alpha)
+        d = obs.shape[1]
+        g_a = sum(critic.input_grad(np.where(k == i, g_q, 0.0)[:, None], cache)[:, d:]
+                  for i, (critic, (_, cache)) in enumerate(zip(self.critics, fwd)))  # (B, d) ∂J_π/∂ã
+        self.actor.backward(head.backward(pi_cache, g_logp, g_a), actor_cache)
+        _adam(opt["actor"], self.flat["actor"])
+        return actor_loss, critic_loss, -float(logp.mean()), float(alpha), alpha_loss
+
+    def verify(self) -> None:
+        intact = all(flat_buffers_intact(self.flat[k], v) for k, v in self._grad_views.items())
+        if not intact or self.actor.W[0].ctypes.data != self.net.actor[0].weight.data_ptr():
+            raise RuntimeError(REPLACED)
