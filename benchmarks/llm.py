@@ -50,8 +50,9 @@ on every linear layer (reference = adapters disabled), each in a fresh subproces
 same model, batch (2 pairs × 256 tokens) and settings on both sides, per --memory-configs: the
 medium model, and a "large" 29.9M-parameter one (6 layers, hidden 640, 10 heads, MLP 1728) with
 gradient checkpointing (TRL's default) on both sides; peak RSS by ``resource.getrusage`` maxrss, and
-the same minus the RSS after the imports. --malloc-mmap-threshold B runs the memory workers with
-glibc's MALLOC_MMAP_THRESHOLD_=B (a diagnosis: a fixed threshold stops glibc keeping freed tensors).
+the same minus the RSS after the imports, and the CPU time per step. --malloc-mmap-threshold B sets the
+trainers' ``malloc_mmap_threshold`` (glibc's M_MMAP_THRESHOLD: large freed tensors go back to the OS) on
+both sides.
 
     python benchmarks/llm.py                       # tiny: 30 DPO / 12 GRPO steps, 4 pairs; medium; memory
     python benchmarks/llm.py --sizes medium        # only the medium-model rows and the memory table
@@ -287,10 +288,12 @@ def _frozen(model):
 
 
 # ------------------------------------------------------------------------------------ memory: LoRA vs full
-def memory_worker(mode: str, steps: int, size: str = "medium", checkpointing: bool = False) -> dict:
+def memory_worker(mode: str, steps: int, size: str = "medium", checkpointing: bool = False,
+                  mmap_threshold: int = 0) -> dict:
     """Peak RSS of a DPO run with a reference: "full" (all weights train, the reference a frozen copy) or
     "lora" (r = 16, α = 32 on q/k/v/o and the MLP; the reference is the base with adapters disabled).
-    ``base_mb`` = the RSS high-water mark after the imports, before the model."""
+    ``base_mb`` = the RSS high-water mark after the imports, before the model; ``cpu_step_s`` = median
+    process CPU time of the steps after the first; ``mmap_threshold``: the config's malloc_mmap_threshold."""
     import torch
 
     torch.set_num_threads(1)
@@ -308,20 +311,30 @@ def memory_worker(mode: str, steps: int, size: str = "medium", checkpointing: bo
             "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}
     cfg = DPOConfig(output_dir=tempfile.mkdtemp(prefix=f"bench-llm-mem-{mode}-"), max_steps=steps, learning_rate=LR,
                     batch_size=spec["dpo_batch"], beta=0.1, progress=False, save_steps=10**6,
-                    gradient_checkpointing=checkpointing, **(lora if mode == "lora" else {}))
+                    gradient_checkpointing=checkpointing, malloc_mmap_threshold=mmap_threshold, report_to="none",
+                    **(lora if mode == "lora" else {}))
     trainer = DPOTrainer(model, tok, cfg, dpo_rows(16, spec["prompt_chars"], spec["completion_chars"]))
     trainer.save = lambda *a, **k: None  # the checkpoint write is not part of training's memory
+    inner, cpu_ends = trainer._step, []  # CPU clock at the end of each step
+
+    def timed_step(step):
+        out = inner(step)
+        cpu_ends.append(time.process_time())
+        return out
+
+    trainer._step = timed_step
     trainer.train()
+    cpu_step = statistics.median(b - a for a, b in itertools.pairwise(cpu_ends)) if steps > 1 else float("nan")
     n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     n_ref = sum(p.numel() for p in trainer.ref_model.parameters())
-    return {"mode": mode, "base_mb": base, "peak_mb": _max_rss_mb(), "trainable": n_train, "reference_params": n_ref, "params": n_params}
+    return {"mode": mode, "base_mb": base, "peak_mb": _max_rss_mb(), "trainable": n_train, "reference_params": n_ref,
+            "params": n_params, "cpu_step_s": cpu_step}
 
 
 def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: int | None = None) -> None:
     """LoRA vs full DPO fine-tuning, each in a fresh subprocess, interleaved; one row group per config
     ("medium", "large", "+ckpt" for gradient checkpointing on both sides)."""
-    env = {"MALLOC_MMAP_THRESHOLD_": str(mmap_threshold)} if mmap_threshold else {}
-    allocator = f", MALLOC_MMAP_THRESHOLD_={mmap_threshold}" if mmap_threshold else ""
+    allocator = f", malloc_mmap_threshold={mmap_threshold} on both sides" if mmap_threshold else ""
     print(f"\nLoRA (r 16, all linear layers) vs full fine-tuning, DPO with a reference model, batch 2 pairs × 256 "
           f"tokens, {steps} steps, policylab; lowest of {repeats} runs each (fresh subprocesses, interleaved"
           f"{allocator}):\n")
@@ -334,8 +347,8 @@ def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: i
         for r in range(repeats):
             for mode in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
                 cmd = [sys.executable, os.path.abspath(__file__), "--memory-worker", mode, "--steps", str(steps),
-                       "--size", size] + (["--checkpointing"] if checkpointing else [])
-                runs[mode].append(_run(cmd, f"memory/{config}/{mode}", env))
+                       "--size", size, "--mmap-threshold", str(mmap_threshold or 0)] + (["--checkpointing"] if checkpointing else [])
+                runs[mode].append(_run(cmd, f"memory/{config}/{mode}"))
                 print(f"# memory {config} {mode} run {r + 1}: peak RSS {runs[mode][-1]['peak_mb']:.0f} MB", file=sys.stderr)
         full = min(runs["full"], key=lambda x: x["peak_mb"])
         lora = min(runs["lora"], key=lambda x: x["peak_mb"])
@@ -348,6 +361,9 @@ def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: i
               f"{lora['reference_params']:,} | – |")
         print(f"| {label} | peak RSS MB | {full['peak_mb']:.0f} | {lora['peak_mb']:.0f} | **{ratio:.2f}** |")
         print(f"| {label} | peak RSS − RSS after imports MB | {d_full:.0f} | {d_lora:.0f} | {d_lora / d_full:.2f} |")
+        cpu_full = statistics.median(x["cpu_step_s"] for x in runs["full"])
+        cpu_lora = statistics.median(x["cpu_step_s"] for x in runs["lora"])
+        print(f"| {label} | CPU s/step (median of runs) | {cpu_full:.2f} | {cpu_lora:.2f} | {cpu_lora / cpu_full:.2f} |")
         verdicts.append(f"{label}: LoRA peak RSS / full {ratio:.2f}× (above the imports {d_lora / d_full:.2f}×); "
                         f"target ≤ 0.6×: {'met' if ratio <= 0.6 else 'NOT met'}")
     print()
@@ -390,7 +406,8 @@ def main(argv=None) -> int:
                     help="LoRA vs full peak-RSS table (medium model)")
     ap.add_argument("--memory-configs", default="medium,large+ckpt",
                     help="memory table rows: medium, large (29.9M), +ckpt = gradient checkpointing on both sides")
-    ap.add_argument("--malloc-mmap-threshold", type=int, help="memory workers under MALLOC_MMAP_THRESHOLD_ (bytes)")
+    ap.add_argument("--malloc-mmap-threshold", type=int,
+                    help="memory table: the trainers' malloc_mmap_threshold (bytes), the same on both sides")
     ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
     ap.add_argument("--processes", action="store_true",
                     help="instead: DPO tokens/s with 2 data-parallel processes vs 1 (benchmarks/llm_processes.py)")
@@ -398,13 +415,14 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-worker", metavar="MODE", help=argparse.SUPPRESS)
     ap.add_argument("--size", default="tiny", help=argparse.SUPPRESS)
     ap.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mmap-threshold", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.size)))
         return 0
     if args.memory_worker:
-        print(json.dumps(memory_worker(args.memory_worker, args.steps, args.size, args.checkpointing)))
+        print(json.dumps(memory_worker(args.memory_worker, args.steps, args.size, args.checkpointing, args.mmap_threshold)))
         return 0
     if args.processes:  # its own benchmark: policylab 1 vs 2 processes, no TRL
         from llm_processes import main as processes_main

@@ -315,3 +315,45 @@ def test_lora_training_keeps_no_gradient_or_adam_state_for_frozen_weights(tmp_pa
     held = list(trainer.optimizer.state)
     assert len(held) == len(adapters) and {id(p) for p in held} == {id(p) for p in adapters}
     assert sum(p.numel() for p in adapters) < 0.2 * sum(p.numel() for p in frozen)
+
+
+_MMAP_PROBE = """
+import ctypes, json, sys, torch
+from policylab.llm import DPOConfig, DPOTrainer
+from policylab.llm.task import dpo_records, make_addition_problems
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+train, _ = make_addition_problems(max_a=9, max_b=9, test_fraction=0.2, seed=0)
+DPOTrainer("tiny", None, DPOConfig(output_dir=sys.argv[1], max_steps=1, batch_size=2, progress=False, report_to="none",
+                                   malloc_mmap_threshold=int(sys.argv[2])), dpo_records(train))
+big = torch.ones(4 << 20)  # 16 MB, mapped either way; freeing it raises glibc's adaptive threshold to 16 MB
+del big
+before = libc.mallinfo2().hblkhd
+x = torch.ones(1 << 21)  # 8 MB
+print(json.dumps({"mapped_mb": (libc.mallinfo2().hblkhd - before) / 2**20}))
+"""
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.parametrize("threshold", [0, 1 << 20])
+def test_malloc_mmap_threshold_maps_large_tensors_on_their_own(tmp_path, threshold):
+    """malloc_mmap_threshold (process-wide, so in a fresh process): with it, an 8 MB tensor allocated after a
+    16 MB one was freed still gets its own mapping (returned to the OS on free); with glibc's adaptive default
+    the threshold has risen to 16 MB and the tensor lands on the heap, whose freed pages stay resident."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", _MMAP_PROBE, str(tmp_path / "run"), str(threshold)], env=env,
+                         capture_output=True, text=True, timeout=300, check=True)
+    mapped = json.loads(out.stdout.strip().splitlines()[-1])["mapped_mb"]
+    assert mapped == pytest.approx(8.0, abs=0.1) if threshold else mapped < 0.1

@@ -57,12 +57,13 @@ from policylab.llm.checkpoint import (
 from policylab.llm.data import check_chat_template, load_rows
 from policylab.llm.models import add_lora, resolve_model
 
-__all__ = ["RESUMABLE_FIELDS", "TrainConfig", "Trainer", "check_config", "make_accelerator"]
+__all__ = ["RESUMABLE_FIELDS", "TrainConfig", "Trainer", "check_config", "make_accelerator", "set_malloc_mmap_threshold"]
 
 #: Fields that may differ between a checkpoint's config and the resuming run's (the global batch
 #: stays batch_size, so a run may resume on other hardware, precision or process count).
 RESUMABLE_FIELDS = frozenset({"max_steps", "output_dir", "logging_steps", "save_steps", "save_total_limit", "progress",
                               "device", "mixed_precision", "gradient_accumulation_steps", "gradient_checkpointing",
+                              "malloc_mmap_threshold",
                               "report_to"})
 TRACKERS = {"tensorboard": ("tensorboard", "llm"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
 
@@ -110,6 +111,8 @@ class TrainConfig:
     mixed_precision: str = "no"  #: "no" (fp32), "bf16" or "fp16" autocast (fp16 with a gradient scaler)
     gradient_accumulation_steps: int = 1  #: micro-batches per optimizer step; batch_size stays the global batch
     gradient_checkpointing: bool = False  #: recompute activations in backward (less memory, ~30% more compute)
+    #: glibc, process-wide: blocks ≥ this many bytes are returned to the OS on free (0: glibc's adaptive default); lower peak RSS, slower steps (README: LoRA memory)
+    malloc_mmap_threshold: int = 0
     report_to: str = "tensorboard"  #: metrics tracker besides log.jsonl: "tensorboard" (output_dir/tb), "wandb", "mlflow", "none"
 
     #: Ranges of the fields (policylab.config; shown in --help, checked by :func:`check_config`).
@@ -119,7 +122,7 @@ class TrainConfig:
                               "max_prompt_length": "[1, 1048576]", "logging_steps": "[1, 2147483647]",
                               "lora_r": "[1, 65536]", "lora_alpha": "[1, 1048576]", "lora_dropout": "[0, 1)",
                               "device": ("auto", "cpu", "cuda"), "mixed_precision": ("no", "bf16", "fp16"),
-                              "gradient_accumulation_steps": "[1, 65536]",
+                              "gradient_accumulation_steps": "[1, 65536]", "malloc_mmap_threshold": "[0, 33554432]",
                               "report_to": ("tensorboard", "wandb", "mlflow", "none")}
     #: Field whose value the rows of one process must be a multiple of (GRPO: num_generations).
     GROUP_FIELD: ClassVar[str | None] = None
@@ -168,6 +171,19 @@ def make_accelerator(config):
         return Accelerator(cpu=cpu, mixed_precision=config.mixed_precision)
 
 
+def set_malloc_mmap_threshold(nbytes: int) -> None:
+    """glibc's ``mallopt(M_MMAP_THRESHOLD, nbytes)`` for this process: blocks of ≥ nbytes get their own
+    mapping, unmapped on free, instead of glibc's adaptive threshold, which rises after large frees and
+    then keeps freed tensors' pages resident (glibc < 2.38 also cannot reuse an exactly-sized freed block
+    for the next ``posix_memalign`` of that size, torch's CPU allocation, so such heaps grow).
+    ConfigError naming the field where the C library is not glibc."""
+    import ctypes
+
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None or mallopt(-3, int(nbytes)) != 1:  # M_MMAP_THRESHOLD = -3; glibc returns 1 on success
+        raise ConfigError(f"malloc_mmap_threshold={nbytes} needs glibc's mallopt (Linux with glibc); use 0 here")
+
+
 def _finite(value: float, step: int, what: str) -> None:
     if not math.isfinite(value):
         raise DivergenceError(f"step {step}: {what} is {value}; stopped before saving (the last checkpoint is kept)")
@@ -191,6 +207,8 @@ class Trainer:
         if train_data is None and config.train_file is None:
             raise InputError("no training data: give train_data or config.train_file")
         self.accelerator = make_accelerator(config)  # before any model: a bad device or batch fails first
+        if config.malloc_mmap_threshold:
+            set_malloc_mmap_threshold(config.malloc_mmap_threshold)
         self.rank, self.processes = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         self.micro_batch = config.micro_batch_size(self.processes)
