@@ -348,7 +348,6 @@ def test_malloc_mmap_threshold_maps_large_tensors_on_their_own(tmp_path, thresho
     import os
     import subprocess
     import sys
-
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parents[1])
