@@ -18,7 +18,9 @@ plain fp32 loop (its 1.16 defaults turn bf16 autocast and gradient checkpointing
         advantages, μ = 1. Prompts are the 8 addition problems below, in the same order; the
         reward is the same cheap length function. Completions are sampled (they differ between
         the sides): the mean completion length is reported; with a random 99-token model EOS is
-        rare, so most steps generate the full 32 tokens on both sides.
+        rare, so most steps generate the full 32 tokens on both sides. Medium: EOS is suppressed on
+        both sides (TRL ``generation_kwargs={"suppress_tokens": [eos]}``; policylab: its sampler
+        gets logits[:, eos] = −inf), so every completion has exactly 250 tokens on both sides.
 
 Timing: each side runs in its own fresh subprocess; per-step wall time is the interval between the
 ends of consecutive optimizer steps (TRL: ``TrainerCallback.on_step_end``; policylab: a wrapper
@@ -89,7 +91,7 @@ SIZES = {
     "tiny": {"model": {}, "dpo_batch": 8, "prompt_chars": 20, "completion_chars": 10, "grpo_new": 32,
              "algos": ("dpo", "dpo-pre", "grpo"), "dpo_target": 1.5, "grpo_target": 0.5},
     "medium": {"model": {"hidden": 384, "layers": 6, "heads": 6, "intermediate": 1024, "max_positions": 512},
-               "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "grpo_new": 250,
+               "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "grpo_new": 250, "grpo_full_length": True,
                "algos": ("dpo", "grpo"), "dpo_target": 1.3, "grpo_target": 0.6},
     "large": {"model": {"hidden": 640, "layers": 6, "heads": 10, "intermediate": 1728, "max_positions": 512},
               "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "algos": ()},  # memory table only
@@ -158,6 +160,7 @@ def worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
 
     spec = SIZES[size]
     dpo_batch, grpo_new = spec["dpo_batch"], spec["grpo_new"]
+    full_length = spec.get("grpo_full_length", False)  # EOS suppressed: every completion has grpo_new tokens
     rows = dpo_rows(64, spec["prompt_chars"], spec["completion_chars"])
     tok = make_char_tokenizer()
     model = make_tiny_llama(len(tok), seed=0, **spec["model"])
@@ -203,6 +206,7 @@ def worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
                     **_trl_args(tmp, steps), per_device_train_batch_size=GRPO_G, num_generations=GRPO_G,
                     max_completion_length=grpo_new, temperature=1.0, beta=0.0, loss_type="dapo",
                     scale_rewards="group", num_iterations=1, shuffle_dataset=False,
+                    generation_kwargs={"suppress_tokens": [tok.eos_token_id]} if full_length else None,
                 ),
                 callbacks=[StepClock()],
             )
@@ -214,7 +218,7 @@ def worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
         from policylab.llm import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
         common = {"output_dir": tmp, "max_steps": steps, "learning_rate": LR, "weight_decay": 0.0,
-                  "max_grad_norm": 1.0, "progress": False, "logging_steps": 1, "seed": 0}
+                  "max_grad_norm": 1.0, "progress": False, "logging_steps": 1, "seed": 0, "report_to": "none"}
         if algo.startswith("dpo"):
             trainer = DPOTrainer(model, tok, DPOConfig(**common, batch_size=dpo_batch, beta=0.1,
                                                        precompute_ref_logps=algo == "dpo-pre"), rows)
@@ -228,6 +232,10 @@ def worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
             import policylab.llm.grpo as pl_grpo  # its sampler: padding + KV-cache decoding + decode to text
 
             pl_grpo.generate = gen.wrap(pl_grpo.generate)
+            if full_length:  # EOS never sampled, as TRL's suppress_tokens=[eos] (logits[:, eos] = −inf)
+                import policylab.llm.sampling as pl_sampling
+
+                pl_sampling.sample_next_token = _without_token(pl_sampling.sample_next_token, tok.eos_token_id)
         inner = trainer._step
 
         def timed_step(step):
@@ -256,6 +264,18 @@ def worker(algo: str, side: str, steps: int, size: str = "tiny") -> dict:
         "mean_completion_length": statistics.fmean(lengths) if lengths else None,
         "rss_setup_mb": rss_setup, "rss_peak_mb": rss_peak,
     }
+
+
+def _without_token(sample, token: int):
+    """``sample_next_token`` with ``token`` never drawn, as HF's SuppressTokensLogitsProcessor (its logit set
+    to −10³⁰, not −inf: probability exactly 0, and the sampler's finiteness check still holds)."""
+
+    def suppressed(logits, *a, **k):
+        logits = logits.clone()
+        logits[:, token] = -1e30
+        return sample(logits, *a, **k)
+
+    return suppressed
 
 
 def _frozen(model):
@@ -458,7 +478,9 @@ def main(argv=None) -> int:
                 f"{inv[-1]:.2f}), CPU time {cpu_speed:.2f}×; target ≥ {spec['dpo_target']}×: "
                 f"{'met' if min(speed, cpu_speed) >= spec['dpo_target'] else 'NOT met'}")
         else:
-            label = f"GRPO {model} (G {GRPO_G}, {spec['grpo_new']} new tokens)"
+            new = f"exactly {spec['grpo_new']} new tokens, EOS suppressed" if spec.get("grpo_full_length") else (
+                f"up to {spec['grpo_new']} new tokens")
+            label = f"GRPO {model} (G {GRPO_G}, {new})"
             ratio, cpu_ratio = statistics.median(paired), cpu_ours / cpu_peer
             verdicts.append(
                 f"{size} GRPO step time, policylab / TRL: paired wall {ratio:.2f}× (pairs {paired[0]:.2f}–"
@@ -472,6 +494,9 @@ def main(argv=None) -> int:
                          1e3 * (peer["median_step_s"] - peer["median_gen_s"])))
             rows.append(("mean completion length", "{:.1f}", ours["mean_completion_length"],
                          peer["mean_completion_length"]))
+            rows.append(("ms/step per generated token (wall)", "{:.2f}",
+                         1e3 * ours["median_step_s"] / (GRPO_G * ours["mean_completion_length"]),
+                         1e3 * peer["median_step_s"] / (GRPO_G * peer["mean_completion_length"])))
         rows.append(("peak RSS MB", "{:.0f}", max(r["rss_peak_mb"] for r in ours_runs),
                      max(r["rss_peak_mb"] for r in peer_runs)))
         rows.append(("train ΔRSS MB", "{:.1f}", max(r["rss_peak_mb"] - r["rss_setup_mb"] for r in ours_runs),
