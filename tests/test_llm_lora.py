@@ -221,3 +221,97 @@ def test_lora_grpo_one_step_matches_trl(tmp_path, monkeypatch):
     assert history[0]["loss"] == pytest.approx(trl_log["loss"], abs=1e-5)
     assert history[0]["kl"] > 1e-6 and history[0]["kl"] == pytest.approx(trl_log["kl"], rel=1e-3)
     compare_adapters(ours_model, ours_grads, trl_model, trl_grads)
+
+
+def _adapted(dropout: float, seed: int = 0):
+    """A tiny Llama with LoRA on every linear layer and nonzero B (so the adapters change the output)."""
+    tok = make_char_tokenizer()
+    base = make_tiny_llama(len(tok), seed=seed)
+    torch.manual_seed(seed)  # PEFT draws A from the global generator
+    model = get_peft_model(base, LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                  "gate_proj", "up_proj", "down_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1, generator=torch.Generator().manual_seed(len(name)))
+    return model, tok
+
+
+def test_fused_lora_layers_compute_pefts_numbers_and_gradients():
+    """policylab's fused adapted layer (one addmm) = PEFT's own LoRA forward, outputs and adapter gradients,
+    with dropout in training mode (same random mask: the same seed and draw order), and with adapters disabled."""
+    from peft.tuners.lora.layer import Linear
+
+    from policylab.llm.lora import FusedLoraLinear, fuse_lora_layers
+
+    ids = torch.randint(3, 90, (3, 12), generator=torch.Generator().manual_seed(0))
+    results = {}
+    for fused in (False, True):
+        model, _ = _adapted(dropout=0.2)
+        if fused:
+            fuse_lora_layers(model)
+        layers = [m for m in model.modules() if isinstance(m, Linear)]
+        assert len(layers) == 14 and all((type(m) is FusedLoraLinear) == fused for m in layers)
+        model.train()
+        torch.manual_seed(1)
+        loss = model(input_ids=ids).logits.square().mean()
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        assert len(grads) == 28
+        with model.disable_adapter(), torch.no_grad():
+            base = model(input_ids=ids).logits
+        results[fused] = (loss.detach(), grads, base)
+    (loss0, g0, b0), (loss1, g1, b1) = results[False], results[True]
+    torch.testing.assert_close(loss1, loss0, rtol=1e-6, atol=0)
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(b1, b0, rtol=0, atol=0)  # disabled adapters: PEFT's path, the base model
+
+
+def test_fused_lora_layer_makes_one_output_sized_tensor_where_peft_makes_four():
+    """The memory point of the fused layer: per adapted layer, the (N, out) tensors its forward creates."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from policylab.llm.lora import fuse_lora_layers
+
+    class Count(TorchDispatchMode):
+        def __init__(self, shape):
+            super().__init__()
+            self.shape, self.n = shape, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            view = func.is_view or func.__name__.startswith(("view", "_unsafe_view", "t.", "detach"))
+            if isinstance(out, torch.Tensor) and out.numel() == self.shape and not view and out._base is None:
+                self.n += 1
+            return out
+
+    counts = {}
+    for fused in (False, True):
+        model, _ = _adapted(dropout=0.0)
+        if fused:
+            fuse_lora_layers(model)
+        layer = model.base_model.model.model.layers[0].mlp.up_proj
+        x = torch.randn(2, 5, layer.in_features, requires_grad=True)
+        with Count(2 * 5 * layer.out_features) as c:
+            layer(x)
+        counts[fused] = c.n
+    assert counts == {False: 4, True: 2}  # PEFT: base, B·A·x, ×α/r, sum; fused: base (mm) and the addmm
+
+
+def test_lora_training_keeps_no_gradient_or_adam_state_for_frozen_weights(tmp_path):
+    """With LoRA only the adapters carry gradients and AdamW moments; the base weights are fp32 and
+    shared with the reference (adapters disabled), never copied."""
+    tok = make_char_tokenizer()
+    base = make_tiny_llama(len(tok))
+    storages = {p.data_ptr() for p in base.parameters()}
+    trainer = DPOTrainer(base, tok, dpo_cfg(tmp_path, max_steps=1), dpo_records(TRAIN))
+    trainer.train()
+    frozen = [p for p in trainer.model.parameters() if not p.requires_grad]
+    adapters = [p for p in trainer.model.parameters() if p.requires_grad]
+    assert {p.data_ptr() for p in frozen} == storages  # the caller's weights themselves, not copies
+    assert all(p.grad is None for p in frozen) and all(p.dtype == torch.float32 for p in frozen)
+    held = list(trainer.optimizer.state)
+    assert len(held) == len(adapters) and {id(p) for p in held} == {id(p) for p in adapters}
+    assert sum(p.numel() for p in adapters) < 0.2 * sum(p.numel() for p in frozen)

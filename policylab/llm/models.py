@@ -151,18 +151,22 @@ def frozen_copy(model):
 def add_lora(model, config, kind: str = "causal"):
     """Wrap ``model`` with LoRA adapters from the config's lora_* fields (``peft.get_peft_model``);
     only the adapters (and a reward model's score head) train. Target modules that match nothing
-    are a ConfigError naming the field. A model that already carries adapters is returned as is."""
+    are a ConfigError naming the field. A model that already carries adapters keeps them. Adapted
+    linear layers run :func:`policylab.llm.lora.lora_linear` (one ``addmm``, PEFT's numbers)."""
     from peft import LoraConfig, get_peft_model
 
+    from policylab.llm.lora import fuse_lora_layers
+
     if hasattr(model, "disable_adapter"):
-        return model
+        return fuse_lora_layers(model)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=config.lora_target_modules,
                       task_type="CAUSAL_LM" if kind == "causal" else "SEQ_CLS")
     try:
-        return get_peft_model(model, lora)
+        return fuse_lora_layers(get_peft_model(model, lora))
     except ValueError as exc:
         raise ConfigError(f"lora_target_modules={config.lora_target_modules!r}: {str(exc).splitlines()[0]}") from None
+
 
 
 class AdapterDisabled:
