@@ -84,8 +84,10 @@ def _optim_state(agent) -> dict:
     return out
 
 
-CASES = [  # learned α, n_critics 2 (the default); fixed α; one critic; target update every 3 steps
-    {}, {"ent_coef": 0.2}, {"n_critics": 1, "ent_coef": "auto_0.5"}, {"target_update_interval": 3, "tau": 0.05}]
+CASES = [  # learned α, n_critics 2 (the default); fixed α; one critic; target update every 3 steps (τ fused
+    # into the critics' Adam pass); a hard copy every 5 steps (τ = 1: a separate Polyak update), three critics
+    {}, {"ent_coef": 0.2}, {"n_critics": 1, "ent_coef": "auto_0.5"}, {"target_update_interval": 3, "tau": 0.05},
+    {"target_update_interval": 5, "tau": 1.0, "n_critics": 3}]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -216,7 +216,7 @@ class SAC(Agent):
         """a ∼ π_θ(·|s) (torch_rng); uniform in the box before ``learning_starts`` (np_rng)."""
         if self.num_steps < self.config.learning_starts:
             return self.np_rng.uniform(self._low, self._high, size=(len(obs), self.head.dim)).astype(np.float32)
-        return self.head.sample(self.backend.policy_params(obs), self.torch_rng).numpy()
+        return self.backend.explore(obs)
 
     def collect(self) -> None:
         self.collect_transitions(self.storage, self.config.train_freq)
@@ -235,14 +235,12 @@ class SAC(Agent):
         return metrics
 
     def gradient_step(self, i: int) -> tuple:
-        """One minibatch step on the backend, then φ⁻ ← τφ + (1 − τ)φ⁻ every ``target_update_interval``
+        """One minibatch step on the backend, with φ⁻ ← τφ + (1 − τ)φ⁻ every ``target_update_interval``
         steps; returns (actor loss, critic loss, entropy estimate, α, temperature loss)."""
         c = self.config
         b = self.storage.sample(c.batch_size)
-        out = self.backend.gradient_step(b.obs, b.actions, b.rewards, b.next_obs, b.discounts)
-        if i % c.target_update_interval == 0:
-            polyak_update([self.flat["critics_target"]], [self.flat["critics"]], c.tau)
-        return out
+        tau = c.tau if i % c.target_update_interval == 0 else None
+        return self.backend.gradient_step(b.obs, b.actions, b.rewards, b.next_obs, b.discounts, tau)
 
 
 class TorchSACBackend(TorchBackend):
@@ -254,7 +252,10 @@ class TorchSACBackend(TorchBackend):
         self.flat, self.optimizers, self.learn_alpha, self.target_entropy = flat, optimizers, learn_alpha, target_entropy
         self._grad_views = {k: flat[k].grad.numpy() for k in ("actor", "critics")}
 
-    def gradient_step(self, obs, actions, rewards, next_obs, discounts) -> tuple:
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        return self.head.sample(self.policy_params(obs), self.rng).numpy()  # (N, d)
+
+    def gradient_step(self, obs, actions, rewards, next_obs, discounts, tau: float | None = None) -> tuple:
         net, head, opt, flat = self.net, self.head, self.optimizers, self.flat
         obs, next_obs = torch.from_numpy(obs), torch.from_numpy(next_obs)  # (B, obs_dim)
         a = head.normalize(torch.from_numpy(actions))  # (B, d) in [−1, 1]
@@ -284,6 +285,8 @@ class TorchSACBackend(TorchBackend):
         actor_loss.backward()
         net.critics.requires_grad_(True)
         opt["actor"].step()
+        if tau is not None:
+            polyak_update([flat["critics_target"]], [flat["critics"]], tau)
         return actor_loss.item(), critic_loss.item(), -logp.detach().mean().item(), float(alpha), alpha_loss
 
     def verify(self) -> None:

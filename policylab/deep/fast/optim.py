@@ -14,12 +14,13 @@ __all__ = ["adam_step"]
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
-def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step):
+def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step, target, tau):
     bias1, bias2_sqrt = 1.0 - beta1 ** step, np.sqrt(1.0 - beta2 ** step)
     step_size = np.float32(lr / bias1)
     b2, e, c2 = np.float32(beta2), np.float32(eps), np.float32(bias2_sqrt)
     w1, w2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)  # 1 − β in double first, as torch
     tiny, zero = np.float32(1.1754944e-38), np.float32(0.0)  # smallest normal float32
+    t = np.float32(tau)
     for i in range(param.size):
         g = grad[i]
         mi = m[i] + w1 * (g - m[i])
@@ -27,9 +28,11 @@ def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step):
         m[i] = mi if abs(mi) >= tiny else zero  # flush subnormals (see adam_step)
         v[i] = vi if vi >= tiny else zero
         param[i] -= step_size * m[i] / (np.sqrt(v[i]) / c2 + e)
+        if tau > 0.0:
+            target[i] += t * (param[i] - target[i])  # torch's lerp for τ < ½
 
 
-def adam_step(optimizer, param) -> None:
+def adam_step(optimizer, param, target=None, tau: float = 0.0) -> None:
     """One Adam step (Kingma & Ba 2015) of ``torch.optim.Adam`` ``optimizer`` on its flat ``param``,
     in one compiled pass over numpy views of the optimizer's own state (so checkpoints and the
     torch backend see the same ``step``, ``exp_avg``, ``exp_avg_sq``), with torch's update:
@@ -41,10 +44,16 @@ def adam_step(optimizer, param) -> None:
     every minibatch has g = 0, so its m decays by β₁ per step into subnormals, where x86 arithmetic
     is ~20× slower (measured: 0.3 ms instead of 18 µs per step on DQN's 68k-parameter net). Their
     share of the step is below 1e-30, so the numbers agree with torch's Adam to float rounding.
+
+    With ``target`` (a tensor shaped like ``param``) and 0 < τ < ½ the same pass then moves it,
+    θ⁻ ← θ⁻ + τ(θ − θ⁻) (``losses.polyak_update``, torch's lerp), while θ is still in cache.
     """
     group = optimizer.param_groups[0]
     if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
         raise InputError("adam_step implements plain Adam (no weight decay, amsgrad or maximize)")
+    if target is not None and tau and (not 0.0 < tau < 0.5 or target.shape != param.shape):
+        raise InputError(f"adam_step's Polyak update needs 0 < tau < 0.5 and a target shaped like the parameter, "
+                         f"got tau={tau!r}, {tuple(target.shape)}")
     state = optimizer.state[param]
     if not state:  # what torch's Adam creates on its first step
         import torch
@@ -56,4 +65,5 @@ def adam_step(optimizer, param) -> None:
     step += 1
     beta1, beta2 = group["betas"]
     views = [t.numpy().reshape(-1) for t in (param.detach(), param.grad, state["exp_avg"], state["exp_avg_sq"])]
-    _adam_(*views, float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step))
+    target, tau = (views[0][:0], 0.0) if target is None or not tau else (target.detach().numpy().reshape(-1), tau)
+    _adam_(*views, float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step), target, float(tau))

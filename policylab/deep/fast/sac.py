@@ -34,6 +34,7 @@ from policylab.losses.grads import (
     tanh_gaussian_log_prob_grad,
 )
 from policylab.losses.value_based import (
+    polyak_update,
     sac_actor_loss,
     sac_critic_loss,
     sac_temperature_loss,
@@ -44,13 +45,18 @@ from policylab.losses.value_based import (
 __all__ = ["NumpySACBackend", "TanhGaussian"]
 
 
-def _adam(optimizer, param) -> None:
-    """``adam_step`` on the flat buffer; an optimizer over the per-tensor views of it instead (as
-    SAC's before the flat buffers) steps itself: the gradients it reads are views of the same memory."""
+def _adam(optimizer, param, target=None, tau: float | None = None) -> None:
+    """``adam_step`` on the flat buffer, with θ⁻ ← τθ + (1 − τ)θ⁻ in the same pass when 0 < τ < ½
+    (else ``polyak_update`` after it). An optimizer over the per-tensor views of the buffer instead
+    (as SAC's before the flat buffers) steps itself: the gradients it reads are views of the same memory."""
+    fused = tau is not None and 0.0 < tau < 0.5
     if optimizer.param_groups[0]["params"][0] is param:
-        adam_step(optimizer, param)
+        adam_step(optimizer, param, target, tau) if fused else adam_step(optimizer, param)
     else:
         optimizer.step()
+        fused = False
+    if tau is not None and not fused:
+        polyak_update([target], [param], tau)
 
 
 class TanhGaussian:
@@ -111,9 +117,14 @@ class NumpySACBackend:
         self._grad_views = {k: flat[k].grad.numpy() for k in ("actor", "critics")}
 
     def policy_params(self, obs: np.ndarray):
-        """(μ, log σ) as torch tensors, for ``explore``, ``act`` and ``evaluate``."""
+        """(μ, log σ) as torch tensors, for ``act`` and ``evaluate``."""
         mean, log_std = self.head.params(self.actor.forward(obs)[0])
         return torch.from_numpy(mean), torch.from_numpy(log_std)
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """a = low + (tanh(μ + σε) + 1)·scale, ε from the torch Generator (``TanhGaussianHead.sample``). (N, d)"""
+        mean, log_std = self.head.params(self.actor.forward(obs)[0])
+        return self.low + (np.tanh(mean + np.exp(log_std) * self._noise(mean.shape)) + 1.0) * self.scale
 
     def _noise(self, shape) -> np.ndarray:
         return torch.randn(shape, generator=self.rng).numpy()
@@ -122,13 +133,16 @@ class NumpySACBackend:
         x = np.concatenate((obs, a), axis=1)  # (B, obs_dim + d)
         return [c.forward(x) for c in critics]  # n × ((B, 1), cache)
 
-    def gradient_step(self, obs, actions, rewards, next_obs, discounts) -> tuple:
-        """One step on a minibatch (shapes as ``ReplaySample``); returns (actor loss, critic loss,
-        −mean log π, α, temperature loss (NaN for a fixed α)), losses before the step."""
-        opt, head = self.optimizers, self.head
+    def gradient_step(self, obs, actions, rewards, next_obs, discounts, tau: float | None = None) -> tuple:
+        """One step on a minibatch (shapes as ``ReplaySample``), then φ⁻ ← τφ + (1 − τ)φ⁻ unless τ is
+        None; returns (actor loss, critic loss, −mean log π, α, temperature loss (NaN for a fixed α)),
+        losses before the step."""
+        opt, head, B = self.optimizers, self.head, len(obs)
         a = (actions - self.low) / self.scale - 1.0  # (B, d) in [−1, 1]
-        out, actor_cache = self.actor.forward(obs)  # (B, 2d)
-        a_pi, logp, pi_cache = head.rsample(out, self._noise(a.shape))  # (B, d), (B,)
+        # the actor on s and s′ in one pass (its weights do not change before its own step)
+        out, cache = self.actor.forward(np.concatenate((obs, next_obs)))  # (2B, 2d)
+        actor_cache = [h[:B] for h in cache]
+        a_pi, logp, pi_cache = head.rsample(out[:B], self._noise(a.shape))  # (B, d), (B,)
         alpha = np.exp(self.log_alpha)  # α of this step, before its update (as SB3)
         alpha_loss = float("nan")
         if self.learn_alpha:
@@ -136,7 +150,7 @@ class NumpySACBackend:
             self.net.log_ent_coef.grad.numpy()[...] = sac_temperature_loss_grad(self.log_alpha, logp,
                                                                                self.target_entropy)
             _adam(opt["ent_coef"], self.net.log_ent_coef)
-        a_next, logp_next, _ = head.rsample(self.actor.forward(next_obs)[0], self._noise(a.shape))
+        a_next, logp_next, _ = head.rsample(out[B:], self._noise(a.shape))
         q_next = np.minimum.reduce([o[:, 0] for o, _ in self._q(self.targets, next_obs, a_next)])  # (B,)
         y = soft_q_target(rewards, discounts, q_next, logp_next, alpha)  # (B,)
         fwd = self._q(self.critics, obs, a)
@@ -144,11 +158,12 @@ class NumpySACBackend:
         critic_loss = sac_critic_loss(q, y)
         for critic, (_, cache), g in zip(self.critics, fwd, sac_critic_loss_grad(q, y)):
             critic.backward(g[:, None], cache)  # writes ∂J_Q/∂φᵢ into the flat gradient
-        _adam(opt["critic"], self.flat["critics"])
+        # Adam on φ, and the Polyak step in the same pass (the target critics are not read again)
+        _adam(opt["critic"], self.flat["critics"], self.flat["critics_target"], tau)
         fwd = self._q(self.critics, obs, a_pi)  # critics after their step
         q_pi = np.stack([o[:, 0] for o, _ in fwd])  # (n, B)
         k = q_pi.argmin(axis=0)  # (B,) the critic attaining the min gets the gradient
-        q_min = q_pi[k, np.arange(len(k))]
+        q_min = q_pi[k, np.arange(B)]
         actor_loss = sac_actor_loss(logp, q_min, alpha)
         g_logp, g_q = sac_actor_loss_grad(logp, q_min, alpha)
         d = obs.shape[1]
