@@ -1,7 +1,9 @@
-"""PPO's fast CPU path: the numpy backend (``backend.py``) and its pieces — numpy mirror of the MLPs
-with numba forward/backward kernels (``mlp.py``), numpy heads with their derivatives (``heads.py``),
-gradient clipping and Adam on torch's optimizer state (``optim.py``). The loss derivatives it
-follows live with the losses (``policylab.losses.grads``). Chosen by ``deep.backend.make_backend``.
+"""The fast CPU paths: PPO's numpy backend (``backend.py``), DQN's TD step (``qlearning.py``) and
+SAC's gradient step (``sac.py``), and their pieces — numpy mirror of the MLPs with numba
+forward/backward kernels (``mlp.py``), numpy heads with their derivatives (``heads.py``), Adam on
+torch's optimizer state (``optim.py``). The loss derivatives they follow live with the losses
+(``policylab.losses.grads``). Chosen by ``deep.backend.make_backend`` (PPO) and the algorithms'
+``backend`` field through ``deep.backend.choose_backend`` (DQN, SAC).
 """
 
 from policylab.deep.fast.backend import NumpyBackend, unsupported
