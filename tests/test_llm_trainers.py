@@ -122,6 +122,35 @@ def test_shared_prompt_forward_equals_the_concatenated_forward(tok, lora):
     assert max(g.abs().max().item() for g in g_concat) > 1e-3
 
 
+def test_tile_cache_repeats_keys_and_values_as_reorder_cache_does(tok):
+    """The prompt cache tiled for n completions per prompt ([all B; all B; …]) holds what transformers'
+    reorder_cache gives for rows [0..B−1] × n; a cache without per-layer tensors gets reorder_cache."""
+    import copy
+
+    from transformers import DynamicCache
+
+    from policylab.llm.batching import _tile_cache
+
+    model = make_tiny_llama(len(tok), seed=1, layers=2)
+    ids, mask = pad([tok("7+8=")["input_ids"], tok("12+30=")["input_ids"]], tok.pad_token_id, "left")  # (2, P)
+    cache = DynamicCache()
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, use_cache=True, past_key_values=cache)
+    ours, theirs = cache, copy.deepcopy(cache)
+    _tile_cache(ours, 2, 3)
+    theirs.reorder_cache(torch.tensor([0, 1, 0, 1, 0, 1]))
+    for a, b in zip(ours.layers, theirs.layers):
+        assert a.keys.shape[0] == 6 and torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+
+    class Legacy:  # e.g. transformers 4.46's DynamicCache: key_cache lists, no .layers
+        def reorder_cache(self, rows):
+            self.rows = rows.tolist()
+
+    legacy = Legacy()
+    _tile_cache(legacy, 2, 3)
+    assert legacy.rows == [0, 1, 0, 1, 0, 1]
+
+
 def test_dpo_step_is_the_same_with_the_prompt_shared_or_repeated(tmp_path, tok, monkeypatch):
     """DPOTrainer's loss and gradients with each prompt run once (shared KV cache) = with the prompt run
     with each completion (the path tiny batches and gradient checkpointing take), ragged rows, to 1e-5."""
