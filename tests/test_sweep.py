@@ -189,7 +189,10 @@ def test_ctrl_c_stops_at_once_and_keeps_finished_trials(local_ray, tmp_path):
 
     from policylab.deep import load_agent
 
-    spec = {**PPO, "steps": 30_000}  # checkpoints every 10 iterations: the interrupted trial resumes
+    # 60k steps: checkpoints every 10 iterations (the interrupted trial resumes), and the three trials
+    # left after the first finishes outlast a loaded machine's polling gap (at 30k a CI run once saw
+    # the whole sweep end before its SIGINT)
+    spec = {**PPO, "steps": 60_000}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "sw"
