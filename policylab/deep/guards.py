@@ -42,26 +42,24 @@ def divergence_quantities(agent, metrics: dict, parameters=None):
 
 def _parameter_buffers(agent) -> list:
     """The net's parameters as few tensors: views that tile one buffer (``flatten_parameters``)
-    become that buffer, once. Cached on the agent until a parameter's storage changes."""
-    params = agent.__dict__.get("_guard_params")
-    if params is None or params[0] is not agent.net:
-        params = (agent.net, list(agent.net.named_parameters()))
-        agent.__dict__["_guard_params"] = params
-    key = tuple(p.untyped_storage().data_ptr() for _, p in params[1])
-    cached = agent.__dict__.get("_guard_buffers")
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    become that buffer, once. Cached on the agent (one entry) until the net or a storage changes."""
+    net, cached = agent.net, agent.__dict__.get("_guard_buffers")
+    params = cached[1] if cached is not None and cached[0] is net else list(net.named_parameters())
+    key = tuple(p.untyped_storage().data_ptr() for _, p in params)
+    if cached is not None and cached[0] is net and cached[2] == key:
+        return cached[3]
     groups: dict = {}
-    for name, p in params[1]:
-        groups.setdefault((p.untyped_storage().data_ptr(), p.dtype), []).append((name, p))
+    for (name, p), ptr in zip(params, key):
+        groups.setdefault((ptr, p.dtype), []).append((name, p))
     buffers = []
     for members in groups.values():
-        storage, first = members[0][1].untyped_storage(), members[0][1]
+        first = members[0][1]
+        storage = first.untyped_storage()
         if sum(p.numel() for _, p in members) * first.element_size() == storage.nbytes():
             buffers.append((members[0][0], torch.empty(0, dtype=first.dtype).set_(storage)))
         else:
             buffers.extend(members)
-    agent.__dict__["_guard_buffers"] = (key, buffers)
+    agent.__dict__["_guard_buffers"] = (net, params, key, buffers)
     return buffers
 
 
