@@ -142,7 +142,10 @@ class NumpySACBackend:
         # the actor on s and s′ in one pass (its weights do not change before its own step)
         out, cache = self.actor.forward(np.concatenate((obs, next_obs)))  # (2B, 2d)
         actor_cache = [h[:B] for h in cache]
-        a_pi, logp, pi_cache = head.rsample(out[:B], self._noise(a.shape))  # (B, d), (B,)
+        # ã on s and ã′ on s′ in one pass too: ε then ε′, drawn in the torch backend's order
+        a_all, logp_all, pi_cache = head.rsample(out, np.concatenate((self._noise(a.shape), self._noise(a.shape))))
+        a_pi, a_next, logp, logp_next = a_all[:B], a_all[B:], logp_all[:B], logp_all[B:]  # (B, d), (B,)
+        pi_cache = [c[:B] for c in pi_cache]  # the actor's gradient flows through ã on s only
         alpha = np.exp(self.log_alpha)  # α of this step, before its update (as SB3)
         alpha_loss = float("nan")
         if self.learn_alpha:
@@ -150,7 +153,6 @@ class NumpySACBackend:
             self.net.log_ent_coef.grad.numpy()[...] = sac_temperature_loss_grad(self.log_alpha, logp,
                                                                                self.target_entropy)
             _adam(opt["ent_coef"], self.net.log_ent_coef)
-        a_next, logp_next, _ = head.rsample(out[B:], self._noise(a.shape))
         q_next = np.minimum.reduce([o[:, 0] for o, _ in self._q(self.targets, next_obs, a_next)])  # (B,)
         y = soft_q_target(rewards, discounts, q_next, logp_next, alpha)  # (B,)
         fwd = self._q(self.critics, obs, a)
@@ -162,13 +164,16 @@ class NumpySACBackend:
         _adam(opt["critic"], self.flat["critics"], self.flat["critics_target"], tau)
         fwd = self._q(self.critics, obs, a_pi)  # critics after their step
         q_pi = np.stack([o[:, 0] for o, _ in fwd])  # (n, B)
-        k = q_pi.argmin(axis=0)  # (B,) the critic attaining the min gets the gradient
+        # (B,) the critic attaining the min gets the whole gradient; on a tie the first one, as torch's
+        # min(dim=0) (its backward routes through the returned index, which is the first minimum)
+        k = q_pi.argmin(axis=0)
         q_min = q_pi[k, np.arange(B)]
         actor_loss = sac_actor_loss(logp, q_min, alpha)
         g_logp, g_q = sac_actor_loss_grad(logp, q_min, alpha)
-        d = obs.shape[1]
-        g_a = sum(critic.input_grad(np.where(k == i, g_q, 0.0)[:, None], cache)[:, d:]
-                  for i, (critic, (_, cache)) in enumerate(zip(self.critics, fwd)))  # (B, d) ∂J_π/∂ã
+        d, g_a = obs.shape[1], np.empty_like(a_pi)  # (B, d) ∂J_π/∂ã
+        for i, (critic, (_, cache)) in enumerate(zip(self.critics, fwd)):
+            rows = np.flatnonzero(k == i)  # each sample back-propagates through its min critic only
+            g_a[rows] = critic.input_grad(g_q[rows, None], cache, rows)[:, d:]
         self.actor.backward(head.backward(pi_cache, g_logp, g_a), actor_cache)
         _adam(opt["actor"], self.flat["actor"])
         return actor_loss, critic_loss, -float(logp.mean()), float(alpha), alpha_loss
