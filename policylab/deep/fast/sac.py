@@ -5,8 +5,10 @@ Why: at batch 256 with (256, 256) networks a SAC step is ~16 (256 × 256) · (25
 products (~3.7 ms single-threaded here); through autograd it cost 10–12 ms, the rest per-op
 dispatch, the backward engine and the weight gradients of products nobody needs. Here each layer
 is one numba kernel each way (``fast.mlp``), the actor's pass through the critics computes ∂Q/∂a
-only (``NumpyMLP.input_grad``), and Adam is one compiled pass per buffer (``fast.optim``) on
-torch's own optimizer state — so checkpoints, ``load`` and the torch backend see one state.
+only (``NumpyMLP.input_grad``), each critic on the rows where it is the min only (the other rows'
+gradient is 0: 15 products instead of 16), and Adam is one compiled pass per buffer (``fast.optim``)
+on torch's own optimizer state — so checkpoints, ``load`` and the torch backend see one state; that
+pass also sums what it writes, which the divergence guard reads instead of summing it again.
 
 One step on a minibatch (s, a, r, γ_t, s′), in Stable-Baselines3's order (equations: ``deep.sac``):
 
@@ -14,7 +16,7 @@ One step on a minibatch (s, a, r, γ_t, s′), in Stable-Baselines3's order (equ
     ∂J(α)/∂log α → Adam (learned α)                    losses.grads.sac_temperature_loss_grad
     y = r + γ_t(min_i Q_φ⁻ᵢ(s′, ã′) − α log π(ã′|s′))  losses.value_based.soft_q_target
     ∂J_Q/∂Q_φᵢ = (Q_φᵢ − y)/B → critics' chain rule → Adam     losses.grads.sac_critic_loss_grad
-    ∂J_π/∂(log π, min Q) = (α/B, −1/B) → ∂Q/∂ã (critics' input gradient) → ã, log π → (μ, log σ)
+    ∂J_π/∂(log π, min Q) = (α/B, −1/B) → ∂Q/∂ã (the min critic's input gradient) → ã, log π → (μ, log σ)
         → actor's chain rule → Adam                    sac_actor_loss_grad, tanh_gaussian_log_prob_grad
 """
 
