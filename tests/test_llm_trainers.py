@@ -177,18 +177,25 @@ def test_dpo_step_is_the_same_with_the_prompt_shared_or_repeated(tmp_path, tok, 
         torch.testing.assert_close(a, b, atol=1e-5 * max(b.abs().max().item(), 1e-3), rtol=1e-5)
 
 
-@pytest.mark.parametrize("kv_heads", [4, 2])
-def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads):
+@pytest.mark.parametrize("kv_heads,packed", [(4, True), (2, True), (2, False)])
+def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads, packed, monkeypatch):
     """The lean Llama decoder gives the model's own logits (prefill and cached steps, left padding,
-    grouped-query attention) and the same greedy completions as HF generate."""
+    grouped-query attention; one-token steps with MKL-packed weights, or plain F.linear where the
+    build has none) and the same greedy completions as HF generate."""
+    from policylab.llm import fastdecode
     from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
     from policylab.llm.sampling import generate
 
+    if not packed:
+        monkeypatch.setattr(fastdecode, "_packed", lambda weight, batch: None)
+    elif fastdecode._packed(torch.ones(2, 2), 2) is None:
+        pytest.skip("this torch build has no MKL-packed linear")
     model = make_tiny_llama(len(tok), kv_heads=kv_heads, seed=1).eval()
     assert supports_fast_decode(model)
     ids, mask = pad([tok("12+34=")["input_ids"], tok("5+6=")["input_ids"]], 0, "left")  # (2, 7)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     dec = LlamaDecoder(model, 2, 10)
+    assert all((lin[2] is not None) == packed for layer in dec.layers for lin in (layer[1], layer[2], layer[4], layer[5]))
     with torch.no_grad():
         got = [dec(ids, pos, mask)]
         nxt = got[0].argmax(-1, keepdim=True)
