@@ -52,7 +52,8 @@ medium model, and a "large" 29.9M-parameter one (6 layers, hidden 640, 10 heads,
 gradient checkpointing (TRL's default) on both sides; peak RSS by ``resource.getrusage`` maxrss, and
 the same minus the RSS after the imports, and the CPU time per step. --malloc-mmap-threshold B sets the
 trainers' ``malloc_mmap_threshold`` (glibc's M_MMAP_THRESHOLD: large freed tensors go back to the OS) on
-both sides.
+both sides; --glibc-tunables T runs both sides' processes with ``GLIBC_TUNABLES=T`` (a deployment
+setting outside the library, e.g. ``glibc.malloc.tcache_count=0``).
 
     python benchmarks/llm.py                       # tiny: 30 DPO / 12 GRPO steps, 4 pairs; medium; memory
     python benchmarks/llm.py --sizes medium        # only the medium-model rows and the memory table
@@ -331,10 +332,14 @@ def memory_worker(mode: str, steps: int, size: str = "medium", checkpointing: bo
             "params": n_params, "cpu_step_s": cpu_step}
 
 
-def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: int | None = None) -> None:
+def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: int | None = None,
+                 glibc_tunables: str | None = None) -> None:
     """LoRA vs full DPO fine-tuning, each in a fresh subprocess, interleaved; one row group per config
-    ("medium", "large", "+ckpt" for gradient checkpointing on both sides)."""
+    ("medium", "large", "+ckpt" for gradient checkpointing on both sides). ``glibc_tunables``: the
+    workers' GLIBC_TUNABLES (read by glibc at process start; outside the library)."""
     allocator = f", malloc_mmap_threshold={mmap_threshold} on both sides" if mmap_threshold else ""
+    allocator += f", GLIBC_TUNABLES={glibc_tunables} on both sides" if glibc_tunables else ""
+    env = {"GLIBC_TUNABLES": glibc_tunables} if glibc_tunables else None
     print(f"\nLoRA (r 16, all linear layers) vs full fine-tuning, DPO with a reference model, batch 2 pairs × 256 "
           f"tokens, {steps} steps, policylab; lowest of {repeats} runs each (fresh subprocesses, interleaved"
           f"{allocator}):\n")
@@ -348,7 +353,7 @@ def memory_table(repeats: int, steps: int, configs: list[str], mmap_threshold: i
             for mode in (("full", "lora") if r % 2 == 0 else ("lora", "full")):
                 cmd = [sys.executable, os.path.abspath(__file__), "--memory-worker", mode, "--steps", str(steps),
                        "--size", size, "--mmap-threshold", str(mmap_threshold or 0)] + (["--checkpointing"] if checkpointing else [])
-                runs[mode].append(_run(cmd, f"memory/{config}/{mode}"))
+                runs[mode].append(_run(cmd, f"memory/{config}/{mode}", env))
                 print(f"# memory {config} {mode} run {r + 1}: peak RSS {runs[mode][-1]['peak_mb']:.0f} MB", file=sys.stderr)
         full = min(runs["full"], key=lambda x: x["peak_mb"])
         lora = min(runs["lora"], key=lambda x: x["peak_mb"])
@@ -408,6 +413,8 @@ def main(argv=None) -> int:
                     help="memory table rows: medium, large (29.9M), +ckpt = gradient checkpointing on both sides")
     ap.add_argument("--malloc-mmap-threshold", type=int,
                     help="memory table: the trainers' malloc_mmap_threshold (bytes), the same on both sides")
+    ap.add_argument("--glibc-tunables", metavar="T",
+                    help="memory table: GLIBC_TUNABLES for both sides' processes (e.g. glibc.malloc.tcache_count=0)")
     ap.add_argument("--quick", action="store_true", help="10 DPO / 6 GRPO steps, 1 repeat")
     ap.add_argument("--processes", action="store_true",
                     help="instead: DPO tokens/s with 2 data-parallel processes vs 1 (benchmarks/llm_processes.py)")
@@ -528,7 +535,7 @@ def main(argv=None) -> int:
         print(f"- {v}")
     if args.memory and "medium" in sizes and args.only in (None, "memory"):
         memory_table(args.medium_repeats, max(args.medium_steps, 2), args.memory_configs.split(","),
-                     args.malloc_mmap_threshold)
+                     args.malloc_mmap_threshold, args.glibc_tunables)
     return 0
 
 

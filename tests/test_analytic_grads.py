@@ -387,8 +387,8 @@ def test_bad_backend_rejected_before_work():
        out_dim=st.integers(1, 5), batch=st.integers(1, 70), activation=st.sampled_from(["tanh", "relu", "elu"]),
        seed=st.integers(0, 2**31 - 1))
 def test_numpy_mlp_backward_equals_autograd_any_shape(obs_dim, hidden, out_dim, batch, activation, seed):
-    """The MLP chain rule alone: ∂(Σ out ⊙ G)/∂θ and ∂/∂x (``input_grad``, no weight gradients) for
-    random shapes, activations and upstream G."""
+    """The MLP chain rule alone: ∂(Σ out ⊙ G)/∂θ and ∂/∂x (``input_grad``, no weight gradients, on
+    the whole batch and on a subset of its rows) for random shapes, activations and upstream G."""
     from policylab.deep.fast.mlp import NumpyMLP
     from policylab.deep.networks import flatten_parameters, mlp
 
@@ -406,6 +406,8 @@ def test_numpy_mlp_backward_equals_autograd_any_shape(obs_dim, hidden, out_dim, 
     g_np = flat.grad.numpy().copy()
     gx_np = mirror.input_grad(G, cache)
     np.testing.assert_array_equal(flat.grad.numpy(), g_np)  # input_grad left the weight gradients alone
+    rows = np.flatnonzero(rng.random(batch) < 0.5)  # a subset of the batch (maybe none): those rows only
+    np.testing.assert_allclose(mirror.input_grad(G[rows], cache, rows), gx_np[rows], rtol=1e-5, atol=1e-6)
     flat.grad.zero_()
     x_t = torch.from_numpy(x).requires_grad_()
     ref_out = net(x_t)

@@ -161,3 +161,28 @@ def test_divergence_check_sums_whole_buffers_and_still_names_the_tensor():
         agent.net.critics_target[1][2].bias[0] = float("nan")
     with pytest.raises(DivergenceError, match=r"parameter critics_target\.1\.2\.bias is NaN/inf"):
         check_finite(agent, {})
+
+
+def test_adam_pass_sums_feed_the_divergence_guard():
+    """The numpy step's Adam passes sum every buffer they write last (g, θ, the fused θ⁻, log α):
+    those sums equal the buffers' own, the learn loop hands them to its own iteration's check only,
+    a NaN among them sends the guard to its exact check (which then finds nothing here), and a NaN
+    parameter reaching the step is still named."""
+    from policylab.deep.guards import check_finite
+    from policylab.errors import DivergenceError
+
+    agent = SAC("Pendulum-v1", seed=0, hidden_sizes=(8,), learning_starts=10, batch_size=8).learn(12)
+    flat, log_alpha = agent.flat, agent.net.log_ent_coef
+    tensors = [flat["actor"], flat["actor"].grad, flat["critics"], flat["critics"].grad, flat["critics_target"],
+               log_alpha, log_alpha.grad]
+    sums = agent.backend.sums
+    assert set(sums) == {(t.data_ptr(), t.numel()) for t in tensors}
+    for t in tensors:
+        assert float(sums[(t.data_ptr(), t.numel())]) == pytest.approx(t.detach().double().sum().item(), rel=1e-4,
+                                                                        abs=1e-5)
+    assert "_finite_sums" not in agent.__dict__  # consumed by the check of the iteration that made them
+    check_finite(agent, {}, {(flat["critics"].data_ptr(), flat["critics"].numel()): float("nan")})  # exact: all finite
+    with torch.no_grad():
+        agent.net.critics[1][2].bias[0] = float("inf")
+    with pytest.raises(DivergenceError, match="NaN/inf"):
+        agent.learn(14)

@@ -240,7 +240,7 @@ class Agent:
                     if progress_bar:
                         bar.set_postfix(ret=f"{np.mean(self.recent_returns):.1f}", refresh=False)
                 metrics["charts/SPS"] = (self.num_steps - s0) / max(time.perf_counter() - t0, 1e-9)
-                check_finite(self, metrics)
+                check_finite(self, metrics, self.__dict__.pop("_finite_sums", None))  # this update's sums, once
                 go_on = evaluator is None or evaluator(self, metrics) is not False
                 go_on = (callback is None or callback(self, metrics) is not False) and go_on
                 if logger is not None:

@@ -224,11 +224,14 @@ class SAC(Agent):
     def update(self) -> dict:
         c = self.config
         keys = ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/ent_coef", "losses/ent_coef_loss")
+        self.__dict__.pop("_finite_sums", None)
         if self.num_steps <= c.learning_starts:
             return dict.fromkeys(keys)
         n = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
         self.backend.verify()
         rows = np.array([self.gradient_step(i) for i in range(n)])  # (n, 5)
+        if getattr(self.backend, "sums", None) is not None:  # numpy backend: sums of the buffers its last step wrote
+            self._finite_sums = self.backend.sums
         metrics = dict(zip(keys, rows.mean(axis=0).tolist()))
         if not self.learn_alpha:  # a fixed α has no temperature loss (NaN would trip the divergence guard)
             metrics["losses/ent_coef_loss"] = None

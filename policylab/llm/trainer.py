@@ -237,6 +237,7 @@ class Trainer:
             fused=all(p.device.type in ("cpu", "cuda") for p in params),  # one kernel for all tensors
         )
         self.scaler = torch.amp.GradScaler(self.device.type) if config.mixed_precision == "fp16" else None
+        self._keep_grad_buffers(params)
         self.step = 0
         self.history: list[dict] = []
         self._seed_process()
@@ -333,10 +334,24 @@ class Trainer:
         """Rows of ``t`` from every process, in rank order (``t`` itself in one process)."""
         return t if self.processes == 1 else self.accelerator.gather(t.to(self.device)).cpu()
 
+    def _keep_grad_buffers(self, params: list) -> None:
+        """With LoRA the trainable tensors are a few MB: their gradient buffers are made here, next to the
+        weights, and zeroed between steps instead of freed and re-made in each backward, where these small
+        long-lived blocks would land between the step's large temporaries and keep the heap from
+        coalescing (lower peak RSS; README, LoRA memory). A parameter that gets no gradient in a step
+        still has none at the optimizer step (as with ``set_to_none``: AdamW skips it)."""
+        self._kept_grads = bool(self.config.use_peft)
+        self._touched: set[int] = set()  # ids of parameters that received a gradient this step
+        if self._kept_grads:
+            for p in params:
+                p.grad = torch.zeros_like(p)
+                p.register_post_accumulate_grad_hook(lambda p: self._touched.add(id(p)))
+
     def _zero_grad(self) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not self._kept_grads)
+        self._touched.clear()
 
     def _backward(self, loss: torch.Tensor, share: float = 1.0) -> None:
         """Backward of ``loss × share`` (share = this micro-batch's fraction of the global batch's units).
@@ -352,6 +367,10 @@ class Trainer:
         """Sum the gradients over processes, clip, AdamW step; returns the pre-clip gradient norm.
         A non-finite norm raises DivergenceError (with fp16 the scaler skips that step instead)."""
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self._kept_grads:  # a kept buffer without a gradient this step is no gradient
+            for p in params:
+                if id(p) not in self._touched:
+                    p.grad = None
         if self.processes > 1:  # one all-reduce of the flattened gradients
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             flat = self.accelerator.reduce(torch.cat([g.reshape(-1) for g in grads]), "sum")

@@ -105,14 +105,16 @@ def _layer_backward(g, h_prev, W, gW, gb, kind_prev):
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
-def _layer_input_grad(g, h_prev, W, kind_prev):
+def _layer_input_grad(g, h_prev, rows, W, kind_prev):
     """∂L/∂a_prev = (g W) ⊙ σ'(a_prev) (kind_prev = -1: the input itself, no activation), no weight
-    gradients: what a loss needs to differentiate through a network it does not train."""
+    gradients: what a loss needs to differentiate through a network it does not train. Row r of g
+    is batch row rows[r] of the cache h_prev (a subset: the other rows have g = 0). (len(rows), in)"""
     gp = np.dot(g, W)
     if kind_prev >= 0:
-        for i in range(gp.shape[0]):
+        for r in range(gp.shape[0]):
+            i = rows[r]
             for j in range(gp.shape[1]):
-                gp[i, j] *= _sigma_grad(h_prev[i, j], kind_prev)
+                gp[r, j] *= _sigma_grad(h_prev[i, j], kind_prev)
     return gp
 
 
@@ -157,10 +159,13 @@ class NumpyMLP:
         for i in range(len(self.W) - 1, -1, -1):
             g = _layer_backward(g, hs[i], self.W[i], self.gW[i], self.gb[i], self.kind if i else -2)
 
-    def input_grad(self, g: np.ndarray, hs: list) -> np.ndarray:
-        """∂L/∂x (B, in_dim) given g = ∂L/∂out, leaving the weight gradients alone (half the backward's products)."""
+    def input_grad(self, g: np.ndarray, hs: list, rows: np.ndarray | None = None) -> np.ndarray:
+        """∂L/∂x (B, in_dim) given g = ∂L/∂out, leaving the weight gradients alone (half the backward's
+        products). With ``rows`` (int indices into the cached batch) g and the result hold those rows
+        only: where ∂L/∂out is zero on the other rows, their products are skipped."""
+        rows = np.arange(len(g)) if rows is None else rows
         for i in range(len(self.W) - 1, -1, -1):
-            g = _layer_input_grad(g, hs[i], self.W[i], self.kind if i else -1)
+            g = _layer_input_grad(g, hs[i], rows, self.W[i], self.kind if i else -1)
         return g
 
 

@@ -13,7 +13,8 @@ from policylab.errors import InputError
 __all__ = ["adam_step"]
 
 
-@numba.njit(cache=True, fastmath=True, error_model="numpy")
+# fast-math without nnan/ninf: the sums it returns must carry a NaN/inf to the divergence guard
+@numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn", "reassoc"}, error_model="numpy")
 def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step, target, tau):
     bias1, bias2_sqrt = 1.0 - beta1 ** step, np.sqrt(1.0 - beta2 ** step)
     step_size = np.float32(lr / bias1)
@@ -21,18 +22,23 @@ def _adam_(param, grad, m, v, lr, beta1, beta2, eps, step, target, tau):
     w1, w2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)  # 1 − β in double first, as torch
     tiny, zero = np.float32(1.1754944e-38), np.float32(0.0)  # smallest normal float32
     t = np.float32(tau)
+    sum_g, sum_p, sum_t = zero, zero, zero
     for i in range(param.size):
         g = grad[i]
+        sum_g += g
         mi = m[i] + w1 * (g - m[i])
         vi = b2 * v[i] + w2 * (g * g)
         m[i] = mi if abs(mi) >= tiny else zero  # flush subnormals (see adam_step)
         v[i] = vi if vi >= tiny else zero
         param[i] -= step_size * m[i] / (np.sqrt(v[i]) / c2 + e)
+        sum_p += param[i]
         if tau > 0.0:
             target[i] += t * (param[i] - target[i])  # torch's lerp for τ < ½
+            sum_t += target[i]
+    return sum_g, sum_p, sum_t
 
 
-def adam_step(optimizer, param, target=None, tau: float = 0.0) -> None:
+def adam_step(optimizer, param, target=None, tau: float = 0.0) -> tuple[float, float, float]:
     """One Adam step (Kingma & Ba 2015) of ``torch.optim.Adam`` ``optimizer`` on its flat ``param``,
     in one compiled pass over numpy views of the optimizer's own state (so checkpoints and the
     torch backend see the same ``step``, ``exp_avg``, ``exp_avg_sq``), with torch's update:
@@ -47,6 +53,10 @@ def adam_step(optimizer, param, target=None, tau: float = 0.0) -> None:
 
     With ``target`` (a tensor shaped like ``param``) and 0 < τ < ½ the same pass then moves it,
     θ⁻ ← θ⁻ + τ(θ − θ⁻) (``losses.polyak_update``, torch's lerp), while θ is still in cache.
+
+    Returns (Σ g, Σ θ after the step, Σ θ⁻ after it (0 without a target)), float32 sums taken in
+    the same pass: a NaN/inf anywhere makes its sum non-finite, which the divergence guard reads
+    instead of summing the buffers again (``guards.check_finite``'s ``known`` sums).
     """
     group = optimizer.param_groups[0]
     if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
@@ -66,4 +76,5 @@ def adam_step(optimizer, param, target=None, tau: float = 0.0) -> None:
     beta1, beta2 = group["betas"]
     views = [t.numpy().reshape(-1) for t in (param.detach(), param.grad, state["exp_avg"], state["exp_avg_sq"])]
     target, tau = (views[0][:0], 0.0) if target is None or not tau else (target.detach().numpy().reshape(-1), tau)
-    _adam_(*views, float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step), target, float(tau))
+    return _adam_(*views, float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), float(step), target,
+                  float(tau))

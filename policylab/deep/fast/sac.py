@@ -45,18 +45,25 @@ from policylab.losses.value_based import (
 __all__ = ["NumpySACBackend", "TanhGaussian"]
 
 
-def _adam(optimizer, param, target=None, tau: float | None = None) -> None:
+def _key(t: torch.Tensor) -> tuple:
+    return t.data_ptr(), t.numel()
+
+
+def _adam(optimizer, param, target=None, tau: float | None = None) -> dict:
     """``adam_step`` on the flat buffer, with θ⁻ ← τθ + (1 − τ)θ⁻ in the same pass when 0 < τ < ½
     (else ``polyak_update`` after it). An optimizer over the per-tensor views of the buffer instead
-    (as SAC's before the flat buffers) steps itself: the gradients it reads are views of the same memory."""
-    fused = tau is not None and 0.0 < tau < 0.5
+    (as SAC's before the flat buffers) steps itself: the gradients it reads are views of the same memory.
+    Returns the sums the pass took, {(data_ptr, numel): Σ} of g, θ and the fused θ⁻ (for the guard)."""
+    fused, sums = tau is not None and 0.0 < tau < 0.5, {}
     if optimizer.param_groups[0]["params"][0] is param:
-        adam_step(optimizer, param, target, tau) if fused else adam_step(optimizer, param)
+        sum_g, sum_p, sum_t = adam_step(optimizer, param, target, tau) if fused else adam_step(optimizer, param)
+        sums = {_key(param.grad): sum_g, _key(param): sum_p} | ({_key(target): sum_t} if fused else {})
     else:
         optimizer.step()
         fused = False
     if tau is not None and not fused:
         polyak_update([target], [param], tau)
+    return sums
 
 
 class TanhGaussian:
@@ -115,6 +122,7 @@ class NumpySACBackend:
             net.log_ent_coef.grad = torch.zeros_like(net.log_ent_coef)
         self.log_alpha = net.log_ent_coef.detach().numpy()  # 0-d view
         self._grad_views = {k: flat[k].grad.numpy() for k in ("actor", "critics")}
+        self.sums: dict | None = None  # {(data_ptr, numel): Σ} of what the last step's Adam passes wrote
 
     def policy_params(self, obs: np.ndarray):
         """(μ, log σ) as torch tensors, for ``act`` and ``evaluate``."""
@@ -142,15 +150,17 @@ class NumpySACBackend:
         # the actor on s and s′ in one pass (its weights do not change before its own step)
         out, cache = self.actor.forward(np.concatenate((obs, next_obs)))  # (2B, 2d)
         actor_cache = [h[:B] for h in cache]
-        a_pi, logp, pi_cache = head.rsample(out[:B], self._noise(a.shape))  # (B, d), (B,)
+        # ã on s and ã′ on s′ in one pass too: ε then ε′, drawn in the torch backend's order
+        a_all, logp_all, pi_cache = head.rsample(out, np.concatenate((self._noise(a.shape), self._noise(a.shape))))
+        a_pi, a_next, logp, logp_next = a_all[:B], a_all[B:], logp_all[:B], logp_all[B:]  # (B, d), (B,)
+        pi_cache = [c[:B] for c in pi_cache]  # the actor's gradient flows through ã on s only
         alpha = np.exp(self.log_alpha)  # α of this step, before its update (as SB3)
-        alpha_loss = float("nan")
+        alpha_loss, sums = float("nan"), {}
         if self.learn_alpha:
             alpha_loss = sac_temperature_loss(self.log_alpha, logp, self.target_entropy)
             self.net.log_ent_coef.grad.numpy()[...] = sac_temperature_loss_grad(self.log_alpha, logp,
                                                                                self.target_entropy)
-            _adam(opt["ent_coef"], self.net.log_ent_coef)
-        a_next, logp_next, _ = head.rsample(out[B:], self._noise(a.shape))
+            sums = _adam(opt["ent_coef"], self.net.log_ent_coef)
         q_next = np.minimum.reduce([o[:, 0] for o, _ in self._q(self.targets, next_obs, a_next)])  # (B,)
         y = soft_q_target(rewards, discounts, q_next, logp_next, alpha)  # (B,)
         fwd = self._q(self.critics, obs, a)
@@ -159,18 +169,22 @@ class NumpySACBackend:
         for critic, (_, cache), g in zip(self.critics, fwd, sac_critic_loss_grad(q, y)):
             critic.backward(g[:, None], cache)  # writes ∂J_Q/∂φᵢ into the flat gradient
         # Adam on φ, and the Polyak step in the same pass (the target critics are not read again)
-        _adam(opt["critic"], self.flat["critics"], self.flat["critics_target"], tau)
+        sums = sums | _adam(opt["critic"], self.flat["critics"], self.flat["critics_target"], tau)
         fwd = self._q(self.critics, obs, a_pi)  # critics after their step
         q_pi = np.stack([o[:, 0] for o, _ in fwd])  # (n, B)
-        k = q_pi.argmin(axis=0)  # (B,) the critic attaining the min gets the gradient
+        # (B,) the critic attaining the min gets the whole gradient; on a tie the first one, as torch's
+        # min(dim=0) (its backward routes through the returned index, which is the first minimum)
+        k = q_pi.argmin(axis=0)
         q_min = q_pi[k, np.arange(B)]
         actor_loss = sac_actor_loss(logp, q_min, alpha)
         g_logp, g_q = sac_actor_loss_grad(logp, q_min, alpha)
-        d = obs.shape[1]
-        g_a = sum(critic.input_grad(np.where(k == i, g_q, 0.0)[:, None], cache)[:, d:]
-                  for i, (critic, (_, cache)) in enumerate(zip(self.critics, fwd)))  # (B, d) ∂J_π/∂ã
+        d, g_a = obs.shape[1], np.empty_like(a_pi)  # (B, d) ∂J_π/∂ã
+        for i, (critic, (_, cache)) in enumerate(zip(self.critics, fwd)):
+            rows = np.flatnonzero(k == i)  # each sample back-propagates through its min critic only
+            g_a[rows] = critic.input_grad(g_q[rows, None], cache, rows)[:, d:]
         self.actor.backward(head.backward(pi_cache, g_logp, g_a), actor_cache)
-        _adam(opt["actor"], self.flat["actor"])
+        # the sums of every buffer this step wrote last, taken in its Adam passes (the guard reads them)
+        self.sums = sums | _adam(opt["actor"], self.flat["actor"])
         return actor_loss, critic_loss, -float(logp.mean()), float(alpha), alpha_loss
 
     def verify(self) -> None:
