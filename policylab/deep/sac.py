@@ -229,10 +229,10 @@ class SAC(Agent):
             return dict.fromkeys(keys)
         n = c.gradient_steps if c.gradient_steps > 0 else c.train_freq * self.n_envs
         self.backend.verify()
-        rows = np.array([self.gradient_step(i) for i in range(n)])  # (n, 5)
+        rows = [self.gradient_step(i) for i in range(n)]  # n × 5
         if getattr(self.backend, "sums", None) is not None:  # numpy backend: sums of the buffers its last step wrote
             self._finite_sums = self.backend.sums
-        metrics = dict(zip(keys, rows.mean(axis=0).tolist()))
+        metrics = {k: float(sum(col)) / n for k, col in zip(keys, zip(*rows))}  # means over the n steps
         if not self.learn_alpha:  # a fixed α has no temperature loss (NaN would trip the divergence guard)
             metrics["losses/ent_coef_loss"] = None
         return metrics

@@ -5,8 +5,10 @@ Why: at batch 256 with (256, 256) networks a SAC step is ~16 (256 × 256) · (25
 products (~3.7 ms single-threaded here); through autograd it cost 10–12 ms, the rest per-op
 dispatch, the backward engine and the weight gradients of products nobody needs. Here each layer
 is one numba kernel each way (``fast.mlp``), the actor's pass through the critics computes ∂Q/∂a
-only (``NumpyMLP.input_grad``), and Adam is one compiled pass per buffer (``fast.optim``) on
-torch's own optimizer state — so checkpoints, ``load`` and the torch backend see one state.
+only (``NumpyMLP.input_grad``), each critic on the rows where it is the min only (the other rows'
+gradient is 0: 15 products instead of 16), and Adam is one compiled pass per buffer (``fast.optim``)
+on torch's own optimizer state — so checkpoints, ``load`` and the torch backend see one state; that
+pass also sums what it writes, which the divergence guard reads instead of summing it again.
 
 One step on a minibatch (s, a, r, γ_t, s′), in Stable-Baselines3's order (equations: ``deep.sac``):
 
@@ -14,11 +16,13 @@ One step on a minibatch (s, a, r, γ_t, s′), in Stable-Baselines3's order (equ
     ∂J(α)/∂log α → Adam (learned α)                    losses.grads.sac_temperature_loss_grad
     y = r + γ_t(min_i Q_φ⁻ᵢ(s′, ã′) − α log π(ã′|s′))  losses.value_based.soft_q_target
     ∂J_Q/∂Q_φᵢ = (Q_φᵢ − y)/B → critics' chain rule → Adam     losses.grads.sac_critic_loss_grad
-    ∂J_π/∂(log π, min Q) = (α/B, −1/B) → ∂Q/∂ã (critics' input gradient) → ã, log π → (μ, log σ)
+    ∂J_π/∂(log π, min Q) = (α/B, −1/B) → ∂Q/∂ã (the min critic's input gradient) → ã, log π → (μ, log σ)
         → actor's chain rule → Adam                    sac_actor_loss_grad, tanh_gaussian_log_prob_grad
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -75,7 +79,7 @@ class TanhGaussian:
 
     def params(self, out: np.ndarray):
         """(μ, log σ) (B, d) each."""
-        return out[:, :self.dim], np.clip(out[:, self.dim:], self.lo, self.hi)
+        return out[:, :self.dim], np.minimum(np.maximum(out[:, self.dim:], self.lo), self.hi)  # np.clip, cheaper
 
     def rsample(self, out: np.ndarray, eps: np.ndarray):
         """(ã = tanh(u) (B, d), log π(ã|s) (B,), cache), u = μ + σε with the given noise ε (B, d)."""
@@ -161,13 +165,14 @@ class NumpySACBackend:
             self.net.log_ent_coef.grad.numpy()[...] = sac_temperature_loss_grad(self.log_alpha, logp,
                                                                                self.target_entropy)
             sums = _adam(opt["ent_coef"], self.net.log_ent_coef)
-        q_next = np.minimum.reduce([o[:, 0] for o, _ in self._q(self.targets, next_obs, a_next)])  # (B,)
+        q_next = functools.reduce(np.minimum, [o[:, 0] for o, _ in self._q(self.targets, next_obs, a_next)])  # (B,)
         y = soft_q_target(rewards, discounts, q_next, logp_next, alpha)  # (B,)
-        fwd = self._q(self.critics, obs, a)
-        q = [o[:, 0] for o, _ in fwd]
+        x, q = np.concatenate((obs, a), axis=1), []  # (B, obs_dim + d)
+        for critic in self.critics:  # each critic's backward right after its forward, its activations still in cache
+            out_i, cache = critic.forward(x)
+            q.append(out_i[:, 0])  # (B,)
+            critic.backward(sac_critic_loss_grad(q[-1:], y)[0][:, None], cache)  # ∂J_Q/∂φᵢ into the flat gradient
         critic_loss = sac_critic_loss(q, y)
-        for critic, (_, cache), g in zip(self.critics, fwd, sac_critic_loss_grad(q, y)):
-            critic.backward(g[:, None], cache)  # writes ∂J_Q/∂φᵢ into the flat gradient
         # Adam on φ, and the Polyak step in the same pass (the target critics are not read again)
         sums = sums | _adam(opt["critic"], self.flat["critics"], self.flat["critics_target"], tau)
         fwd = self._q(self.critics, obs, a_pi)  # critics after their step
