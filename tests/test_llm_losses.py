@@ -238,6 +238,9 @@ def test_sample_next_token_top_k_top_p_and_greedy():
     assert set(top2.tolist()) == {0, 1, 2}
     freq = torch.bincount(sample_next_token(logits), minlength=4).double() / 4000
     torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64), atol=0.03, rtol=0)
+    p_half = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64) ** 2  # temperature 0.5: p ∝ p²
+    freq = torch.bincount(sample_next_token(logits, temperature=0.5), minlength=4).double() / 4000
+    torch.testing.assert_close(freq, p_half / p_half.sum(), atol=0.03, rtol=0)
 
 
 def test_token_entropy_matches_definition():

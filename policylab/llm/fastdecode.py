@@ -1,11 +1,14 @@
 """A lean KV-cache decoder for Llama-architecture models (sampling only, no gradients).
 
 Token-by-token decoding of a small model is dominated by per-call overhead (module wrappers, mask
-construction, cache objects), not arithmetic; from ~10M parameters, by reading the weights (once
-per token step), so the decoder reads each weight once per step and no more. :class:`LlamaDecoder` runs the same computation as
-``LlamaForCausalLM`` — RMSNorm, rotary q/k (the model's own rotary module, so RoPE scaling
-variants carry over), grouped-query SDPA over a preallocated static cache, SwiGLU MLP — directly
-on the model's weight tensors. Its logits equal the Hugging Face forward's up to float rounding
+construction, cache objects), not arithmetic; from ~10M parameters, by reading the weights and the
+cache (once per token step: at 10.7M parameters, batch 8, that is 43 MB of weights plus up to 38 MB of
+keys and values, more than this machine's cache holds). :class:`LlamaDecoder` runs the same
+computation as ``LlamaForCausalLM`` — RMSNorm, rotary q/k (the model's own rotary module, so RoPE
+scaling variants carry over), grouped-query attention over a preallocated static cache written in
+place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
+RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
+the B rows of a one-token step. Its logits equal the Hugging Face forward's up to float rounding
 (tested); the log-probs used for training are always recomputed by the model's own forward.
 Other architectures use the generic loop in :func:`policylab.llm.sampling.generate`.
 """
@@ -35,6 +38,20 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         return F.rms_norm(x, weight.shape, weight, eps)  # one fused op
     xf = x.float()
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """r = 1 / sqrt(mean(x²) + ε) per row, (…, 1): with the norm weight w folded into the next matmul,
+    RMSNorm(x) Wᵀ = (w ⊙ x r) Wᵀ = r · (x (W diag w)ᵀ). Three ops (F.rms_norm dispatches a dozen on CPU)."""
+    n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # ‖x‖
+    return torch.addcmul(torch.full_like(n, eps), n, n, value=1.0 / x.shape[-1]).rsqrt_()
+
+
+def _norm_linear(x: torch.Tensor, norm: torch.Tensor | None, lin: tuple, eps: float) -> torch.Tensor:
+    """RMSNorm(x; norm) Wᵀ + b; ``norm`` None means its weight is folded into ``lin``'s W (and b is None)."""
+    if norm is None:
+        return _linear(x, lin).mul_(_inv_rms(x, eps))
+    return _linear(_rms(x, norm, eps), lin)
 
 
 def _qkv_weights(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -89,23 +106,27 @@ class LlamaDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.eps = cfg.rms_norm_eps
         self.embed = m.embed_tokens.weight
-        self.norm = m.norm.weight
 
         def lin(w, b=None):
             return (w, b, _packed(w, batch), batch)
 
-        # q|k|v and gate|up are fused into one matmul each, and every weight of a one-token step is
-        # repacked for B rows (copies made per call, freed after sampling: at batch 8 a decode step
-        # reads each weight once, so the step is bound by that read)
+        def normed(norm, w, b=None):  # (norm weight or None, linear): float32 folds w into W's columns
+            if w.dtype != torch.float32 or b is not None:
+                return norm, lin(w, b)
+            return None, lin(w * norm)
+
+        # q|k|v and gate|up are fused into one matmul each, RMSNorm weights folded into the matmul that
+        # follows, and every weight of a one-token step is repacked for B rows (copies made per call,
+        # freed after sampling: at batch 8 a decode step reads each weight once, so that read bounds it)
         with torch.no_grad():
             self.layers = [
-                (layer.input_layernorm.weight, lin(*_qkv_weights(layer.self_attn)),
+                (*normed(layer.input_layernorm.weight, *_qkv_weights(layer.self_attn)),
                  lin(layer.self_attn.o_proj.weight, layer.self_attn.o_proj.bias),
-                 layer.post_attention_layernorm.weight, lin(*_gate_up_weights(layer.mlp)),
+                 *normed(layer.post_attention_layernorm.weight, *_gate_up_weights(layer.mlp)),
                  lin(layer.mlp.down_proj.weight, layer.mlp.down_proj.bias))
                 for layer in m.layers
             ]
-            self.lm_head = lin(model.lm_head.weight, model.lm_head.bias)
+            self.head = normed(m.norm.weight, model.lm_head.weight, model.lm_head.bias)
         qk = (self.n_heads + self.n_kv) * self.head_dim
         self.splits = (qk, self.n_kv * self.head_dim)
         dtype = self.embed.dtype
@@ -140,8 +161,7 @@ class LlamaDecoder:
                 mask = mask & key_mask[:, None, None, :stop].bool()
                 mask = mask | (keys[None, :] == (start + torch.arange(T))[:, None])  # pads attend to themselves
         for i, (ln1, qkv, o, ln2, gate_up, down) in enumerate(self.layers):
-            h = _rms(x, ln1, self.eps)
-            qk, v = _linear(h, qkv).split(self.splits, dim=-1)  # (B, T, ·) each
+            qk, v = _norm_linear(x, ln1, qkv, self.eps).split(self.splits, dim=-1)  # (B, T, ·) each
             qk = _rope(qk.view(B, T, H + KV, D), cos, sin)
             self.k[i, :, :, start:stop] = qk[:, :, H:].transpose(1, 2)
             self.v[i, :, :, start:stop] = v.view(B, T, KV, D).transpose(1, 2)
@@ -153,11 +173,10 @@ class LlamaDecoder:
                     scale=self.scale, enable_gqa=KV != H,
                 ).transpose(1, 2)  # (B, T, H, D)
             x.add_(_linear(att.reshape(B, T, H * D), o))
-            h = _rms(x, ln2, self.eps)
-            g, u = _linear(h, gate_up).chunk(2, dim=-1)
+            g, u = _norm_linear(x, ln2, gate_up, self.eps).chunk(2, dim=-1)
             x.add_(_linear(F.silu(g).mul_(u), down))
         self.length = stop
-        return _linear(_rms(x[:, -1], self.norm, self.eps), self.lm_head)  # (B, V)
+        return _norm_linear(x[:, -1], *self.head, self.eps)  # (B, V)
 
     def _attend_one(self, i: int, q: torch.Tensor, stop: int) -> torch.Tensor:
         """Attention of one new query per row, q (B, H, D), over layer i's cached keys 0…stop−1: two

@@ -13,10 +13,16 @@ __all__ = ["generate", "sample_next_token"]
 
 def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
     """Sample one token per row from (B, V) logits: softmax(z / T) restricted to the top-k tokens and
-    to the smallest set with cumulative probability ≥ top_p (the nucleus). temperature 0 → argmax."""
+    to the smallest set with cumulative probability ≥ top_p (the nucleus). temperature 0 → argmax.
+
+    The draw is the exponential race v* = argmax_v p_v / E_v, E_v ~ Exp(1) i.i.d., which picks v with
+    probability p_v (P(E_v / p_v is the least) = p_v / Σ p); it is how ``torch.multinomial`` draws one
+    sample, here on one buffer, without multinomial's per-call validation."""
     if temperature == 0:
         return logits.argmax(-1)
-    z = logits.float() / temperature
+    z = logits.float()
+    if temperature != 1.0:
+        z = z / temperature
     if not bool(torch.isfinite(z).all()):
         raise DivergenceError("sampling: the model's next-token logits are not finite (the weights diverged)")
     if top_k and top_k < z.shape[-1]:
@@ -27,7 +33,8 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_p: flo
         probs = torch.softmax(sorted_z, -1)
         drop = probs.cumsum(-1) - probs > top_p  # tokens entirely past the nucleus
         z = z.scatter(-1, order, sorted_z.masked_fill(drop, float("-inf")))
-    return torch.multinomial(torch.softmax(z, -1), 1).squeeze(-1)
+    race = torch.empty_like(z).exponential_()  # E (B, V)
+    return torch.softmax(z, -1).div_(race).argmax(-1)
 
 
 def _stepper(model, p_ids: torch.Tensor, p_mask: torch.Tensor, max_new_tokens: int):
