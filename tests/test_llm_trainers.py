@@ -122,6 +122,30 @@ def test_shared_prompt_forward_equals_the_concatenated_forward(tok, lora):
     assert max(g.abs().max().item() for g in g_concat) > 1e-3
 
 
+def test_shared_prompt_logprobs_never_concatenates_the_logits(tok):
+    """Forward and backward of :func:`shared_prompt_logprobs` make the tail's (n·B, C, V) logits but no
+    (n·B, C + 1, V) tensor (no copy of the logits with the prompt's last one prepended)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    shapes = set()
+
+    class Shapes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            shapes.update(tuple(t.shape) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+            return out
+
+    model = make_tiny_llama(len(tok), seed=1, layers=1)
+    prompts, prompt_mask = pad([tok(x)["input_ids"] for x in ("7+8=", "12+30=")], tok.pad_token_id, "left")
+    comps, comp_mask = pad([tok(x, add_special_tokens=False)["input_ids"] for x in ("15", "42", "1", "941")],
+                           tok.pad_token_id, "right")  # (4, C)
+    with Shapes():
+        shared_prompt_logprobs(model, prompts, prompt_mask, comps, comp_mask).sum().backward()
+    n_rows, C, V = 4, comps.shape[1], model.config.vocab_size
+    assert (n_rows, C, V) in shapes and (n_rows, C + 1, V) not in shapes
+
+
 def test_tile_cache_repeats_keys_and_values_as_reorder_cache_does(tok):
     """The prompt cache tiled for n completions per prompt ([all B; all B; …]) holds what transformers'
     reorder_cache gives for rows [0..B−1] × n; a cache without per-layer tensors gets reorder_cache."""

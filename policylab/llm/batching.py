@@ -85,11 +85,14 @@ def shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids, compl
     prompt_mask = prompt_mask.repeat(n, 1)  # (n·B, P)
     positions = prompt_mask.sum(1, keepdim=True) + torch.arange(C, device=prompt_ids.device)  # (n·B, C)
     tail = model(input_ids=completion_ids, attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
-                 position_ids=positions, use_cache=True, **cache).logits  # (n·B, C, V)
-    logits = torch.cat([head.logits.repeat(n, 1, 1), tail], dim=1)  # (n·B, C + 1, V): column s predicts token s
-    ids = torch.cat([prompt_ids[:, -1:].repeat(n, 1), completion_ids], dim=1)  # (n·B, C + 1)
-    mask = torch.cat([torch.zeros_like(completion_mask[:, :1]), completion_mask], dim=1)
-    return sequence_logprobs(logits, ids, mask)[:, 1:]  # (n·B, C)
+                 position_ids=positions, use_cache=True, **cache).logits  # (n·B, C, V): column s predicts token s + 1
+    # the first token from the prompt's last logit, the rest from the tail's: two calls, no (n·B, C + 1, V)
+    # concatenation (at a real vocabulary that copy would be the step's largest tensor)
+    first = head.logits.repeat(n, 1, 1).expand(-1, 2, -1)  # (n·B, 2, V) view: its column 0 predicts token 0
+    none = torch.zeros_like(completion_mask[:, :1])
+    lp_first = sequence_logprobs(first, completion_ids[:, :1].repeat(1, 2), torch.cat([none, completion_mask[:, :1]], 1))
+    lp_rest = sequence_logprobs(tail, completion_ids, torch.cat([none, completion_mask[:, 1:]], 1))  # column 0: 0
+    return torch.cat([lp_first[:, 1:], lp_rest[:, 1:]], dim=1)  # (n·B, C)
 
 
 def _tile_cache(cache, batch: int, n: int) -> None:
