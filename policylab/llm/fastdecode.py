@@ -9,7 +9,9 @@ scaling variants carry over), grouped-query attention over a preallocated static
 place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
 RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
 the B rows of a one-token step. Its logits equal the Hugging Face forward's up to float rounding
-(tested); the log-probs used for training are always recomputed by the model's own forward.
+(tested). ``record=True`` also keeps, per layer and position, the rotated queries and the o-projection,
+gate|up and down-projection outputs (keys and values are in the cache), from which
+:mod:`policylab.llm.replay` takes the training gradients without a second forward.
 Other architectures use the generic loop in :func:`policylab.llm.sampling.generate`.
 """
 
@@ -40,18 +42,19 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
-def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """r = 1 / sqrt(mean(x²) + ε) per row, (…, 1): with the norm weight w folded into the next matmul,
-    RMSNorm(x) Wᵀ = (w ⊙ x r) Wᵀ = r · (x (W diag w)ᵀ). Three ops (F.rms_norm dispatches a dozen on CPU)."""
+def _inv_rms(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """r = 1 / sqrt(mean(x²) + ε) per row, (…, 1), ``eps`` a 0-d tensor: with the norm weight w folded into
+    the next matmul, RMSNorm(x) Wᵀ = (w ⊙ x r) Wᵀ = r · (x (W diag w)ᵀ). Three ops (F.rms_norm
+    dispatches a dozen on CPU)."""
     n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # ‖x‖
-    return torch.addcmul(torch.full_like(n, eps), n, n, value=1.0 / x.shape[-1]).rsqrt_()
+    return torch.addcmul(eps, n, n, value=1.0 / x.shape[-1]).rsqrt_()
 
 
-def _norm_linear(x: torch.Tensor, norm: torch.Tensor | None, lin: tuple, eps: float) -> torch.Tensor:
+def _norm_linear(x: torch.Tensor, norm: torch.Tensor | None, lin: tuple, eps: torch.Tensor) -> torch.Tensor:
     """RMSNorm(x; norm) Wᵀ + b; ``norm`` None means its weight is folded into ``lin``'s W (and b is None)."""
     if norm is None:
         return _linear(x, lin).mul_(_inv_rms(x, eps))
-    return _linear(_rms(x, norm, eps), lin)
+    return _linear(_rms(x, norm, float(eps)), lin)
 
 
 def _qkv_weights(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -64,10 +67,12 @@ def _qkv_weights(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
     return w, torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias])
 
 
-def _rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """RoPE as Hugging Face's apply_rotary_pos_emb, x·cos + rotate_half(x)·sin with rotate_half([x₁, x₂]) =
-    [−x₂, x₁], written as x·cos + roll(x, D/2)·[−sin₁, sin₂] (``signed_sin``): three ops instead of six."""
-    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), signed_sin)
+def _rope_(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as Hugging Face's apply_rotary_pos_emb, in place: x·cos + rotate_half(x)·sin with
+    rotate_half([x₁, x₂]) = [−x₂, x₁], written as x·cos + [x₂, x₁]·[−sin₁, sin₂] (``signed_sin``); the
+    halves swapped by one flip (``roll`` dispatches five ops), the result written back into x's memory."""
+    swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)  # [x₂, x₁], a copy
+    return torch.addcmul(x * cos, swapped, signed_sin, out=x)
 
 
 def _gate_up_weights(mlp) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -98,14 +103,16 @@ def _linear(x: torch.Tensor, lin: tuple) -> torch.Tensor:
 
 
 class LlamaDecoder:
-    """Prefill + one-token steps over a static (layers, B, kv_heads, max_len, head_dim) cache."""
+    """Prefill + one-token steps over a static (layers, 2, B, kv_heads, max_len, head_dim) cache of keys
+    (index 0) and values (index 1)."""
 
-    def __init__(self, model, batch: int, max_len: int):
+    def __init__(self, model, batch: int, max_len: int, record: bool | dict = False):
         cfg, m = model.config, model.model
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.eps = cfg.rms_norm_eps
         self.embed = m.embed_tokens.weight
+        dtype = self.embed.dtype
+        self.eps = torch.tensor(cfg.rms_norm_eps, dtype=torch.float32)
 
         def lin(w, b=None):
             return (w, b, _packed(w, batch), batch)
@@ -127,19 +134,40 @@ class LlamaDecoder:
                 for layer in m.layers
             ]
             self.head = normed(m.norm.weight, model.lm_head.weight, model.lm_head.bias)
-        qk = (self.n_heads + self.n_kv) * self.head_dim
-        self.splits = (qk, self.n_kv * self.head_dim)
-        dtype = self.embed.dtype
-        shape = (len(self.layers), batch, self.n_kv, max_len, self.head_dim)
-        self.k = torch.zeros(shape, dtype=dtype)
-        self.v = torch.zeros(shape, dtype=dtype)
+        H, KV, D = self.n_heads, self.n_kv, self.head_dim
+        # keys and values of a layer side by side, so that one copy writes both: they are the last 2·KV·D
+        # columns of the q|k|v product, in that order
+        spare = record if isinstance(record, dict) else {}  # buffers of a released trace, reused when they fit
+
+        self.buffers = {}
+
+        def empty(name, shape, dim):  # positions are written before they are read: no zero fill
+            full = list(shape)
+            full[dim] = -(-shape[dim] // 64) * 64  # length rounded up, so that buffers fit other prompt lengths
+            old = spare.get(name)
+            ok = old is not None and list(old.shape) == full and old.dtype == dtype
+            self.buffers[name] = old if ok else torch.empty(full, dtype=dtype)
+            return self.buffers[name].narrow(dim, 0, shape[dim])
+
+        self.kv = empty("kv", (len(self.layers), 2, batch, KV, max_len, D), 4)
+        # the one-token attention's operands, views per layer: (B·KV, max_len, D) keys and values
+        self.keys = [kv[0].view(batch * KV, max_len, D) for kv in self.kv]
+        self.values = [kv[1].view(batch * KV, max_len, D) for kv in self.kv]
         # additive key bias of one-token steps, one row per (sequence, kv head): 0, or −inf at padding
-        self.bias = torch.zeros((batch * self.n_kv, 1, max_len), dtype=dtype)
+        self.bias = torch.zeros((batch * KV, 1, max_len), dtype=dtype)
         cos, sin = m.rotary_emb(self.embed[:1], torch.arange(max_len)[None])  # (1, max_len, D)
-        half = self.head_dim // 2
-        self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)  # sin signed for _rope
-        self.scale = self.head_dim**-0.5
+        half = D // 2
+        self.cos, self.sin = cos[0], torch.cat([-sin[0, :, :half], sin[0, :, half:]], dim=-1)  # sin signed for _rope_
+        self.scale = D**-0.5
         self.length = 0
+        # record keeps, per layer and position, the forward values a backward needs (policylab.llm.replay):
+        # one (max_len, B, columns) buffer, columns [q | o | gate|up | down] per layer, written
+        # by one concatenation per layer and step
+        self.trace = None
+        if record is not False:
+            hidden, width = self.embed.shape[1], self.layers[0][4][0].shape[0]  # width: gate|up outputs
+            self.trace_columns = {"q": H * D, "o": hidden, "gate_up": width, "down": hidden}
+            self.trace = empty("trace", (len(self.layers), max_len, batch, sum(self.trace_columns.values())), 1)
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Append ``ids`` (B, T) at rotary ``positions`` (B, T); ``key_mask`` (B, length + T) marks real
@@ -148,7 +176,8 @@ class LlamaDecoder:
         start, stop = self.length, self.length + T
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         x = F.embedding(ids, self.embed)  # (B, T, hidden)
-        cos, sin = self.cos[positions].unsqueeze(2), self.sin[positions].unsqueeze(2)  # (B, T, 1, D)
+        cos = F.embedding(positions, self.cos).unsqueeze(2)  # (B, T, 1, D)
+        sin = F.embedding(positions, self.sin).unsqueeze(2)
         mask = None
         if key_mask is not None and (T > 1 or not bool(key_mask[:, start].all())):
             pads = key_mask[:, start:stop] == 0  # (B, T)
@@ -160,32 +189,41 @@ class LlamaDecoder:
             if key_mask is not None:
                 mask = mask & key_mask[:, None, None, :stop].bool()
                 mask = mask | (keys[None, :] == (start + torch.arange(T))[:, None])  # pads attend to themselves
+        q_end, k_end = H * D, (H + KV) * D
+        rec = self.trace
         for i, (ln1, qkv, o, ln2, gate_up, down) in enumerate(self.layers):
-            qk, v = _norm_linear(x, ln1, qkv, self.eps).split(self.splits, dim=-1)  # (B, T, ·) each
-            qk = _rope(qk.view(B, T, H + KV, D), cos, sin)
-            self.k[i, :, :, start:stop] = qk[:, :, H:].transpose(1, 2)
-            self.v[i, :, :, start:stop] = v.view(B, T, KV, D).transpose(1, 2)
+            qkv = _norm_linear(x, ln1, qkv, self.eps)  # (B, T, (H + 2·KV)·D) = [q | k | v]
+            _rope_(qkv[..., :k_end].unflatten(-1, (H + KV, D)), cos, sin)  # q, k rotated in place
+            # keys and values of the new positions, one copy: (B, T, 2, KV, D) → cache (2, B, KV, T, D)
+            self.kv[i].narrow(3, start, T).copy_(qkv[..., q_end:].unflatten(-1, (2, KV, D)).permute(2, 0, 3, 1, 4))
+            q = qkv[..., :q_end]  # (B, T, H·D)
             if T == 1:
-                att = self._attend_one(i, qk[:, 0, :H], stop)  # (B, H·D)
+                att = self._attend_one(i, q[:, 0], stop)  # (B, 1, H·D)
             else:
                 att = F.scaled_dot_product_attention(
-                    qk[:, :, :H].transpose(1, 2), self.k[i, :, :, :stop], self.v[i, :, :, :stop], attn_mask=mask,
-                    scale=self.scale, enable_gqa=KV != H,
-                ).transpose(1, 2)  # (B, T, H, D)
-            x.add_(_linear(att.reshape(B, T, H * D), o))
-            g, u = _norm_linear(x, ln2, gate_up, self.eps).chunk(2, dim=-1)
-            x.add_(_linear(F.silu(g).mul_(u), down))
+                    q.unflatten(-1, (H, D)).transpose(1, 2), self.kv[i, 0, :, :, :stop], self.kv[i, 1, :, :, :stop],
+                    attn_mask=mask, scale=self.scale, enable_gqa=KV != H,
+                ).transpose(1, 2).reshape(B, T, H * D)  # (B, T, H·D)
+            o_out = _linear(att, o)
+            x.add_(o_out)
+            gu = _norm_linear(x, ln2, gate_up, self.eps)
+            g, u = gu.chunk(2, dim=-1)
+            d_out = _linear(F.silu(g).mul_(u), down)
+            x.add_(d_out)
+            if rec is not None:  # (B, T, columns) → rows start…stop−1 of the (max_len, B, columns) buffer
+                parts = (q, o_out, gu, d_out)
+                if T == 1:
+                    torch.cat(parts, -1, out=rec[i][start].unsqueeze(1))
+                else:
+                    rec[i][start:stop].copy_(torch.cat(parts, -1).transpose(0, 1))
         self.length = stop
         return _norm_linear(x[:, -1], *self.head, self.eps)  # (B, V)
 
     def _attend_one(self, i: int, q: torch.Tensor, stop: int) -> torch.Tensor:
-        """Attention of one new query per row, q (B, H, D), over layer i's cached keys 0…stop−1: two
+        """Attention of one new query per row, q (B, H·D), over layer i's cached keys 0…stop−1: two
         batched matmuls per (sequence, kv head), its H/KV query heads as rows (grouped-query heads share
-        their keys, as HF's repeat_kv), softmax(q kᵀ/√D + bias) v. Returns (B, H·D)."""
-        B, H, D = q.shape
-        KV = self.n_kv
-        k = self.k[i, :, :, :stop].reshape(B * KV, stop, D)  # views of the cache
-        v = self.v[i, :, :, :stop].reshape(B * KV, stop, D)
-        scores = torch.baddbmm(self.bias[:, :, :stop], q.reshape(B * KV, H // KV, D), k.transpose(1, 2),
-                               alpha=self.scale)  # (B·KV, H/KV, stop)
-        return torch.bmm(torch.softmax(scores, -1), v).view(B, H * D)
+        their keys, as HF's repeat_kv), softmax(q kᵀ/√D + bias) v. Returns (B, 1, H·D)."""
+        B, KV = q.shape[0], self.n_kv
+        scores = torch.baddbmm(self.bias[:, :, :stop], q.reshape(B * KV, -1, self.head_dim),
+                               self.keys[i][:, :stop].transpose(1, 2), alpha=self.scale)  # (B·KV, H/KV, stop)
+        return torch.bmm(torch.softmax(scores, -1), self.values[i][:, :stop]).view(B, 1, -1)

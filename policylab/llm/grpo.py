@@ -9,6 +9,9 @@ Per step, top to bottom:
   4. reference — log π_ref from a frozen in-memory copy, only when β ≠ 0.
   5. update    — μ = num_iterations AdamW steps on :func:`policylab.losses.grpo_loss`; with μ = 1
                  π_old is the detached current policy (TRL's shortcut), else stored at sampling time.
+                 With μ = 1 in float32 on a Llama and unpadded prompts the sampler records its forward
+                 values and log π_θ and its gradients come from them (:mod:`policylab.llm.replay`: the
+                 same numbers up to rounding, without a second forward over the B × (P + C) tokens).
 Loss types (``loss_type``; ℓ_{i,t} the clipped per-token term + β·k3, B completions, |y_i| tokens):
   lecture          Σ_{i,t} ℓ_{i,t} / B              — lecture §7.2's (1/G) Σ_i Σ_t, averaged over groups
   grpo (sequence)  (1/B) Σ_i (1/|y_i|) Σ_t ℓ_{i,t}  — DeepSeekMath
@@ -40,6 +43,7 @@ from policylab.llm.data import (
     is_conversation,
 )
 from policylab.llm.models import max_positions, reference_model
+from policylab.llm.replay import DecodeTrace, trace_logprobs
 from policylab.llm.sampling import generate
 from policylab.llm.trainer import TrainConfig, Trainer
 from policylab.losses import GRPO_NORMALIZATIONS, grpo_loss, normalize_per_token
@@ -95,6 +99,7 @@ class Rollout:
     advantages: torch.Tensor | None = None  #: (B,)
     old_logp: torch.Tensor | None = None  #: (B, C) only when num_iterations > 1
     ref_logp: torch.Tensor | None = None  #: (B, C) only when beta != 0
+    trace: DecodeTrace | None = None  #: the decoder's forward values, when the update can reuse them
     stats: dict = field(default_factory=dict)
 
 
@@ -166,18 +171,24 @@ class GRPOTrainer(Trainer):
 
             self.reward_funcs.append(RewardModelReward(self.config.reward_model))
         self.ref_model = reference_model(self.model) if self.config.beta != 0.0 else None
+        self._spare_trace = None  # a released DecodeTrace's buffers, reused by the next rollout
 
     # ------------------------------------------------------------------ 1-4: rollout
     def rollout(self, rows: list[int]) -> Rollout:
         """Sample G completions for each prompt row, score them, compute advantages (and π_old, π_ref)."""
         cfg, G = self.config, self.config.num_generations
         prompt_ids = [self.prompt_ids[i] for i in rows for _ in range(G)]
-        p_ids, p_mask, c_ids, c_mask, texts = generate(
+        # μ = 1 in float32 without checkpointing: the update differentiates the sampled tokens under the
+        # sampling weights, so the decoder's forward values stand in for a training forward
+        record = cfg.num_iterations == 1 and cfg.mixed_precision == "no" and not cfg.gradient_checkpointing
+        if record and self._spare_trace is not None:  # the last update's buffers, written over
+            record, self._spare_trace = self._spare_trace, None
+        p_ids, p_mask, c_ids, c_mask, texts, *trace = generate(
             self.model, self.tokenizer, prompt_ids, cfg.max_completion_length, True, cfg.temperature, cfg.top_p,
-            cfg.top_k, cfg.use_hf_generate,
-        )  # (B, P), (B, P), (B, C), (B, C), B strings
+            cfg.top_k, cfg.use_hf_generate, record=record,
+        )  # (B, P), (B, P), (B, C), (B, C), B strings[, trace or None]
         p_ids, p_mask, c_ids, c_mask = self.to_device(p_ids, p_mask, c_ids, c_mask)
-        ro = Rollout(p_ids, p_mask, c_ids, c_mask)
+        ro = Rollout(p_ids, p_mask, c_ids, c_mask, trace=trace[0] if trace else None)
         self.score(ro, [self.records[i] for i in rows for _ in range(G)], texts)
         with torch.no_grad(), self.autocast():
             if cfg.num_iterations > 1:
@@ -234,15 +245,20 @@ class GRPOTrainer(Trainer):
         units = mask.sum(1).double() if token_units else torch.ones(B, dtype=torch.float64, device=mask.device)
         total = float(self.all_sum(units.sum().reshape(1).cpu())[0])  # (the global batch's tokens or completions)
         for _ in range(cfg.num_iterations):
+            replay = ro.trace is not None and ro.trace.valid_for(self.model)
             self._zero_grad()
             parts = []
             for i in range(0, B, self.micro_batch):
                 sl = slice(i, i + self.micro_batch)
                 with self.autocast():
-                    logp, entropy = completion_logprobs(
-                        self.model, ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], mask[sl],
-                        cfg.temperature, with_entropy=True,
-                    )  # (b, C), (b, C)
+                    if replay:  # gradients from the decoder's forward values (policylab.llm.replay)
+                        logp, entropy = trace_logprobs(self.model, ro.trace, sl, ro.prompt_ids[sl], ro.completion_ids[sl],
+                                                       mask[sl], cfg.temperature, with_entropy=True)
+                    else:
+                        logp, entropy = completion_logprobs(
+                            self.model, ro.prompt_ids[sl], ro.prompt_mask[sl], ro.completion_ids[sl], mask[sl],
+                            cfg.temperature, with_entropy=True,
+                        )  # (b, C), (b, C)
                     loss, stats = grpo_loss(
                         logp, _rows(ro.old_logp, sl), _rows(ro.ref_logp, sl), ro.advantages[sl], mask[sl],
                         clip_eps=cfg.clip_eps, beta=cfg.beta, normalization=cfg.loss_type,
@@ -253,6 +269,8 @@ class GRPOTrainer(Trainer):
                 entropy = ((entropy * mask[sl]).sum() / mask[sl].sum().clamp(min=1)).item()
                 parts.append((u, {"loss": loss.item(), "entropy": entropy, **{k: v.item() for k, v in stats.items()}}))
             grad_norm = self._optimizer_step()
+        if ro.trace is not None and ro.trace.versions is not None:  # used up: its buffers serve the next rollout
+            self._spare_trace = ro.trace.release()
         return {**self.reduce_stats(parts), "grad_norm": grad_norm}
 
     def _step(self, step: int) -> dict:
