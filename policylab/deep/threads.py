@@ -6,9 +6,10 @@ __all__ = ["single_threaded_math"]
 
 
 def single_threaded_math() -> None:
-    """One thread for torch and for every loaded BLAS (numpy's and scipy's OpenBLAS, which the
-    numba kernels of PPO's numpy backend call). Small networks run fastest this way, and float32
-    sums do not depend on the thread count, so a seed gives the same numbers on any machine."""
+    """One thread for torch (and its MKL, whose sgemm the numba kernels of the numpy backends call,
+    ``fast.blas``) and for every loaded BLAS (numpy's and scipy's OpenBLAS, their fallback). Small
+    networks run fastest this way, and float32 sums do not depend on the thread count, so a seed
+    gives the same numbers on any machine."""
     import scipy.linalg.cython_blas  # noqa: F401 (load the BLAS numba calls, so it is limited too)
     import torch
     from threadpoolctl import threadpool_limits

@@ -143,7 +143,8 @@ def sac_temperature_loss_grad(log_alpha, logp: np.ndarray, target_entropy: float
 
         ∂J/∂log α = −mean_b (log π_b + H̄)          (a scalar of log π's dtype)
     """
-    return -np.mean(logp + logp.dtype.type(target_entropy))
+    c = logp.dtype.type
+    return -(logp + c(target_entropy)).sum() / c(logp.size)
 
 
 #: composed loss → its derivative with respect to the network outputs (logp, entropy, values)

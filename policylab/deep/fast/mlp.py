@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from policylab.deep.fast.blas import matmul
 from policylab.deep.networks import ACTIVATIONS
 from policylab.errors import InputError
 
@@ -78,7 +79,8 @@ def _sigma_grad(h, kind):
 @numba.njit(cache=True, fastmath=True, error_model="numpy")  # no ZeroDivision check: vectorizes
 def _layer_forward(x, W, b, kind):
     """h = σ(x Wᵀ + b): one BLAS product, then bias and activation in one pass. (B, out)"""
-    a = np.dot(x, W.T)
+    a = np.empty((x.shape[0], W.shape[0]), dtype=x.dtype)
+    matmul(x, W, a, tb=True)
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
             a[i, j] = _sigma(a[i, j] + b[j], kind)
@@ -89,7 +91,7 @@ def _layer_forward(x, W, b, kind):
 def _layer_backward(g, h_prev, W, gW, gb, kind_prev):
     """gW ← gᵀ h_prev, gb ← Σ_batch g; returns ∂L/∂a_prev = (g W) ⊙ σ'(a_prev), or an empty
     array when kind_prev < -1 (first layer: nothing to propagate to)."""
-    np.dot(g.T, h_prev, gW)
+    matmul(g, h_prev, gW, ta=True)
     for j in range(g.shape[1]):
         gb[j] = 0.0
     for i in range(g.shape[0]):
@@ -97,7 +99,8 @@ def _layer_backward(g, h_prev, W, gW, gb, kind_prev):
             gb[j] += g[i, j]
     if kind_prev < -1:
         return np.empty((0, 0), dtype=g.dtype)
-    gp = np.dot(g, W)
+    gp = np.empty((g.shape[0], W.shape[1]), dtype=g.dtype)
+    matmul(g, W, gp)
     for i in range(gp.shape[0]):
         for j in range(gp.shape[1]):
             gp[i, j] *= _sigma_grad(h_prev[i, j], kind_prev)
@@ -109,7 +112,8 @@ def _layer_input_grad(g, h_prev, rows, W, kind_prev):
     """∂L/∂a_prev = (g W) ⊙ σ'(a_prev) (kind_prev = -1: the input itself, no activation), no weight
     gradients: what a loss needs to differentiate through a network it does not train. Row r of g
     is batch row rows[r] of the cache h_prev (a subset: the other rows have g = 0). (len(rows), in)"""
-    gp = np.dot(g, W)
+    gp = np.empty((g.shape[0], W.shape[1]), dtype=g.dtype)
+    matmul(g, W, gp)
     if kind_prev >= 0:
         for r in range(gp.shape[0]):
             i = rows[r]

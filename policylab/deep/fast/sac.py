@@ -126,6 +126,7 @@ class NumpySACBackend:
             net.log_ent_coef.grad = torch.zeros_like(net.log_ent_coef)
         self.log_alpha = net.log_ent_coef.detach().numpy()  # 0-d view
         self._grad_views = {k: flat[k].grad.numpy() for k in ("actor", "critics")}
+        self._eps = None  # (ε, ε′) (2B, d): a torch buffer the Generator fills in place, and its numpy view
         self.sums: dict | None = None  # {(data_ptr, numel): Σ} of what the last step's Adam passes wrote
 
     def policy_params(self, obs: np.ndarray):
@@ -141,6 +142,16 @@ class NumpySACBackend:
     def _noise(self, shape) -> np.ndarray:
         return torch.randn(shape, generator=self.rng).numpy()
 
+    def _noise_pair(self, shape) -> np.ndarray:
+        """(ε; ε′) (2B, d): two draws of ``shape`` (B, d) in the torch backend's order, into one buffer."""
+        if self._eps is None or self._eps[0].shape[0] != 2 * shape[0]:
+            buf = torch.empty((2 * shape[0], *shape[1:]))
+            self._eps = buf, buf[:shape[0]], buf[shape[0]:], buf.numpy()
+        _, first, second, view = self._eps
+        first.normal_(generator=self.rng)  # = torch.randn(shape, generator=rng), twice
+        second.normal_(generator=self.rng)
+        return view
+
     def _q(self, critics, obs: np.ndarray, a: np.ndarray):
         x = np.concatenate((obs, a), axis=1)  # (B, obs_dim + d)
         return [c.forward(x) for c in critics]  # n × ((B, 1), cache)
@@ -155,7 +166,7 @@ class NumpySACBackend:
         out, cache = self.actor.forward(np.concatenate((obs, next_obs)))  # (2B, 2d)
         actor_cache = [h[:B] for h in cache]
         # ã on s and ã′ on s′ in one pass too: ε then ε′, drawn in the torch backend's order
-        a_all, logp_all, pi_cache = head.rsample(out, np.concatenate((self._noise(a.shape), self._noise(a.shape))))
+        a_all, logp_all, pi_cache = head.rsample(out, self._noise_pair(a.shape))
         a_pi, a_next, logp, logp_next = a_all[:B], a_all[B:], logp_all[:B], logp_all[B:]  # (B, d), (B,)
         pi_cache = [c[:B] for c in pi_cache]  # the actor's gradient flows through ã on s only
         alpha = np.exp(self.log_alpha)  # α of this step, before its update (as SB3)
@@ -179,8 +190,7 @@ class NumpySACBackend:
         q_pi = np.stack([o[:, 0] for o, _ in fwd])  # (n, B)
         # (B,) the critic attaining the min gets the whole gradient; on a tie the first one, as torch's
         # min(dim=0) (its backward routes through the returned index, which is the first minimum)
-        k = q_pi.argmin(axis=0)
-        q_min = q_pi[k, np.arange(B)]
+        k, q_min = q_pi.argmin(axis=0), q_pi.min(axis=0)
         actor_loss = sac_actor_loss(logp, q_min, alpha)
         g_logp, g_q = sac_actor_loss_grad(logp, q_min, alpha)
         d, g_a = obs.shape[1], np.empty_like(a_pi)  # (B, d) ∂J_π/∂ã
@@ -190,7 +200,7 @@ class NumpySACBackend:
         self.actor.backward(head.backward(pi_cache, g_logp, g_a), actor_cache)
         # the sums of every buffer this step wrote last, taken in its Adam passes (the guard reads them)
         self.sums = sums | _adam(opt["actor"], self.flat["actor"])
-        return actor_loss, critic_loss, -float(logp.mean()), float(alpha), alpha_loss
+        return actor_loss, critic_loss, -float(logp.sum()) / B, float(alpha), alpha_loss
 
     def verify(self) -> None:
         intact = all(flat_buffers_intact(self.flat[k], v) for k, v in self._grad_views.items())

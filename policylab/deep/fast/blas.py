@@ -1,0 +1,126 @@
+"""The matrix product the numba kernels of ``fast`` call: ``matmul(a, b, out, ta, tb)``,
+out ← op(a) op(b) on float32 row-major arrays, through one BLAS ``sgemm``.
+
+Which ``sgemm``: MKL's, the one inside torch's own library (the torch backend's products, and
+Stable-Baselines3's, run on it), when this torch has MKL; otherwise scipy's OpenBLAS, the one
+numba's ``np.dot`` calls. Why: single-threaded on this machine's AVX-512 core MKL's float32 product
+is ~15 % faster at (256 × 256) · (256 × 256) and 25–45 % faster with a narrow inner dimension
+(17–23 inputs, 12 outputs) — SAC's step is mostly such products (measured: ``benchmarks/off_policy.py``).
+Both are plain float32 GEMMs: the numbers agree to float rounding, and each is the same from run to
+run (one thread; MKL's result does not depend on the arrays' alignment, checked in the tests).
+
+The kernels call the product by a symbol name (``SYMBOL``), bound to the chosen function's address
+when this module is imported, so numba's on-disk cache of the kernels stays valid across processes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import llvmlite.binding as llvm
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+__all__ = ["BLAS", "matmul"]
+
+SYMBOL = "policylab_fast_sgemm"
+
+
+def _torch_mkl_sgemm() -> int | None:
+    """Address of MKL's Fortran ``sgemm_`` (32-bit integers) exported by torch's CPU library, or None."""
+    import torch
+
+    if not torch.backends.mkl.is_available():
+        return None
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll"):
+        try:
+            return ctypes.cast(ctypes.CDLL(os.path.join(lib_dir, name)).sgemm_, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _scipy_sgemm() -> int:
+    """Address of scipy's ``sgemm`` (the BLAS numba's ``np.dot`` calls), from its Cython C-API capsule."""
+    import scipy.linalg.cython_blas as blas
+
+    capsule = blas.__pyx_capi__["sgemm"]
+    get_name, get_pointer = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+def _bind() -> str:
+    address = _torch_mkl_sgemm()
+    name = "MKL (torch)"
+    if address is None:
+        address, name = _scipy_sgemm(), "OpenBLAS (scipy)"
+    llvm.add_symbol(SYMBOL, address)
+    return name
+
+
+BLAS = _bind()  # the sgemm the kernels call, for notes and the benchmark
+
+
+@intrinsic
+def _sgemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
+    """Fortran ``sgemm(transa, transb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)`` (column-major
+    c ← op(a) op(b)); ``trans*`` booleans, sizes int, ``a``/``b``/``c`` float32 arrays (their data
+    pointers; the arrays stay alive as arguments of the call). Scalars go by reference, as Fortran takes them."""
+    if not all(isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 2 for x in (a, b, c)):
+        raise TypingError(f"sgemm takes 2-D float32 arrays, got {a}, {b}, {c}")
+    sig = types.void(transa, transb, m, n, k, a, lda, b, ldb, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        i8, i32, f32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
+
+        def ref(value):
+            return cgutils.alloca_once_value(builder, value)
+
+        def trans(flag):  # 'T' or 'N'
+            return ref(builder.select(builder.trunc(flag, ir.IntType(1)), ir.Constant(i8, ord("T")),
+                                      ir.Constant(i8, ord("N"))))
+
+        def size(value, ty):
+            return ref(builder.trunc(context.cast(builder, value, ty, types.int64), i32))
+
+        def data(value, ty):
+            return builder.bitcast(context.make_array(ty)(context, builder, value).data, f32.as_pointer())
+
+        ta, tb, m_, n_, k_, a_, lda_, b_, ldb_, c_, ldc_ = args
+        ty = signature.args
+        c8, c32, cf = ir.PointerType(i8), ir.PointerType(i32), ir.PointerType(f32)
+        fnty = ir.FunctionType(ir.VoidType(), [c8, c8, c32, c32, c32, cf, cf, c32, cf, c32, cf, cf, c32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, SYMBOL)
+        builder.call(fn, [trans(context.cast(builder, ta, ty[0], types.boolean)),
+                          trans(context.cast(builder, tb, ty[1], types.boolean)),
+                          size(m_, ty[2]), size(n_, ty[3]), size(k_, ty[4]), ref(ir.Constant(f32, 1.0)),
+                          data(a_, ty[5]), size(lda_, ty[6]), data(b_, ty[7]), size(ldb_, ty[8]),
+                          ref(ir.Constant(f32, 0.0)), data(c_, ty[9]), size(ldc_, ty[10])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, inline="always")
+def matmul(a, b, out, ta=False, tb=False):
+    """out ← op(a) op(b), op = transpose where ``ta``/``tb``; C-contiguous 2-D float32 arrays,
+    ``out`` (m, n). Row-major out is column-major outᵀ = op(b)ᵀ op(a)ᵀ: one Fortran sgemm with the
+    operands swapped, each read in place (no copies)."""
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+        raise ValueError("matmul needs C-contiguous arrays")
+    m, n = out.shape
+    k = a.shape[0] if ta else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        out[...] = 0.0
+        return
+    _sgemm(tb, ta, n, m, k, b, max(b.shape[1], 1), a, max(a.shape[1], 1), out, max(n, 1))
