@@ -56,13 +56,22 @@ def test_replayed_logprobs_and_gradients_equal_the_model_forward(tok, kv_heads):
         assert err <= 1e-4 * max(scale, 1e-8), f"{name}: {err:.3g} vs max |g| {scale:.3g}"
 
 
-def test_no_trace_for_padded_prompts_and_none_after_the_weights_move(tok):
+def test_no_trace_for_padded_prompts_above_the_size_cap_or_after_the_weights_move(tok, monkeypatch):
+    from policylab.llm import sampling
+    from policylab.llm.replay import trace_bytes
+
     model = make_tiny_llama(len(tok), seed=1)
     ragged = [tok("1+2=")["input_ids"], tok("10+20=")["input_ids"]]
     assert generate(model, tok, ragged, 5, record=True)[5] is None  # positions would differ from training's
     assert len(generate(model, tok, ragged, 5)) == 5
-    trace = generate(model, tok, [tok("1+2=")["input_ids"]] * 2, 5, record=True)[5]
+    same = [tok("1+2=")["input_ids"]] * 2
+    trace = generate(model, tok, same, 5, record=True)[5]
     assert trace.valid_for(model)
+    n = len(same[0]) + 5  # positions; the buffers hold 64 (lengths are rounded up to reuse them)
+    size = trace_bytes(model, 2, n)
+    assert size == sum(b.numel() * 4 for b in trace.buffers.values()) * n // 64 + 4 * 2 * n * len(tok)  # + logits
+    monkeypatch.setattr(sampling, "MAX_TRACE_BYTES", size - 1)
+    assert generate(model, tok, same, 5, record=True)[5] is None
     with torch.no_grad():
         model.lm_head.weight.add_(1.0)
     assert not trace.valid_for(model)

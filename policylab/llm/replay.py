@@ -29,7 +29,11 @@ import torch.nn.functional as F
 
 from policylab.llm.logprobs import sequence_logprobs, token_entropy
 
-__all__ = ["DecodeTrace", "supports_replay", "trace_logprobs"]
+__all__ = ["MAX_TRACE_BYTES", "DecodeTrace", "supports_replay", "trace_bytes", "trace_logprobs"]
+
+#: largest trace recorded (bytes); above it the update runs the model's forward instead. The recorded
+#: values are about half of what a training forward keeps for backward, but they are held from sampling on
+MAX_TRACE_BYTES = 1 << 30
 
 
 def supports_replay(model) -> bool:
@@ -37,6 +41,15 @@ def supports_replay(model) -> bool:
     cfg = model.config
     return (model.model.embed_tokens.weight.dtype == torch.float32 and not getattr(cfg, "attention_bias", False)
             and not getattr(cfg, "mlp_bias", False) and not getattr(cfg, "attention_dropout", 0.0))
+
+
+def trace_bytes(model, batch: int, max_len: int) -> int:
+    """Bytes a :class:`DecodeTrace` of ``batch`` rows and ``max_len`` positions takes: per layer and position
+    q, o, gate|up, down, the keys and values; the logits of every position."""
+    cfg = model.config
+    D = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_layer = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * D + 2 * cfg.hidden_size + 2 * cfg.intermediate_size
+    return 4 * batch * max_len * (cfg.num_hidden_layers * per_layer + cfg.vocab_size)
 
 
 def _versions(model) -> tuple[int, ...]:

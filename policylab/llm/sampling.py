@@ -7,7 +7,7 @@ import torch
 from policylab.errors import DivergenceError
 from policylab.llm.batching import cache_keyword, pad
 from policylab.llm.fastdecode import LlamaDecoder, supports_fast_decode
-from policylab.llm.replay import DecodeTrace, supports_replay
+from policylab.llm.replay import MAX_TRACE_BYTES, DecodeTrace, supports_replay, trace_bytes
 
 __all__ = ["generate", "sample_next_token"]
 
@@ -55,7 +55,8 @@ def _stepper(model, p_ids: torch.Tensor, p_mask: torch.Tensor, max_new_tokens: i
     fast = supports_fast_decode(model)
     decoder = None
     if fast:
-        keep = (record is True or isinstance(record, dict)) and not ragged and supports_replay(model)
+        keep = ((record is True or isinstance(record, dict)) and not ragged and supports_replay(model)
+                and trace_bytes(model, B, P + max_new_tokens) <= MAX_TRACE_BYTES)
         decoder = LlamaDecoder(model, B, P + max_new_tokens, record=record if keep else False)
     else:
         from transformers import DynamicCache
