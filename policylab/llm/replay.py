@@ -131,15 +131,38 @@ class _QKV(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dq, dk, dv):
         h, cos, sin, wq, wk, wv = ctx.saved_tensors
-        B, T = h.shape[:2]
-
-        def unrope(g):  # (B, heads, T, D) → (B, T, heads·D)
-            return torch.addcmul(_swap_halves(g * sin), g, cos).transpose(1, 2).reshape(B, T, -1)
-
-        dy = torch.cat([unrope(dq), unrope(dk), dv.transpose(1, 2).reshape(B, T, -1)], -1)  # (B, T, (H+2KV)·D)
+        (B, H, T, D), KV = dq.shape, dk.shape[1]
+        dy = dq.new_empty(B, T, (H + 2 * KV) * D)  # [∂q | ∂k | ∂v] before RoPE, written in place
+        for g, lo, hi in ((dq, 0, H), (dk, H, H + KV)):
+            torch.addcmul(_swap_halves(g * sin), g, cos, out=dy[..., lo * D : hi * D].unflatten(-1, (-1, D)).transpose(1, 2))
+        dy[..., (H + KV) * D :].unflatten(-1, (KV, D)).copy_(dv.transpose(1, 2))
         dw = dy.flatten(0, 1).T @ h.flatten(0, 1)
         dh = dy @ torch.cat([wq, wk, wv])
         return (dh, None, None, None, None, None, *dw.split([wq.shape[0], wk.shape[0], wv.shape[0]]))
+
+
+class _RMSNorm(torch.autograd.Function):
+    """y = w ⊙ x·r, r = 1/√(mean(x²) + ε) (LlamaRMSNorm), in fewer passes over x than its autograd graph:
+    with x̂ = x·r and g = ∂y ⊙ w, ∂w = Σ ∂y ⊙ x̂ and ∂x = r·(g − x̂·mean(g ⊙ x̂))."""
+
+    @staticmethod
+    def forward(ctx, x, w, eps):
+        n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        r = torch.addcmul(torch.tensor(eps, dtype=x.dtype), n, n, value=1.0 / x.shape[-1]).rsqrt_()  # (…, 1)
+        ctx.save_for_backward(x, w, r)
+        return torch.mul(x, r).mul_(w)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, r = ctx.saved_tensors
+        xh, g = x * r, dy * w
+        dw = (dy * xh).flatten(0, -2).sum(0)
+        s = (g * xh).mean(-1, keepdim=True)
+        return torch.addcmul(g, xh, s, value=-1.0).mul_(r), dw, None
+
+
+def _rms(x: torch.Tensor, norm) -> torch.Tensor:
+    return _RMSNorm.apply(x, norm.weight, norm.variance_epsilon)
 
 
 class _Attention(torch.autograd.Function):
@@ -177,15 +200,15 @@ def trace_logits(model, trace: DecodeTrace, rows: slice) -> torch.Tensor:
     x = F.embedding(trace.ids[rows], m.embed_tokens.weight, m.embed_tokens.padding_idx)  # (b, T, hidden)
     for i, layer in enumerate(m.layers):
         a, mlp, val = layer.self_attn, layer.mlp, {k: v[rows] for k, v in trace.values[i].items()}
-        q, k, v = _QKV.apply(layer.input_layernorm(x), val["q"], trace.keys[i, rows], trace.vals[i, rows], cs, sn,
+        q, k, v = _QKV.apply(_rms(x, layer.input_layernorm), val["q"], trace.keys[i, rows], trace.vals[i, rows], cs, sn,
                              a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)
         att = _Attention.apply(q, k, v, trace.scale)  # (b, T, H·D)
         x = x + _Linear.apply(att, val["o"], a.o_proj.weight)
-        g, u = _Linear.apply(layer.post_attention_layernorm(x), val["gate_up"], mlp.gate_proj.weight,
+        g, u = _Linear.apply(_rms(x, layer.post_attention_layernorm), val["gate_up"], mlp.gate_proj.weight,
                              mlp.up_proj.weight).chunk(2, -1)
         x = x + _Linear.apply(F.silu(g) * u, val["down"], mlp.down_proj.weight)
     C = trace.logits.shape[1]
-    return _Linear.apply(m.norm(x[:, -C:]), trace.logits[rows], model.lm_head.weight)
+    return _Linear.apply(_rms(x[:, -C:], m.norm), trace.logits[rows], model.lm_head.weight)
 
 
 def trace_logprobs(model, trace: DecodeTrace, rows: slice, prompt_ids, completion_ids, completion_mask,
