@@ -50,11 +50,15 @@ def _inv_rms(x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(eps, n, n, value=1.0 / x.shape[-1]).rsqrt_()
 
 
-def _norm_linear(x: torch.Tensor, norm: torch.Tensor | None, lin: tuple, eps: torch.Tensor) -> torch.Tensor:
-    """RMSNorm(x; norm) Wᵀ + b; ``norm`` None means its weight is folded into ``lin``'s W (and b is None)."""
+def _norm_linear(x: torch.Tensor, norm: torch.Tensor | None, lin: tuple, eps: torch.Tensor,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """RMSNorm(x; norm) Wᵀ + b; ``norm`` None means its weight is folded into ``lin``'s W (and b is None).
+    ``out``: where to write the result (a view of the recording buffer)."""
     if norm is None:
-        return _linear(x, lin).mul_(_inv_rms(x, eps))
-    return _linear(_rms(x, norm, float(eps)), lin)
+        y = _linear(x, lin)
+        return y.mul_(_inv_rms(x, eps)) if out is None else torch.mul(y, _inv_rms(x, eps), out=out)
+    y = _linear(_rms(x, norm, float(eps)), lin)
+    return y if out is None else out.copy_(y)
 
 
 def _qkv_weights(attn) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -161,12 +165,12 @@ class LlamaDecoder:
         self.scale = D**-0.5
         self.length = 0
         # record keeps, per layer and position, the forward values a backward needs (policylab.llm.replay):
-        # one (max_len, B, columns) buffer, columns [q | o | gate|up | down] per layer, written
-        # by one concatenation per layer and step
+        # one (max_len, B, columns) buffer, columns [gate|up | q | o | down] per layer: gate|up is written
+        # there by the product's row scaling, the rest by one concatenation per layer and step
         self.trace = None
         if record is not False:
-            hidden, width = self.embed.shape[1], self.layers[0][4][0].shape[0]  # width: gate|up outputs
-            self.trace_columns = {"q": H * D, "o": hidden, "gate_up": width, "down": hidden}
+            hidden, self.width = self.embed.shape[1], self.layers[0][4][0].shape[0]  # width: gate|up outputs
+            self.trace_columns = {"gate_up": self.width, "q": H * D, "o": hidden, "down": hidden}
             self.trace = empty("trace", (len(self.layers), max_len, batch, sum(self.trace_columns.values())), 1)
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
@@ -206,16 +210,14 @@ class LlamaDecoder:
                 ).transpose(1, 2).reshape(B, T, H * D)  # (B, T, H·D)
             o_out = _linear(att, o)
             x.add_(o_out)
-            gu = _norm_linear(x, ln2, gate_up, self.eps)
+            # recording: rows start…stop−1 of the (max_len, B, columns) buffer, as (B, T, columns)
+            row = None if rec is None else rec[i][start:stop].transpose(0, 1)
+            gu = _norm_linear(x, ln2, gate_up, self.eps, out=None if row is None else row[..., : self.width])
             g, u = gu.chunk(2, dim=-1)
             d_out = _linear(F.silu(g).mul_(u), down)
             x.add_(d_out)
-            if rec is not None:  # (B, T, columns) → rows start…stop−1 of the (max_len, B, columns) buffer
-                parts = (q, o_out, gu, d_out)
-                if T == 1:
-                    torch.cat(parts, -1, out=rec[i][start].unsqueeze(1))
-                else:
-                    rec[i][start:stop].copy_(torch.cat(parts, -1).transpose(0, 1))
+            if row is not None:  # gate|up is in place already; q, o and down after it
+                torch.cat((q, o_out, d_out), -1, out=row[..., self.width :])
         self.length = stop
         return _norm_linear(x[:, -1], *self.head, self.eps)  # (B, V)
 
