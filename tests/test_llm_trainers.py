@@ -220,6 +220,7 @@ def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads, packed, mon
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     dec = LlamaDecoder(model, 2, 10)
     assert all((lin[2] is not None) == packed for layer in dec.layers for lin in (layer[1], layer[2], layer[4], layer[5]))
+    assert (dec.plan is not None) == packed  # one-token steps take the planned path (_step_one)
     with torch.no_grad():
         got = [dec(ids, pos, mask)]
         nxt = got[0].argmax(-1, keepdim=True)
@@ -232,6 +233,21 @@ def test_fast_decoder_matches_hf_forward_and_generate(tok, kv_heads, packed, mon
     ours = generate(model, tok, prompts, 10, do_sample=False)
     hf = generate(model, tok, prompts, 10, do_sample=False, use_hf_generate=True)
     assert torch.equal(ours[2], hf[2]) and torch.equal(ours[3], hf[3]) and ours[4] == hf[4]
+
+
+def test_huge_page_buffer_is_aligned_writable_and_outlives_its_mapping():
+    import gc
+
+    from policylab.llm.fastdecode import _huge_empty
+
+    t = _huge_empty([3, 1 << 19], torch.float32)  # 6 MB: in an madvised mapping where Linux offers one
+    assert t.shape == (3, 1 << 19) and t.dtype == torch.float32 and t.is_contiguous()
+    if hasattr(__import__("mmap"), "MADV_HUGEPAGE"):
+        assert t.data_ptr() % (2 << 20) == 0
+    gc.collect()
+    t.fill_(2.5)
+    assert float(t.sum()) == 2.5 * t.numel()
+    assert _huge_empty([4, 4], torch.float32).shape == (4, 4)  # small: plain torch.empty
 
 
 # -------------------------------------------------------------------------------- bad input
