@@ -268,7 +268,8 @@ class LlamaDecoder:
                          self.kv[i].permute(3, 1, 0, 2, 4),  # (max_len, B, 2, KV, D): position-major
                          self.keys[i].transpose(1, 2),  # (B·KV, D, max_len)
                          self.values[i],  # (B·KV, max_len, D)
-                         None if self.trace is None else self.trace[i]))  # (max_len, B, columns)
+                         *((None, None) if self.trace is None else  # (max_len, B, ·): gate|up, [q | o | down]
+                           self.trace[i].split((self.width, self.trace[i].shape[-1] - self.width), -1))))
         return plan
 
     def _step_one(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -279,19 +280,18 @@ class LlamaDecoder:
         start = self.length
         stop = start + 1
         B, H, KV, D = ids.shape[0], self.n_heads, self.n_kv, self.head_dim
-        q_end, k_end, width, eps, inv_h = H * D, (H + KV) * D, getattr(self, "width", 0), self.eps, 1.0 / self.embed.shape[1]
+        q_end, k_end, eps, inv_h = H * D, (H + KV) * D, self.eps, 1.0 / self.embed.shape[1]
         mkl, scale = self.mkl_linear, self.scale
         x = F.embedding(ids.view(B), self.embed)  # (B, hidden)
         pos = positions.view(B)
-        cos = F.embedding(pos, self.cos).unsqueeze(1)  # (B, 1, D)
-        sin = F.embedding(pos, self.sin).unsqueeze(1)
+        cos = F.embedding(pos, self.cos).view(B, 1, 2, D // 2)  # (B, 1, 2, D/2): the halves of each head
+        sin = F.embedding(pos, self.sin).view(B, 1, 2, D // 2)
         bias = self.bias.narrow(2, 0, stop)  # (B·KV, 1, stop)
-        for (qkv_w, o_w, gu_w, down_w, kv_t, keys_t, values, rec) in self.plan:
+        for (qkv_w, o_w, gu_w, down_w, kv_t, keys_t, values, rec_gu, rec_rest) in self.plan:
             n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
             qkv = mkl(x, *qkv_w).mul_(torch.addcmul(eps, n, n, value=inv_h).rsqrt_())  # (B, (H + 2·KV)·D)
-            qk = qkv[:, :k_end].view(B, H + KV, D)
-            swapped = qk.view(B, H + KV, 2, D // 2).flip(2).view(B, H + KV, D)  # [x₂, x₁]
-            torch.addcmul(qk * cos, swapped, sin, out=qk)  # RoPE in place, as _rope_
+            qk = qkv[:, :k_end].view(B, H + KV, 2, D // 2)  # q and k heads, their halves
+            torch.addcmul(qk * cos, qk.flip(2), sin, out=qk)  # RoPE in place, as _rope_ ([x₂, x₁] by the flip)
             kv_t.select(0, start).copy_(qkv[:, q_end:].view(B, 2, KV, D))  # keys and values into the cache
             q = qkv[:, :q_end]  # (B, H·D)
             scores = torch.baddbmm(bias, q.reshape(B * KV, -1, D), keys_t.narrow(2, 0, stop), alpha=scale)
@@ -300,16 +300,15 @@ class LlamaDecoder:
             x.add_(o_out)
             n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
             r = torch.addcmul(eps, n, n, value=inv_h).rsqrt_()
-            if rec is None:
+            if rec_gu is None:
                 gu = mkl(x, *gu_w).mul_(r)
-            else:  # the trace row of this position: [gate|up | q | o | down]
-                row = rec.select(0, start)  # (B, columns)
-                gu = torch.mul(mkl(x, *gu_w), r, out=row[:, :width])
+            else:  # into the trace row of this position
+                gu = torch.mul(mkl(x, *gu_w), r, out=rec_gu.select(0, start))  # (B, 2·I)
             g, u = gu.chunk(2, dim=-1)
             d_out = mkl(F.silu(g).mul_(u), *down_w)
             x.add_(d_out)
-            if rec is not None:
-                torch.cat((q, o_out, d_out), -1, out=row[:, width:])
+            if rec_rest is not None:
+                torch.cat((q, o_out, d_out), -1, out=rec_rest.select(0, start))
         self.length = stop
         return _norm_linear(x, *self.head, self.eps)  # (B, V)
 
