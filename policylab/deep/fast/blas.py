@@ -120,6 +120,8 @@ def matmul(a, b, out, ta=False, tb=False):
         raise ValueError("matmul needs C-contiguous arrays")
     m, n = out.shape
     k = a.shape[0] if ta else a.shape[1]
+    if (a.shape[1] if ta else a.shape[0]) != m or (b.shape[1] if tb else b.shape[0]) != k or (b.shape[0] if tb else b.shape[1]) != n:
+        raise ValueError("matmul: shapes of a, b and out do not match")  # as np.dot refused them
     if m == 0 or n == 0:
         return
     if k == 0:
