@@ -97,6 +97,9 @@ SIZES = {
                "algos": ("dpo", "grpo"), "dpo_target": 1.3, "grpo_target": 0.6},
     "large": {"model": {"hidden": 640, "layers": 6, "heads": 10, "intermediate": 1728, "max_positions": 512},
               "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "algos": ()},  # memory table only
+    # memory table only: 85.1M parameters (GPT-2 small's width and depth), to show how the ratio moves with size
+    "xl": {"model": {"hidden": 768, "layers": 12, "heads": 12, "intermediate": 2048, "max_positions": 512},
+           "dpo_batch": 2, "prompt_chars": 127, "completion_chars": 127, "algos": ()},
 }
 DPO_BATCH = SIZES["tiny"]["dpo_batch"]
 PROMPT_CHARS, COMPLETION_CHARS = 20, 10  # tiny: + BOS + EOS = 32 tokens per sequence
@@ -410,7 +413,7 @@ def main(argv=None) -> int:
     ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                     help="LoRA vs full peak-RSS table (medium model)")
     ap.add_argument("--memory-configs", default="medium,large+ckpt",
-                    help="memory table rows: medium, large (29.9M), +ckpt = gradient checkpointing on both sides")
+                    help="memory table rows: medium, large (29.9M), xl (85.1M), +ckpt = gradient checkpointing on both sides")
     ap.add_argument("--malloc-mmap-threshold", type=int,
                     help="memory table: the trainers' malloc_mmap_threshold (bytes), the same on both sides")
     ap.add_argument("--glibc-tunables", metavar="T",
