@@ -59,7 +59,7 @@ def test_matmul_refuses_what_sgemm_cannot_read():
         matmul(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)))
 
 
-@pytest.mark.parametrize("source", ["_scipy_sgemm", "_torch_mkl_sgemm"])
+@pytest.mark.parametrize("source", ["scipy", "mkl"])
 def test_both_candidate_sgemms_compute_a_product(source):
     """The two addresses ``blas`` may bind (scipy's OpenBLAS is the fallback when torch has no MKL)
     are Fortran sgemm with 32-bit sizes: called through ctypes, column-major C = A·B."""
@@ -67,7 +67,7 @@ def test_both_candidate_sgemms_compute_a_product(source):
 
     from policylab.deep.fast import blas
 
-    address = getattr(blas, source)()
+    address = blas._scipy_sgemm() if source == "scipy" else blas._torch_mkl_symbol("sgemm_")
     if address is None:
         pytest.skip("this torch has no MKL")
     sgemm = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(address)
