@@ -23,6 +23,7 @@ them, called from a numba kernel (the lean LLM decoder's one-token step, ``llm.d
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 import llvmlite.binding as llvm
@@ -142,6 +143,15 @@ def matmul(a, b, out, ta=False, tb=False):
 _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162  # CBLAS / MKL enum values
 
 
+@functools.cache
+def _pack_functions():
+    """MKL's ``cblas_sgemm_pack_get_size`` and ``cblas_sgemm_pack`` (C interface, 32-bit integers) via ctypes."""
+    size_fn = ctypes.CFUNCTYPE(ctypes.c_size_t, *[ctypes.c_int] * 4)(_torch_mkl_symbol("cblas_sgemm_pack_get_size"))
+    pack_fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int] * 6, ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
+                               ctypes.c_void_p)(_torch_mkl_symbol("cblas_sgemm_pack"))
+    return size_fn, pack_fn
+
+
 def pack_weights(weights: list, rows: int):
     """``weights`` (n, k) float32 arrays packed by MKL (``cblas_sgemm_pack``, as the B of ``rows``-row
     products x Wᵀ: the layout torch's ``mkl._mkl_reorder_linear_weight`` makes) one after the other into one
@@ -149,9 +159,7 @@ def pack_weights(weights: list, rows: int):
     Only where ``PACKED``."""
     import numpy as np
 
-    size_fn = ctypes.CFUNCTYPE(ctypes.c_size_t, *[ctypes.c_int] * 4)(_torch_mkl_symbol("cblas_sgemm_pack_get_size"))
-    pack_fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int] * 6, ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
-                               ctypes.c_void_p)(_torch_mkl_symbol("cblas_sgemm_pack"))
+    size_fn, pack_fn = _pack_functions()
     sizes = [-(-size_fn(_B_MATRIX, rows, w.shape[0], w.shape[1]) // 64) * 16 for w in weights]  # floats, 64-B multiples
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     raw = np.empty(int(offsets[-1]) + 16, np.float32)
