@@ -6,6 +6,7 @@ import inspect
 
 import torch
 
+from policylab.llm.leanforward import shared_prompt_logits, supports_lean_forward
 from policylab.llm.logprobs import sequence_logprobs, token_entropy
 
 __all__ = ["cache_keyword", "completion_logprobs", "join_right_padded", "pad", "shared_prompt_logprobs"]
@@ -71,8 +72,27 @@ def shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids, compl
     them: :func:`completion_logprobs` on the repeated prompts, up to float rounding, at
     (P + n·C) / (n·(P + C)) of its tokens. Gradients flow through the cache into the prompt pass.
     The prompt's last logit predicts each completion's first token; masked entries are exactly 0.
-    Needs a cache-capable Hugging Face causal LM without gradient checkpointing (which drops the cache).
+    A plain float32 Llama runs all tokens in one lean pass (:mod:`policylab.llm.leanforward`); any other
+    model runs two calls of its module, which must be a cache-capable Hugging Face causal LM without
+    gradient checkpointing (which drops the cache).
     """
+    n = completion_ids.shape[0] // prompt_ids.shape[0]
+    if supports_lean_forward(model):  # plain float32 Llama: one lean pass over all tokens, the same numbers
+        head, tail = shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids)  # (B, 1, V), (n·B, C, V)
+    else:
+        head, tail = _module_shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask)
+    # the first token from the prompt's last logit, the rest from the tail's: two calls, no (n·B, C + 1, V)
+    # concatenation (at a real vocabulary that copy would be the step's largest tensor)
+    first = head.repeat(n, 1, 1).expand(-1, 2, -1)  # (n·B, 2, V) view: its column 0 predicts token 0
+    none = torch.zeros_like(completion_mask[:, :1])
+    lp_first = sequence_logprobs(first, completion_ids[:, :1].repeat(1, 2), torch.cat([none, completion_mask[:, :1]], 1))
+    lp_rest = sequence_logprobs(tail, completion_ids, torch.cat([none, completion_mask[:, 1:]], 1))  # column 0: 0
+    return torch.cat([lp_first[:, 1:], lp_rest[:, 1:]], dim=1)  # (n·B, C)
+
+
+def _module_shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids, completion_mask):
+    """:func:`policylab.llm.leanforward.shared_prompt_logits` through the Hugging Face module (any cache-capable
+    causal LM, PEFT wrappers included): the prompt pass, its cache tiled, the completion pass on top."""
     from transformers import DynamicCache
 
     B, C = prompt_ids.shape[0], completion_ids.shape[1]
@@ -80,19 +100,13 @@ def shared_prompt_logprobs(model, prompt_ids, prompt_mask, completion_ids, compl
     cache = {cache_keyword(model): DynamicCache()}  # filled by the prompt pass, extended by the completions'
     positions = (prompt_mask.cumsum(1) - 1).clamp(min=0)  # (B, P): real tokens 0, 1, …; left pads 0
     head = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
-                 logits_to_keep=1, **cache)
+                 logits_to_keep=1, **cache).logits  # (B, 1, V)
     _tile_cache(next(iter(cache.values())), B, n)  # keys, values (B, …) → (n·B, …): row j continues prompt j mod B
     prompt_mask = prompt_mask.repeat(n, 1)  # (n·B, P)
     positions = prompt_mask.sum(1, keepdim=True) + torch.arange(C, device=prompt_ids.device)  # (n·B, C)
     tail = model(input_ids=completion_ids, attention_mask=torch.cat([prompt_mask, completion_mask], dim=1),
                  position_ids=positions, use_cache=True, **cache).logits  # (n·B, C, V): column s predicts token s + 1
-    # the first token from the prompt's last logit, the rest from the tail's: two calls, no (n·B, C + 1, V)
-    # concatenation (at a real vocabulary that copy would be the step's largest tensor)
-    first = head.logits.repeat(n, 1, 1).expand(-1, 2, -1)  # (n·B, 2, V) view: its column 0 predicts token 0
-    none = torch.zeros_like(completion_mask[:, :1])
-    lp_first = sequence_logprobs(first, completion_ids[:, :1].repeat(1, 2), torch.cat([none, completion_mask[:, :1]], 1))
-    lp_rest = sequence_logprobs(tail, completion_ids, torch.cat([none, completion_mask[:, 1:]], 1))  # column 0: 0
-    return torch.cat([lp_first[:, 1:], lp_rest[:, 1:]], dim=1)  # (n·B, C)
+    return head, tail
 
 
 def _tile_cache(cache, batch: int, n: int) -> None:

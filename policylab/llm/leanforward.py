@@ -1,0 +1,179 @@
+"""A lean autograd forward of a plain Llama over a shared-prompt batch (DPO's policy and reference passes).
+
+:func:`policylab.llm.batching.shared_prompt_logprobs` runs B prompts once and their n·B completions on
+top of the prompts' keys and values. Through the Hugging Face module that is two model calls with a
+cache in between; here it is one pass over all B·P + n·B·C tokens as one flat (N, hidden) matrix, where
+every step but attention is per token:
+
+    x₀ = E[ids];   per layer   h = RMSNorm(x),  q, k = RoPE(h W_qᵀ), RoPE(h W_kᵀ),  v = h W_vᵀ,
+                               x ← x + attn(q, k, v) W_oᵀ,   x ← x + (silu(RMSNorm(x) W_gᵀ) ⊙ RMSNorm(x) W_uᵀ) W_dᵀ
+    z = RMSNorm(x) W_headᵀ   at each prompt's last token and at every completion token
+
+and only attention knows the structure (:class:`_SharedPromptAttention`): the prompt tokens attend
+causally to their prompt, the completion tokens to their prompt's keys and causally to their own.
+RMSNorm, RoPE and attention are :class:`torch.autograd.Function` s with hand-written backwards (fewer,
+larger element-wise passes than the module's autograd graph of small ops, no slicing backwards that
+zero-fill), the matrix multiplies are the model's own weights through ``F.linear``. The numbers are the
+module's up to float rounding (tested: log-probs and gradients). Plain float32 ``LlamaForCausalLM`` only
+(:func:`supports_lean_forward`); anything else — PEFT/LoRA wrappers, other architectures, other dtypes,
+biases, attention dropout, gradient checkpointing, RoPE variants that depend on the sequence length —
+runs the Hugging Face module.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from policylab.llm.fastdecode import supports_fast_decode
+from policylab.llm.replay import _rms, _swap_halves, supports_replay
+
+__all__ = ["shared_prompt_logits", "supports_lean_forward"]
+
+#: RoPE variants whose angles depend only on the position (not on the sequence length seen by a call)
+_ROPE_TYPES = ("default", "linear", "llama3")
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def supports_lean_forward(model) -> bool:
+    """True for a plain float32 ``LlamaForCausalLM`` module on the CPU outside autocast (no biases, no
+    attention dropout, no gradient checkpointing, position-only RoPE): what :func:`shared_prompt_logits`
+    computes."""
+    if not (isinstance(model, torch.nn.Module) and supports_fast_decode(model) and supports_replay(model)):
+        return False
+    checkpointing = ("is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing")
+                     else "is_gradient_checkpointing")  # the name changed in transformers 5
+    return (not getattr(model, checkpointing, False) and not torch.is_autocast_enabled("cpu")
+            and model.lm_head.bias is None and model.lm_head.weight.device.type == "cpu"
+            and getattr(model.model.rotary_emb, "rope_type", "default") in _ROPE_TYPES)
+
+
+class _RoPE(torch.autograd.Function):
+    """y = x·cos + rotate_half(x)·sin (Hugging Face's apply_rotary_pos_emb) = x·cos + [x₂, x₁]·[−sin₁, sin₂];
+    its transpose ∂x = ∂y·cos + swap(∂y·[−sin₁, sin₂]). Saves only the angles."""
+
+    @staticmethod
+    def forward(ctx, x, cos, signed_sin):
+        ctx.save_for_backward(cos, signed_sin)
+        return torch.addcmul(x * cos, _swap_halves(x), signed_sin)
+
+    @staticmethod
+    def backward(ctx, dy):
+        cos, signed_sin = ctx.saved_tensors
+        return torch.addcmul(_swap_halves(dy * signed_sin), dy, cos), None, None
+
+
+class _SharedPromptAttention(torch.autograd.Function):
+    """softmax(q kᵀ/√D + bias) v for N = B·P + n·B·C tokens, q (N, H, D), k, v (N, KV, D), rows ordered
+    [the B prompts' tokens; the n·B completions' tokens] (completion row j continues prompt j mod B):
+    prompt tokens over their prompt (causal, ``prompt_bias`` (B, 1, P, P) when padded), completion tokens
+    over [their prompt | their completion] (``completion_bias`` (·, 1, C, P + C)). Two flash-attention
+    kernel calls (their output and log-sum-exp are what the backward needs); the prompt's keys and
+    values are tiled for the completions inside, their gradients summed back. Returns (N, H·D)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, shape, prompt_bias, completion_bias, scale):
+        B, P, n, C = shape
+        parts = _split(q, k, v, shape)
+        (qp, kp, vp), (qc, kf, vf) = parts
+        op, lp = _flash(qp, kp, vp, 0.0, prompt_bias is None, attn_mask=prompt_bias, scale=scale)[:2]
+        oc, lc = _flash(qc, kf, vf, 0.0, False, attn_mask=completion_bias, scale=scale)[:2]
+        ctx.save_for_backward(q, k, v, op, lp, oc, lc, prompt_bias, completion_bias)
+        ctx.shape, ctx.scale = shape, scale
+        H, D = q.shape[1], q.shape[2]  # outputs are (·, T, H, D) in memory: the reshapes are views
+        return torch.cat([op.transpose(1, 2).reshape(B * P, H * D), oc.transpose(1, 2).reshape(n * B * C, H * D)])
+
+    @staticmethod
+    def backward(ctx, da):
+        q, k, v, op, lp, oc, lc, prompt_bias, completion_bias = ctx.saved_tensors
+        (B, P, n, C), (N, H, D), KV = ctx.shape, q.shape, k.shape[1]
+        (qp, kp, vp), (qc, kf, vf) = _split(q, k, v, ctx.shape)
+        g = da.view(N, H, D)
+        gp = g[: B * P].view(B, P, H, D).transpose(1, 2)
+        gc = g[B * P :].view(n * B, C, H, D).transpose(1, 2)
+        dqp, dkp, dvp = _flash_backward(gp, qp, kp, vp, op, lp, 0.0, prompt_bias is None, attn_mask=prompt_bias,
+                                        scale=ctx.scale)
+        dqc, dkf, dvf = _flash_backward(gc, qc, kf, vf, oc, lc, 0.0, False, attn_mask=completion_bias, scale=ctx.scale)
+        dq = torch.cat([dqp.transpose(1, 2).reshape(B * P, H, D), dqc.transpose(1, 2).reshape(N - B * P, H, D)])
+        dk, dv = k.new_empty(N, KV, D), v.new_empty(N, KV, D)
+        rep = H // KV
+        for out, d_self, d_full in ((dk, dkp, dkf), (dv, dvp, dvf)):
+            if rep > 1:  # grouped-query heads: sum the copies' gradients back onto their kv head
+                d_self, d_full = d_self.unflatten(1, (KV, rep)).sum(2), d_full.unflatten(1, (KV, rep)).sum(2)
+            # the prompt's keys: their own queries' gradient plus every completion's that read them
+            torch.add(d_self, d_full[:, :, :P].unflatten(0, (n, B)).sum(0),
+                      out=out[: B * P].view(B, P, KV, D).transpose(1, 2))
+            out[B * P :].view(n * B, C, KV, D).copy_(d_full[:, :, P:].transpose(1, 2))
+        return dq, dk, dv, None, None, None, None
+
+
+def _split(q, k, v, shape):
+    """(prompt q, k, v as (B, H, P, D)), (completion q (n·B, H, C, D), keys and values [prompt | completion]
+    (n·B, H, P + C, D)), key/value heads repeated for grouped-query attention."""
+    B, P, n, C = shape
+    Np, H, D = B * P, q.shape[1], q.shape[2]
+    rep = H // k.shape[1]
+    qp = q[:Np].view(B, P, H, D).transpose(1, 2)
+    qc = q[Np:].view(n * B, C, H, D).transpose(1, 2)
+    kp, vp = (t[:Np].view(B, P, -1, D).transpose(1, 2) for t in (k, v))
+    kc, vc = (t[Np:].view(n * B, C, -1, D).transpose(1, 2) for t in (k, v))
+    kf, vf = (torch.cat([a.repeat(n, 1, 1, 1), b], 2) for a, b in ((kp, kc), (vp, vc)))  # (n·B, KV, P + C, D)
+    if rep > 1:
+        kp, vp, kf, vf = (t.repeat_interleave(rep, 1) for t in (kp, vp, kf, vf))
+    return (qp, kp, vp), (qc, kf, vf)
+
+
+def _attention_biases(prompt_mask: torch.Tensor, n: int, C: int, dtype) -> tuple:
+    """Additive biases (0 or −inf): (B, 1, P, P) for the prompt tokens (None when nothing is padded: the
+    kernel's causal mask), (n·B or 1, 1, C, P + C) for the completion tokens. A padding query attends to
+    itself (its output is never used; no row without a key)."""
+    B, P = prompt_mask.shape
+    real = prompt_mask.bool()
+    inf = torch.tensor(float("-inf"), dtype=dtype)
+    causal_c = torch.ones(C, C, dtype=torch.bool).tril()
+    prompt_bias = None
+    if not bool(real.all()):
+        allowed = (torch.ones(P, P, dtype=torch.bool).tril()[None] & real[:, None, :]) | torch.eye(P, dtype=torch.bool)
+        prompt_bias = torch.zeros((), dtype=dtype).where(allowed, inf)[:, None]  # (B, 1, P, P)
+        keys = real.repeat(n, 1)[:, None, :].expand(n * B, C, P)
+        allowed_c = torch.cat([keys, causal_c.expand(n * B, C, C)], -1)[:, None]  # (n·B, 1, C, P + C)
+    else:
+        allowed_c = torch.cat([torch.ones(C, P, dtype=torch.bool), causal_c], -1)[None, None]  # (1, 1, C, P + C)
+    return prompt_bias, torch.zeros((), dtype=dtype).where(allowed_c, inf)
+
+
+def shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids):
+    """((B, 1, V) logits at each prompt's last token, (n·B, C, V) logits at every completion token) for B
+    left-padded prompts (B, P) and n·B completions (n·B, C) [every prompt's first; its second; …]: the
+    Hugging Face module's prompt pass (``logits_to_keep=1``) and its completion pass on the prompts' cache,
+    up to float rounding, in one pass over the tokens (module docstring). Positions: a prompt's real
+    tokens 0, 1, …; its completions continue from its length. Needs :func:`supports_lean_forward`."""
+    m, cfg = model.model, model.config
+    (B, P), (nB, C) = prompt_ids.shape, completion_ids.shape
+    n, Np = nB // B, B * P
+    H, KV = cfg.num_attention_heads, cfg.num_key_value_heads
+    D = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
+    positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0).flatten(),
+                           (prompt_mask.sum(1, keepdim=True).repeat(n, 1) + torch.arange(C)).flatten()])  # (N,)
+    x = F.embedding(torch.cat([prompt_ids.flatten(), completion_ids.flatten()]), m.embed_tokens.weight,
+                    m.embed_tokens.padding_idx)  # (N, hidden)
+    cos, sin = (t[0, :, None] for t in m.rotary_emb(x, positions[None]))  # (N, 1, D)
+    signed_sin = torch.cat([-sin[..., : D // 2], sin[..., D // 2 :]], -1)
+    biases = _attention_biases(prompt_mask, n, C, x.dtype)
+    shape, scale = (B, P, n, C), m.layers[0].self_attn.scaling if m.layers else D**-0.5
+    for layer in m.layers:
+        a, mlp = layer.self_attn, layer.mlp
+        h = _rms(x, layer.input_layernorm)
+        q = _RoPE.apply(F.linear(h, a.q_proj.weight).view(-1, H, D), cos, signed_sin)  # (N, H, D)
+        k = _RoPE.apply(F.linear(h, a.k_proj.weight).view(-1, KV, D), cos, signed_sin)  # (N, KV, D)
+        v = F.linear(h, a.v_proj.weight).view(-1, KV, D)
+        x = x + F.linear(_SharedPromptAttention.apply(q, k, v, shape, *biases, scale), a.o_proj.weight)
+        h = _rms(x, layer.post_attention_layernorm)
+        x = x + F.linear(F.silu(F.linear(h, mlp.gate_proj.weight)) * F.linear(h, mlp.up_proj.weight),
+                         mlp.down_proj.weight)
+    # each prompt's last token (left padding: column P − 1), then the completion tokens: (B + n·B·C, hidden)
+    rows = torch.cat([x[:Np].view(B, P, -1)[:, -1], x[Np:]])
+    logits = model.lm_head(_rms(rows, m.norm))  # (B + n·B·C, V)
+    return logits[:B, None], logits[B:].view(nB, C, -1)
