@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from policylab.llm.fastdecode import supports_fast_decode
-from policylab.llm.replay import _rms, _swap_halves, supports_replay
+from policylab.llm.replay import _rms, supports_replay
 
 __all__ = ["shared_prompt_logits", "supports_lean_forward"]
 
@@ -51,18 +51,28 @@ def supports_lean_forward(model) -> bool:
 
 
 class _RoPE(torch.autograd.Function):
-    """y = x·cos + rotate_half(x)·sin (Hugging Face's apply_rotary_pos_emb) = x·cos + [x₂, x₁]·[−sin₁, sin₂];
-    its transpose ∂x = ∂y·cos + swap(∂y·[−sin₁, sin₂]). Saves only the angles."""
+    """y = x·cos + rotate_half(x)·sin (Hugging Face's apply_rotary_pos_emb), per half of each head with
+    cos = [c, c], sin = [s, s]: y₁ = x₁c − x₂s, y₂ = x₂c + x₁s; its transpose ∂x₁ = ∂y₁c + ∂y₂s,
+    ∂x₂ = ∂y₂c − ∂y₁s. Two passes per half into one output, no rotated copy; saves only the angles."""
 
     @staticmethod
-    def forward(ctx, x, cos, signed_sin):
-        ctx.save_for_backward(cos, signed_sin)
-        return torch.addcmul(x * cos, _swap_halves(x), signed_sin)
+    def forward(ctx, x, c, s):
+        ctx.save_for_backward(c, s)
+        return _rotate(x, c, s, 1.0)
 
     @staticmethod
     def backward(ctx, dy):
-        cos, signed_sin = ctx.saved_tensors
-        return torch.addcmul(_swap_halves(dy * signed_sin), dy, cos), None, None
+        c, s = ctx.saved_tensors
+        return _rotate(dy, c, s, -1.0), None, None
+
+
+def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor, sign: float) -> torch.Tensor:
+    """[x₁c − sign·x₂s, x₂c + sign·x₁s] (sign −1: the inverse rotation, RoPE's transpose)."""
+    h = x.shape[-1] // 2
+    x1, x2, y = x[..., :h], x[..., h:], torch.empty_like(x)
+    torch.mul(x1, c, out=y[..., :h]).addcmul_(x2, s, value=-sign)
+    torch.mul(x2, c, out=y[..., h:]).addcmul_(x1, s, value=sign)
+    return y
 
 
 class _SharedPromptAttention(torch.autograd.Function):
@@ -176,20 +186,20 @@ def shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids):
                            (prompt_mask.sum(1, keepdim=True).repeat(n, 1) + torch.arange(C)).flatten()])  # (N,)
     x = F.embedding(torch.cat([prompt_ids.flatten(), completion_ids.flatten()]), m.embed_tokens.weight,
                     m.embed_tokens.padding_idx)  # (N, hidden)
-    cos, sin = (t[0, :, None] for t in m.rotary_emb(x, positions[None]))  # (N, 1, D)
-    signed_sin = torch.cat([-sin[..., : D // 2], sin[..., D // 2 :]], -1)
+    # (N, 1, D/2) halves of the angles' cos and sin (Llama's are [c, c] and [s, s] per head)
+    cos, sin = (t[0, :, None, : D // 2] for t in m.rotary_emb(x, positions[None]))
     prompt_bias, last_bias, completion_bias = _attention_biases(prompt_mask, n, C, x.dtype)
     shape, scale = (B, P, n, C), m.layers[0].self_attn.scaling if m.layers else D**-0.5
     grad = torch.is_grad_enabled()
     for i, layer in enumerate(m.layers):
         a, mlp = layer.self_attn, layer.mlp
         h = _rms(x, layer.input_layernorm)
-        k = _RoPE.apply(F.linear(h, a.k_proj.weight).view(-1, KV, D), cos, signed_sin)  # (N, KV, D)
+        k = _RoPE.apply(F.linear(h, a.k_proj.weight).view(-1, KV, D), cos, sin)  # (N, KV, D)
         v = F.linear(h, a.v_proj.weight).view(-1, KV, D)
         if i == len(m.layers) - 1:  # the last layer: other prompt tokens' outputs feed nothing, only their k, v
-            x, h, cos, signed_sin, prompt_bias = (*(_last_prompt_rows(t, B, P) for t in (x, h, cos, signed_sin)),
+            x, h, cos, sin, prompt_bias = (*(_last_prompt_rows(t, B, P) for t in (x, h, cos, sin)),
                                                   last_bias)
-        q = _RoPE.apply(F.linear(h, a.q_proj.weight).view(-1, H, D), cos, signed_sin)  # (M, H, D)
+        q = _RoPE.apply(F.linear(h, a.q_proj.weight).view(-1, H, D), cos, sin)  # (M, H, D)
         o = F.linear(_SharedPromptAttention.apply(q, k, v, shape, prompt_bias, completion_bias, scale), a.o_proj.weight)
         x = x + o if grad else x.add_(o)  # no gradient (the reference): in place, no fresh pages
         h = _rms(x, layer.post_attention_layernorm)
