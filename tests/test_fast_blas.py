@@ -59,7 +59,7 @@ def test_matmul_refuses_what_sgemm_cannot_read():
         matmul(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)))
 
 
-@pytest.mark.parametrize("source", ["_scipy_sgemm", "_torch_mkl_sgemm"])
+@pytest.mark.parametrize("source", ["scipy", "mkl"])
 def test_both_candidate_sgemms_compute_a_product(source):
     """The two addresses ``blas`` may bind (scipy's OpenBLAS is the fallback when torch has no MKL)
     are Fortran sgemm with 32-bit sizes: called through ctypes, column-major C = A·B."""
@@ -67,7 +67,7 @@ def test_both_candidate_sgemms_compute_a_product(source):
 
     from policylab.deep.fast import blas
 
-    address = getattr(blas, source)()
+    address = blas._scipy_sgemm() if source == "scipy" else blas._torch_mkl_symbol("sgemm_")
     if address is None:
         pytest.skip("this torch has no MKL")
     sgemm = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(address)
@@ -81,3 +81,39 @@ def test_both_candidate_sgemms_compute_a_product(source):
     args[6], args[8], args[11] = fa.ctypes.data, fb.ctypes.data, c.ctypes.data
     sgemm(*args)
     np.testing.assert_allclose(c.T, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 12), k=st.integers(1, 70), sizes=st.lists(st.integers(1, 70), min_size=1, max_size=3),
+       pad=st.integers(0, 5), seed=st.integers(0, 2**31 - 1))
+def test_packed_matmul_equals_float64_product(m, k, sizes, pad, seed):
+    """MKL's packed product from numba (``pack_weights`` + ``packed_matmul``, the decoder's one-token step):
+    out = a Wᵀ for each of several weights packed into one buffer, written into strided rows of a wider array."""
+    from policylab.deep.fast import blas
+
+    if not blas.PACKED:
+        pytest.skip("this torch has no MKL")
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=(n, k)).astype(np.float32) for n in sizes]
+    packed, offsets = blas.pack_weights(weights, m)
+    assert packed.ctypes.data % 64 == 0 and all(o % 16 == 0 for o in offsets)
+    a = rng.normal(size=(m, k + pad)).astype(np.float32)[:, :k]  # rows strided when pad > 0
+    for w, offset in zip(weights, offsets):
+        wide = np.full((m, w.shape[0] + pad), np.nan, np.float32)
+        blas.packed_matmul(a, packed, offset, wide[:, : w.shape[0]])
+        np.testing.assert_allclose(wide[:, : w.shape[0]], a.astype(np.float64) @ w.T.astype(np.float64),
+                                   rtol=1e-5, atol=1e-5 * k)
+        assert np.isnan(wide[:, w.shape[0] :]).all()  # nothing written past out's columns
+
+
+def test_packed_matmul_refuses_strided_columns():
+    from policylab.deep.fast import blas
+
+    if not blas.PACKED:
+        pytest.skip("this torch has no MKL")
+    w = np.ones((3, 4), np.float32)
+    packed, offsets = blas.pack_weights([w], 2)
+    with pytest.raises(ValueError, match="contiguous columns"):
+        blas.packed_matmul(np.ones((2, 8), np.float32)[:, ::2], packed, offsets[0], np.empty((2, 3), np.float32))
+    with pytest.raises(ValueError, match="m rows"):
+        blas.packed_matmul(np.ones((3, 4), np.float32), packed, offsets[0], np.empty((2, 3), np.float32))

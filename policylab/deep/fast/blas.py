@@ -13,11 +13,17 @@ run (one thread; MKL's result does not depend on the arrays' alignment, checked 
 
 The kernels call the product by a symbol name (``SYMBOL``), bound to the chosen function's address
 when this module is imported, so numba's on-disk cache of the kernels stays valid across processes.
+
+``packed_matmul`` is MKL's product with a weight that MKL repacked for a given row count
+(``cblas_sgemm_compute``, bound the same way as ``SYMBOL_PACKED``; ``PACKED`` says whether this torch has
+it): the weights torch's ``mkl._mkl_reorder_linear_weight`` returns, as ``mkl._mkl_linear`` multiplies
+them, called from a numba kernel (the lean LLM decoder's one-token step, ``llm.decodestep``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 import llvmlite.binding as llvm
@@ -28,13 +34,14 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["BLAS", "matmul"]
+__all__ = ["BLAS", "PACKED", "matmul", "pack_weights", "packed_matmul"]
 
 SYMBOL = "policylab_fast_sgemm"
+SYMBOL_PACKED = "policylab_fast_sgemm_compute"
 
 
-def _torch_mkl_sgemm() -> int | None:
-    """Address of MKL's Fortran ``sgemm_`` (32-bit integers) exported by torch's CPU library, or None."""
+def _torch_mkl_symbol(symbol: str) -> int | None:
+    """Address of MKL's function ``symbol`` (32-bit integers) exported by torch's CPU library, or None."""
     import torch
 
     if not torch.backends.mkl.is_available():
@@ -42,7 +49,7 @@ def _torch_mkl_sgemm() -> int | None:
     lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
     for name in ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll"):
         try:
-            return ctypes.cast(ctypes.CDLL(os.path.join(lib_dir, name)).sgemm_, ctypes.c_void_p).value
+            return ctypes.cast(getattr(ctypes.CDLL(os.path.join(lib_dir, name)), symbol), ctypes.c_void_p).value
         except (OSError, AttributeError):
             continue
     return None
@@ -59,16 +66,19 @@ def _scipy_sgemm() -> int:
     return get_pointer(capsule, get_name(capsule))
 
 
-def _bind() -> str:
-    address = _torch_mkl_sgemm()
+def _bind() -> tuple[str, bool]:
+    address = _torch_mkl_symbol("sgemm_")
     name = "MKL (torch)"
     if address is None:
         address, name = _scipy_sgemm(), "OpenBLAS (scipy)"
     llvm.add_symbol(SYMBOL, address)
-    return name
+    packed = _torch_mkl_symbol("cblas_sgemm_compute")
+    if packed is not None:
+        llvm.add_symbol(SYMBOL_PACKED, packed)
+    return name, packed is not None
 
 
-BLAS = _bind()  # the sgemm the kernels call, for notes and the benchmark
+BLAS, PACKED = _bind()  # the sgemm the kernels call, for notes and the benchmark; whether packed_matmul works
 
 
 @intrinsic
@@ -128,3 +138,78 @@ def matmul(a, b, out, ta=False, tb=False):
         out[...] = 0.0
         return
     _sgemm(tb, ta, n, m, k, b, max(b.shape[1], 1), a, max(a.shape[1], 1), out, max(n, 1))
+
+
+_ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162  # CBLAS / MKL enum values
+
+
+@functools.cache
+def _pack_functions():
+    """MKL's ``cblas_sgemm_pack_get_size`` and ``cblas_sgemm_pack`` (C interface, 32-bit integers) via ctypes."""
+    size_fn = ctypes.CFUNCTYPE(ctypes.c_size_t, *[ctypes.c_int] * 4)(_torch_mkl_symbol("cblas_sgemm_pack_get_size"))
+    pack_fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int] * 6, ctypes.c_float, ctypes.c_void_p, ctypes.c_int,
+                               ctypes.c_void_p)(_torch_mkl_symbol("cblas_sgemm_pack"))
+    return size_fn, pack_fn
+
+
+def pack_weights(weights: list, rows: int):
+    """``weights`` (n, k) float32 arrays packed by MKL (``cblas_sgemm_pack``, as the B of ``rows``-row
+    products x Wᵀ: the layout torch's ``mkl._mkl_reorder_linear_weight`` makes) one after the other into one
+    64-byte-aligned float32 buffer. Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``.
+    Only where ``PACKED``."""
+    import numpy as np
+
+    size_fn, pack_fn = _pack_functions()
+    sizes = [-(-size_fn(_B_MATRIX, rows, w.shape[0], w.shape[1]) // 64) * 16 for w in weights]  # floats, 64-B multiples
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    raw = np.empty(int(offsets[-1]) + 16, np.float32)
+    buffer = raw[(-raw.ctypes.data % 64) // 4 :][: int(offsets[-1])]
+    for w, start in zip(weights, offsets):
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        n, k = w.shape
+        pack_fn(_ROW_MAJOR, _B_MATRIX, _TRANS, rows, n, k, 1.0, w.ctypes.data, k, buffer[start:].ctypes.data)
+    return buffer, offsets[:-1]
+
+
+@intrinsic
+def _sgemm_compute(typingctx, m, n, k, a, lda, packed, offset, c, ldc):
+    """MKL's ``cblas_sgemm_compute(RowMajor, NoTrans, Packed, m, n, k, a, lda, B, k, 0, c, ldc)``:
+    c ← a Bᵀ with B (n, k) packed by ``cblas_sgemm_pack`` at ``packed[offset]``; ``a``, ``packed``, ``c``
+    float32 arrays (their data pointers)."""
+    if not all(isinstance(x, types.Array) and x.dtype == types.float32 for x in (a, packed, c)):
+        raise TypingError(f"sgemm_compute takes float32 arrays, got {a}, {packed}, {c}")
+    sig = types.void(m, n, k, a, lda, packed, offset, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        i32, f32 = ir.IntType(32), ir.FloatType()
+        cf = ir.PointerType(f32)
+
+        def size(value, ty):
+            return builder.trunc(context.cast(builder, value, ty, types.int64), i32)
+
+        def data(value, ty):
+            return builder.bitcast(context.make_array(ty)(context, builder, value).data, cf)
+
+        m_, n_, k_, a_, lda_, p_, off_, c_, ldc_ = args
+        ty = signature.args
+        fnty = ir.FunctionType(ir.VoidType(), [i32] * 6 + [cf, i32, cf, i32, f32, cf, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, SYMBOL_PACKED)
+        k32 = size(k_, ty[2])
+        b = builder.gep(data(p_, ty[5]), [context.cast(builder, off_, ty[6], types.int64)])
+        builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), ir.Constant(i32, _NO_TRANS), ir.Constant(i32, _PACKED),
+                          size(m_, ty[0]), size(n_, ty[1]), k32, data(a_, ty[3]), size(lda_, ty[4]), b, k32,
+                          ir.Constant(f32, 0.0), data(c_, ty[7]), size(ldc_, ty[8])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, inline="always")
+def packed_matmul(a, packed, offset, out):
+    """out ← a Wᵀ for a (m, k) and W (n, k) packed for m rows by :func:`pack_weights` at ``packed[offset]``
+    (only where ``PACKED``), out (m, n); rows of ``a`` and ``out`` may be strided (views of wider arrays),
+    their columns contiguous."""
+    m, n = out.shape
+    if a.shape[0] != m or a.strides[1] != 4 or out.strides[1] != 4:
+        raise ValueError("packed_matmul: a and out need m rows of contiguous columns")
+    _sgemm_compute(m, n, a.shape[1], a, a.strides[0] // 4, packed, offset, out, out.strides[0] // 4)

@@ -1,0 +1,71 @@
+"""The lean decoder's compiled one-token step (llm/decodestep.py) against its torch path (``_step_one``): the
+same logits, cache and recorded values for varying shapes, grouped-query heads and padded prompts; and the
+fallback to the torch path where MKL's packed product cannot be called."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policylab.deep.fast import blas
+from policylab.llm import fastdecode
+from policylab.llm.fastdecode import LlamaDecoder
+from policylab.llm.tiny import make_tiny_llama
+
+pytestmark = pytest.mark.skipif(not blas.PACKED, reason="this torch has no MKL packed product")
+
+
+def _decode(model, compiled: bool, ids, mask, steps: int, record: bool):
+    """Prefill ``ids`` then ``steps`` one-token steps on fixed tokens; (logits per step, cache, trace)."""
+    B, P = ids.shape
+    dec = LlamaDecoder(model, B, P + steps + 1, record=record, compiled=compiled)
+    assert (dec.compiled is not None) == compiled and dec.plan is not None
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        logits = [dec(ids, pos, mask)]
+        for _ in range(steps):
+            pos, mask = pos[:, -1:] + 1, torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype)], 1)
+            logits.append(dec(torch.randint(3, model.config.vocab_size, (B, 1), generator=gen), pos, mask))
+    n = P + steps
+    trace = None if dec.trace is None else dec.trace[:, :n].clone()
+    return torch.stack(logits), dec.kv[..., :n, :].clone(), trace
+
+
+@settings(max_examples=12, deadline=None)
+@given(heads_kv=st.sampled_from([(4, 4), (4, 2), (4, 1), (2, 2)]), head_dim=st.sampled_from([8, 16]),
+       layers=st.integers(1, 3), intermediate=st.integers(8, 40), batch=st.integers(1, 5), prompt=st.integers(1, 6),
+       steps=st.integers(1, 6), padded=st.booleans(), record=st.booleans(), seed=st.integers(0, 1000))
+def test_compiled_step_equals_torch_step(heads_kv, head_dim, layers, intermediate, batch, prompt, steps, padded,
+                                         record, seed):
+    heads, kv_heads = heads_kv
+    model = make_tiny_llama(50, hidden=heads * head_dim, layers=layers, heads=heads, kv_heads=kv_heads,
+                            intermediate=intermediate, seed=seed).eval()
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 50, (batch, prompt), generator=g)
+    mask = torch.ones(batch, prompt, dtype=torch.long)
+    if padded and prompt > 1:
+        mask[0, : prompt - 1] = 0  # row 0 left-padded down to one real token
+    torch_logits, torch_kv, torch_trace = _decode(model, False, ids, mask, steps, record)
+    logits, kv, trace = _decode(model, True, ids, mask, steps, record)
+    torch.testing.assert_close(logits, torch_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kv, torch_kv, atol=1e-5, rtol=1e-5)
+    if record:
+        torch.testing.assert_close(trace, torch_trace, atol=1e-5, rtol=1e-5)
+
+
+def test_falls_back_to_the_torch_step_without_mkl_packed_product(monkeypatch):
+    """No packed product from numba (another BLAS): the planned torch step serves, with the same logits."""
+    model = make_tiny_llama(50, seed=3).eval()
+    ids, mask = torch.randint(3, 50, (2, 4)), torch.ones(2, 4, dtype=torch.long)
+    want = _decode(model, True, ids, mask, 3, True)
+    monkeypatch.setattr(blas, "PACKED", False)
+    dec = LlamaDecoder(model, 2, 8)
+    assert dec.compiled is None and dec.plan is not None
+    got = _decode(model, False, ids, mask, 3, True)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    monkeypatch.setattr(fastdecode, "_packed", lambda weight, batch: None)  # no packed weights: the general path
+    assert LlamaDecoder(model, 2, 8).compiled is None
