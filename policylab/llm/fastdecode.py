@@ -173,7 +173,7 @@ class LlamaDecoder:
         # columns of the q|k|v product, in that order
         spare = record if isinstance(record, dict) else {}  # buffers of a released trace, reused when they fit
 
-        self.buffers = {"packed": spare["packed"]} if "packed" in spare else {}
+        self.buffers = {}
 
         def empty(name, shape, dim):  # positions are written before they are read: no zero fill
             full = list(shape)
@@ -345,11 +345,8 @@ class LlamaDecoder:
 
         from policylab.llm.decodestep import decode_step
 
-        def empty(n):  # the packed weights are read once per step: in huge pages, reused across calls
-            old = self.buffers.get("packed")
-            if old is None or old.numel() < n:
-                self.buffers["packed"] = old = _huge_empty([n], torch.float32)
-            return old.numpy()
+        def empty(n):  # the packed weights are read once per step: in huge pages (a TLB miss per 2 MB, not 4 kB)
+            return _huge_empty([n], torch.float32).numpy()
 
         packed, offsets = blas.pack_weights([lin[0].detach().numpy() for lin in lins], batch, empty)
         position = iter(offsets.tolist())

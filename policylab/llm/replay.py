@@ -70,7 +70,7 @@ class DecodeTrace:
     signed_sin: torch.Tensor  #: (T, D) [−sin₁, sin₂]
     scale: float
     versions: tuple | None  #: the parameters' version counters when sampled (None once released)
-    buffers: dict  #: the decoder's "kv" and "trace" tensors the views above read (and "packed": its packed weights)
+    buffers: dict  #: the decoder's "kv" and "trace" tensors the views above read
 
     @classmethod
     def from_decoder(cls, dec, ids: torch.Tensor, logits: torch.Tensor, model) -> DecodeTrace:
