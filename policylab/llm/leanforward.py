@@ -11,9 +11,13 @@ every step but attention is per token:
 
 and only attention knows the structure (:class:`_SharedPromptAttention`): the prompt tokens attend
 causally to their prompt, the completion tokens to their prompt's keys and causally to their own.
-RMSNorm, RoPE and attention are :class:`torch.autograd.Function` s with hand-written backwards (fewer,
-larger element-wise passes than the module's autograd graph of small ops, no slicing backwards that
-zero-fill), the matrix multiplies are the model's own weights through ``F.linear``. The numbers are the
+In the last layer only each prompt's last token goes on besides the completions: the other prompt
+tokens' outputs there feed nothing (the completions read only their keys and values), which spares
+their queries, attention, o-projection and MLP in that layer. RMSNorm, RoPE and attention are
+:class:`torch.autograd.Function` s with hand-written backwards (fewer, larger element-wise passes than
+the module's autograd graph of small ops, no slicing backwards that zero-fill); without gradient (the
+reference) the residual adds and SwiGLU run in place; the matrix multiplies are the model's own
+weights through ``F.linear``. The numbers are the
 module's up to float rounding (tested: log-probs and gradients). Plain float32 ``LlamaForCausalLM`` only
 (:func:`supports_lean_forward`); anything else — PEFT/LoRA wrappers, other architectures, other dtypes,
 biases, attention dropout, gradient checkpointing, RoPE variants that depend on the sequence length —
