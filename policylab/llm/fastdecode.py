@@ -9,7 +9,7 @@ scaling variants carry over), grouped-query attention over a preallocated static
 place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
 RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
 the B rows of a one-token step. One-token steps run as one compiled call where MKL's packed product can
-be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 40 % less time per step at
+be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at
 10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
 arguments and cache views looked up once, ~40 ops per layer instead of ~60), and the key/value
 cache sits in transparent-huge-page memory (:func:`_huge_empty`; read once per step). Its logits equal the Hugging Face forward's up to float rounding
