@@ -69,3 +69,18 @@ def test_falls_back_to_the_torch_step_without_mkl_packed_product(monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     monkeypatch.setattr(fastdecode, "_packed", lambda weight, batch: None)  # no packed weights: the general path
     assert LlamaDecoder(model, 2, 8).compiled is None
+
+
+def test_float64_model_takes_the_general_torch_path():
+    """Not float32 (no folded norms, no MKL packing): neither the compiled nor the planned step; the general
+    path's logits still equal the model's own forward."""
+    model = make_tiny_llama(50, seed=4).double().eval()
+    dec = LlamaDecoder(model, 2, 6)
+    assert dec.compiled is None and dec.plan is None
+    ids = torch.randint(3, 50, (2, 4))
+    with torch.no_grad():
+        got = [dec(ids, torch.arange(4).expand(2, 4), None)]
+        got.append(dec(ids[:, :1], torch.full((2, 1), 4), None))
+        ref = model(input_ids=torch.cat([ids, ids[:, :1]], 1)).logits
+    torch.testing.assert_close(got[0], ref[:, -2], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(got[1], ref[:, -1], atol=1e-10, rtol=1e-10)

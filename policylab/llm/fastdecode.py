@@ -9,7 +9,7 @@ scaling variants carry over), grouped-query attention over a preallocated static
 place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
 RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
 the B rows of a one-token step. One-token steps run as one compiled call where MKL's packed product can
-be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 40 % less time per step at
+be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at
 10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
 arguments and cache views looked up once, ~40 ops per layer instead of ~60), and the key/value
 cache sits in transparent-huge-page memory (:func:`_huge_empty`; read once per step). Its logits equal the Hugging Face forward's up to float rounding
@@ -131,7 +131,7 @@ def _huge_empty(shape: list, dtype: torch.dtype) -> torch.Tensor:
 def _linear(x: torch.Tensor, lin: tuple) -> torch.Tensor:
     """x Wᵀ + b for ``lin`` = (W, b, packed W or None, rows it was packed for)."""
     w, b, packed, rows = lin
-    if packed is not None and x.numel() == rows * x.shape[-1]:
+    if isinstance(packed, torch.Tensor) and x.numel() == rows * x.shape[-1]:  # (an int: the compiled step's)
         return torch.ops.mkl._mkl_linear(x, packed, w, b, rows)
     return F.linear(x, w, b)
 
@@ -148,8 +148,8 @@ class LlamaDecoder:
         dtype = self.embed.dtype
         self.eps = torch.tensor(cfg.rms_norm_eps, dtype=torch.float32)
 
-        def lin(w, b=None):
-            return (w, b, _packed(w, batch), batch)
+        def lin(w, b=None):  # (W, b, packed W: set below, rows)
+            return (w, b, None, batch)
 
         def normed(norm, w, b=None):  # (norm weight or None, linear): float32 folds w into W's columns
             if w.dtype != torch.float32 or b is not None:
@@ -157,7 +157,7 @@ class LlamaDecoder:
             return None, lin(w * norm)
 
         # q|k|v and gate|up are fused into one matmul each, RMSNorm weights folded into the matmul that
-        # follows, and every weight of a one-token step is repacked for B rows (copies made per call,
+        # follows, and every weight of a one-token step is repacked for B rows below (copies made per call,
         # freed after sampling: at batch 8 a decode step reads each weight once, so that read bounds it)
         with torch.no_grad():
             self.layers = [
@@ -202,8 +202,12 @@ class LlamaDecoder:
             hidden, self.width = self.embed.shape[1], self.layers[0][4][0].shape[0]  # width: gate|up outputs
             self.trace_columns = {"gate_up": self.width, "q": H * D, "o": hidden, "down": hidden}
             self.trace = empty("trace", (len(self.layers), max_len, batch, sum(self.trace_columns.values())), 1)
-        self.plan = self._one_token_plan(batch)
+        # one-token steps: one compiled call on weights MKL packed into one buffer (each lin's packed W: its
+        # offset there), else torch's packed products (each lin's packed W: a tensor) in a planned sequence
         self.compiled = self._compiled_plan(batch) if compiled else None
+        if self.compiled is None:
+            self._set_packed(lambda w: _packed(w, batch))
+        self.plan = self.compiled if self.compiled is not None else self._one_token_plan(batch)
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         """Append ``ids`` (B, T) at rotary ``positions`` (B, T); ``key_mask`` (B, length + T) marks real
@@ -254,6 +258,15 @@ class LlamaDecoder:
                 torch.cat((q, o_out, d_out), -1, out=row[..., self.width :])
         self.length = stop
         return _norm_linear(x[:, -1], *self.head, self.eps)  # (B, V)
+
+    def _set_packed(self, pack) -> None:
+        """Each linear map's packed W ← ``pack(W)`` (None: F.linear serves)."""
+        def with_packed(lin):
+            return (lin[0], lin[1], pack(lin[0]), lin[3])
+
+        self.layers = [(ln1, with_packed(qkv), with_packed(o), ln2, with_packed(gate_up), with_packed(down))
+                       for ln1, qkv, o, ln2, gate_up, down in self.layers]
+        self.head = (self.head[0], with_packed(self.head[1]))
 
     def _one_token_plan(self, batch: int) -> list | None:
         """Per layer, what a one-token step reads, looked up once: the packed products' arguments and the
@@ -317,27 +330,33 @@ class LlamaDecoder:
 
     def _compiled_plan(self, batch: int) -> dict | None:
         """The arguments of :func:`policylab.llm.decodestep.decode_step` (numpy views of the weights, cache,
-        trace and scratch rows; the packed weights' addresses), or None where the one-token plan does not
-        apply, the lm head is not packed, or MKL's packed product cannot be called from numba."""
-        head_norm, (_, head_bias, head_packed, _) = self.head
-        if self.plan is None or head_norm is not None or head_bias is not None or head_packed is None:
+        trace and scratch rows; the weights packed by MKL into one buffer, each lin's packed W its offset there),
+        or None where it does not apply: an RMSNorm not folded, a bias, not float32, or no MKL packed product
+        callable from numba."""
+        lins = [lin for _, qkv, o, _, gate_up, down in self.layers for lin in (qkv, o, gate_up, down)] + [self.head[1]]
+        if (self.head[0] is not None or any(layer[0] is not None or layer[3] is not None for layer in self.layers)
+                or any(lin[1] is not None or lin[0].dtype != torch.float32 for lin in lins)):
             return None
         from policylab.deep.fast import blas
 
-        if not blas.PACKED:
+        if not blas.PACKED or _packed(lins[0][0].new_ones(1, 1), batch) is None:  # no MKL packing here
             return None
         import numpy as np
 
         from policylab.llm.decodestep import decode_step
 
+        def empty(n):  # the packed weights are read once per step: in huge pages (a TLB miss per 2 MB, not 4 kB)
+            return _huge_empty([n], torch.float32).numpy()
+
+        packed, offsets = blas.pack_weights([lin[0].detach().numpy() for lin in lins], batch, empty)
+        position = iter(offsets.tolist())
+        self._set_packed(lambda w: next(position))
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         hidden, width = self.embed.shape[1], self.layers[0][4][0].shape[0]
 
         def rows(n):
             return np.empty((batch, n), np.float32)
 
-        lins = [lin for _, qkv, o, _, gate_up, down in self.layers for lin in (qkv, o, gate_up, down)] + [self.head[1]]
-        packed, offsets = blas.pack_weights([lin[0].detach().numpy() for lin in lins], batch)
         return {
             "step": decode_step,
             "args": (self.embed.detach().numpy(), self.cos.numpy(), self.sin.numpy(), packed,

@@ -11,9 +11,13 @@ every step but attention is per token:
 
 and only attention knows the structure (:class:`_SharedPromptAttention`): the prompt tokens attend
 causally to their prompt, the completion tokens to their prompt's keys and causally to their own.
-RMSNorm, RoPE and attention are :class:`torch.autograd.Function` s with hand-written backwards (fewer,
-larger element-wise passes than the module's autograd graph of small ops, no slicing backwards that
-zero-fill), the matrix multiplies are the model's own weights through ``F.linear``. The numbers are the
+In the last layer only each prompt's last token goes on besides the completions: the other prompt
+tokens' outputs there feed nothing (the completions read only their keys and values), which spares
+their queries, attention, o-projection and MLP in that layer. RMSNorm, RoPE and attention are
+:class:`torch.autograd.Function` s with hand-written backwards (fewer, larger element-wise passes than
+the module's autograd graph of small ops, no slicing backwards that zero-fill); without gradient (the
+reference) the residual adds and SwiGLU run in place; the matrix multiplies are the model's own
+weights through ``F.linear``. The numbers are the
 module's up to float rounding (tested: log-probs and gradients). Plain float32 ``LlamaForCausalLM`` only
 (:func:`supports_lean_forward`); anything else — PEFT/LoRA wrappers, other architectures, other dtypes,
 biases, attention dropout, gradient checkpointing, RoPE variants that depend on the sequence length —
@@ -26,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from policylab.llm.fastdecode import supports_fast_decode
-from policylab.llm.replay import _rms, _swap_halves, supports_replay
+from policylab.llm.replay import _rms, supports_replay
 
 __all__ = ["shared_prompt_logits", "supports_lean_forward"]
 
@@ -51,52 +55,64 @@ def supports_lean_forward(model) -> bool:
 
 
 class _RoPE(torch.autograd.Function):
-    """y = x·cos + rotate_half(x)·sin (Hugging Face's apply_rotary_pos_emb) = x·cos + [x₂, x₁]·[−sin₁, sin₂];
-    its transpose ∂x = ∂y·cos + swap(∂y·[−sin₁, sin₂]). Saves only the angles."""
+    """y = x·cos + rotate_half(x)·sin (Hugging Face's apply_rotary_pos_emb), per half of each head with
+    cos = [c, c], sin = [s, s]: y₁ = x₁c − x₂s, y₂ = x₂c + x₁s; its transpose ∂x₁ = ∂y₁c + ∂y₂s,
+    ∂x₂ = ∂y₂c − ∂y₁s. Two passes per half into one output, no rotated copy; saves only the angles."""
 
     @staticmethod
-    def forward(ctx, x, cos, signed_sin):
-        ctx.save_for_backward(cos, signed_sin)
-        return torch.addcmul(x * cos, _swap_halves(x), signed_sin)
+    def forward(ctx, x, c, s):
+        ctx.save_for_backward(c, s)
+        return _rotate(x, c, s, 1.0)
 
     @staticmethod
     def backward(ctx, dy):
-        cos, signed_sin = ctx.saved_tensors
-        return torch.addcmul(_swap_halves(dy * signed_sin), dy, cos), None, None
+        c, s = ctx.saved_tensors
+        return _rotate(dy, c, s, -1.0), None, None
+
+
+def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor, sign: float) -> torch.Tensor:
+    """[x₁c − sign·x₂s, x₂c + sign·x₁s] (sign −1: the inverse rotation, RoPE's transpose)."""
+    h = x.shape[-1] // 2
+    x1, x2, y = x[..., :h], x[..., h:], torch.empty_like(x)
+    torch.mul(x1, c, out=y[..., :h]).addcmul_(x2, s, value=-sign)
+    torch.mul(x2, c, out=y[..., h:]).addcmul_(x1, s, value=sign)
+    return y
 
 
 class _SharedPromptAttention(torch.autograd.Function):
-    """softmax(q kᵀ/√D + bias) v for N = B·P + n·B·C tokens, q (N, H, D), k, v (N, KV, D), rows ordered
-    [the B prompts' tokens; the n·B completions' tokens] (completion row j continues prompt j mod B):
-    prompt tokens over their prompt (causal, ``prompt_bias`` (B, 1, P, P) when padded), completion tokens
-    over [their prompt | their completion] (``completion_bias`` (·, 1, C, P + C)). Two flash-attention
-    kernel calls (their output and log-sum-exp are what the backward needs); the prompt's keys and
-    values are tiled for the completions inside, their gradients summed back. Returns (N, H·D)."""
+    """softmax(q kᵀ/√D + bias) v for the N = B·P + n·B·C tokens of k, v (N, KV, D), rows ordered [the B
+    prompts' tokens; the n·B completions' tokens] (completion row j continues prompt j mod B), and queries
+    q (M, H, D) of every token (M = N), or of each prompt's last token and every completion token
+    (M = B + n·B·C: the last layer, where no other prompt token's output is read): prompt queries over
+    their prompt (causal; ``prompt_bias`` (B, 1, P or 1, P) when padded), completion queries over [their
+    prompt | their completion] (``completion_bias`` (·, 1, C, P + C)). Two flash-attention kernel calls
+    (their output and log-sum-exp are what the backward needs); the prompt's keys and values are tiled for
+    the completions inside, their gradients summed back. Returns (M, H·D)."""
 
     @staticmethod
     def forward(ctx, q, k, v, shape, prompt_bias, completion_bias, scale):
-        B, P, n, C = shape
-        parts = _split(q, k, v, shape)
-        (qp, kp, vp), (qc, kf, vf) = parts
-        op, lp = _flash(qp, kp, vp, 0.0, prompt_bias is None, attn_mask=prompt_bias, scale=scale)[:2]
+        (qp, kp, vp), (qc, kf, vf) = _split(q, k, v, shape)
+        causal = prompt_bias is None and qp.shape[2] > 1
+        op, lp = _flash(qp, kp, vp, 0.0, causal, attn_mask=prompt_bias, scale=scale)[:2]
         oc, lc = _flash(qc, kf, vf, 0.0, False, attn_mask=completion_bias, scale=scale)[:2]
         ctx.save_for_backward(q, k, v, op, lp, oc, lc, prompt_bias, completion_bias)
-        ctx.shape, ctx.scale = shape, scale
-        H, D = q.shape[1], q.shape[2]  # outputs are (·, T, H, D) in memory: the reshapes are views
-        return torch.cat([op.transpose(1, 2).reshape(B * P, H * D), oc.transpose(1, 2).reshape(n * B * C, H * D)])
+        ctx.shape, ctx.scale, ctx.causal = shape, scale, causal
+        H, D = q.shape[1:]  # outputs are (·, T, H, D) in memory: the reshapes are views
+        return torch.cat([op.transpose(1, 2).reshape(-1, H * D), oc.transpose(1, 2).reshape(-1, H * D)])
 
     @staticmethod
     def backward(ctx, da):
         q, k, v, op, lp, oc, lc, prompt_bias, completion_bias = ctx.saved_tensors
-        (B, P, n, C), (N, H, D), KV = ctx.shape, q.shape, k.shape[1]
+        (B, P, n, C), (M, H, D), (N, KV, _) = ctx.shape, q.shape, k.shape
         (qp, kp, vp), (qc, kf, vf) = _split(q, k, v, ctx.shape)
-        g = da.view(N, H, D)
-        gp = g[: B * P].view(B, P, H, D).transpose(1, 2)
-        gc = g[B * P :].view(n * B, C, H, D).transpose(1, 2)
-        dqp, dkp, dvp = _flash_backward(gp, qp, kp, vp, op, lp, 0.0, prompt_bias is None, attn_mask=prompt_bias,
+        Mp = M - n * B * C  # prompt queries
+        g = da.view(M, H, D)
+        gp = g[:Mp].view(B, Mp // B, H, D).transpose(1, 2)
+        gc = g[Mp:].view(n * B, C, H, D).transpose(1, 2)
+        dqp, dkp, dvp = _flash_backward(gp, qp, kp, vp, op, lp, 0.0, ctx.causal, attn_mask=prompt_bias,
                                         scale=ctx.scale)
         dqc, dkf, dvf = _flash_backward(gc, qc, kf, vf, oc, lc, 0.0, False, attn_mask=completion_bias, scale=ctx.scale)
-        dq = torch.cat([dqp.transpose(1, 2).reshape(B * P, H, D), dqc.transpose(1, 2).reshape(N - B * P, H, D)])
+        dq = torch.cat([dqp.transpose(1, 2).reshape(Mp, H, D), dqc.transpose(1, 2).reshape(M - Mp, H, D)])
         dk, dv = k.new_empty(N, KV, D), v.new_empty(N, KV, D)
         rep = H // KV
         for out, d_self, d_full in ((dk, dkp, dkf), (dv, dvp, dvf)):
@@ -110,38 +126,53 @@ class _SharedPromptAttention(torch.autograd.Function):
 
 
 def _split(q, k, v, shape):
-    """(prompt q, k, v as (B, H, P, D)), (completion q (n·B, H, C, D), keys and values [prompt | completion]
-    (n·B, H, P + C, D)), key/value heads repeated for grouped-query attention."""
+    """(prompt queries (B, H, P or 1, D), the prompts' keys and values (B, H, P, D)), (completion queries
+    (n·B, H, C, D), keys and values [prompt | completion] (n·B, H, P + C, D)); key/value heads repeated
+    for grouped-query attention."""
     B, P, n, C = shape
-    Np, H, D = B * P, q.shape[1], q.shape[2]
+    Mp, H, D = q.shape[0] - n * B * C, q.shape[1], q.shape[2]
+    qp = q[:Mp].view(B, Mp // B, H, D).transpose(1, 2)
+    qc = q[Mp:].view(n * B, C, H, D).transpose(1, 2)
+    kp, vp = (t[: B * P].view(B, P, -1, D).transpose(1, 2) for t in (k, v))
+    kf, vf = (_tiled(t, shape) for t in (k, v))
     rep = H // k.shape[1]
-    qp = q[:Np].view(B, P, H, D).transpose(1, 2)
-    qc = q[Np:].view(n * B, C, H, D).transpose(1, 2)
-    kp, vp = (t[:Np].view(B, P, -1, D).transpose(1, 2) for t in (k, v))
-    kc, vc = (t[Np:].view(n * B, C, -1, D).transpose(1, 2) for t in (k, v))
-    kf, vf = (torch.cat([a.repeat(n, 1, 1, 1), b], 2) for a, b in ((kp, kc), (vp, vc)))  # (n·B, KV, P + C, D)
     if rep > 1:
         kp, vp, kf, vf = (t.repeat_interleave(rep, 1) for t in (kp, vp, kf, vf))
     return (qp, kp, vp), (qc, kf, vf)
 
 
+def _tiled(t: torch.Tensor, shape) -> torch.Tensor:
+    """Keys (or values) (N, KV, D) → (n·B, KV, P + C, D): row j = [prompt j mod B | completion j], one copy."""
+    B, P, n, C = shape
+    KV, D = t.shape[1:]
+    out = t.new_empty(n, B, P + C, KV, D)
+    out[:, :, :P] = t[: B * P].view(1, B, P, KV, D)  # the prompts', broadcast over the n completions
+    out[:, :, P:] = t[B * P :].view(n, B, C, KV, D)
+    return out.flatten(0, 1).transpose(1, 2)
+
+
 def _attention_biases(prompt_mask: torch.Tensor, n: int, C: int, dtype) -> tuple:
-    """Additive biases (0 or −inf): (B, 1, P, P) for the prompt tokens (None when nothing is padded: the
-    kernel's causal mask), (n·B or 1, 1, C, P + C) for the completion tokens. A padding query attends to
-    itself (its output is never used; no row without a key)."""
+    """Additive biases (0 or −inf), None where nothing is padded: (B, 1, P, P) for the prompt tokens
+    (None: the kernel's causal mask), (B, 1, 1, P) for each prompt's last token alone, and (n·B or 1, 1,
+    C, P + C) for the completion tokens. A padding query attends to itself (its output is never used; no
+    row without a key)."""
     B, P = prompt_mask.shape
     real = prompt_mask.bool()
     inf = torch.tensor(float("-inf"), dtype=dtype)
+    zero = torch.zeros((), dtype=dtype)
     causal_c = torch.ones(C, C, dtype=torch.bool).tril()
-    prompt_bias = None
-    if not bool(real.all()):
-        allowed = (torch.ones(P, P, dtype=torch.bool).tril()[None] & real[:, None, :]) | torch.eye(P, dtype=torch.bool)
-        prompt_bias = torch.zeros((), dtype=dtype).where(allowed, inf)[:, None]  # (B, 1, P, P)
-        keys = real.repeat(n, 1)[:, None, :].expand(n * B, C, P)
-        allowed_c = torch.cat([keys, causal_c.expand(n * B, C, C)], -1)[:, None]  # (n·B, 1, C, P + C)
-    else:
+    if bool(real.all()):
         allowed_c = torch.cat([torch.ones(C, P, dtype=torch.bool), causal_c], -1)[None, None]  # (1, 1, C, P + C)
-    return prompt_bias, torch.zeros((), dtype=dtype).where(allowed_c, inf)
+        return None, None, zero.where(allowed_c, inf)
+    allowed = (torch.ones(P, P, dtype=torch.bool).tril()[None] & real[:, None, :]) | torch.eye(P, dtype=torch.bool)
+    keys = real.repeat(n, 1)[:, None, :].expand(n * B, C, P)
+    allowed_c = torch.cat([keys, causal_c.expand(n * B, C, C)], -1)[:, None]  # (n·B, 1, C, P + C)
+    return zero.where(allowed, inf)[:, None], zero.where(real, inf)[:, None, None], zero.where(allowed_c, inf)
+
+
+def _last_prompt_rows(t: torch.Tensor, B: int, P: int) -> torch.Tensor:
+    """Rows [each prompt's last token; every completion token] of a per-token tensor (N, …)."""
+    return torch.cat([t[: B * P].unflatten(0, (B, P))[:, -1], t[B * P :]])
 
 
 def shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids):
@@ -152,28 +183,33 @@ def shared_prompt_logits(model, prompt_ids, prompt_mask, completion_ids):
     tokens 0, 1, …; its completions continue from its length. Needs :func:`supports_lean_forward`."""
     m, cfg = model.model, model.config
     (B, P), (nB, C) = prompt_ids.shape, completion_ids.shape
-    n, Np = nB // B, B * P
+    n = nB // B
     H, KV = cfg.num_attention_heads, cfg.num_key_value_heads
     D = getattr(cfg, "head_dim", None) or cfg.hidden_size // H
     positions = torch.cat([(prompt_mask.cumsum(1) - 1).clamp(min=0).flatten(),
                            (prompt_mask.sum(1, keepdim=True).repeat(n, 1) + torch.arange(C)).flatten()])  # (N,)
     x = F.embedding(torch.cat([prompt_ids.flatten(), completion_ids.flatten()]), m.embed_tokens.weight,
                     m.embed_tokens.padding_idx)  # (N, hidden)
-    cos, sin = (t[0, :, None] for t in m.rotary_emb(x, positions[None]))  # (N, 1, D)
-    signed_sin = torch.cat([-sin[..., : D // 2], sin[..., D // 2 :]], -1)
-    biases = _attention_biases(prompt_mask, n, C, x.dtype)
+    # (N, 1, D/2) halves of the angles' cos and sin (Llama's are [c, c] and [s, s] per head)
+    cos, sin = (t[0, :, None, : D // 2] for t in m.rotary_emb(x, positions[None]))
+    prompt_bias, last_bias, completion_bias = _attention_biases(prompt_mask, n, C, x.dtype)
     shape, scale = (B, P, n, C), m.layers[0].self_attn.scaling if m.layers else D**-0.5
-    for layer in m.layers:
+    grad = torch.is_grad_enabled()
+    for i, layer in enumerate(m.layers):
         a, mlp = layer.self_attn, layer.mlp
         h = _rms(x, layer.input_layernorm)
-        q = _RoPE.apply(F.linear(h, a.q_proj.weight).view(-1, H, D), cos, signed_sin)  # (N, H, D)
-        k = _RoPE.apply(F.linear(h, a.k_proj.weight).view(-1, KV, D), cos, signed_sin)  # (N, KV, D)
+        k = _RoPE.apply(F.linear(h, a.k_proj.weight).view(-1, KV, D), cos, sin)  # (N, KV, D)
         v = F.linear(h, a.v_proj.weight).view(-1, KV, D)
-        x = x + F.linear(_SharedPromptAttention.apply(q, k, v, shape, *biases, scale), a.o_proj.weight)
+        if i == len(m.layers) - 1:  # the last layer: other prompt tokens' outputs feed nothing, only their k, v
+            x, h, cos, sin, prompt_bias = (*(_last_prompt_rows(t, B, P) for t in (x, h, cos, sin)),
+                                                  last_bias)
+        q = _RoPE.apply(F.linear(h, a.q_proj.weight).view(-1, H, D), cos, sin)  # (M, H, D)
+        o = F.linear(_SharedPromptAttention.apply(q, k, v, shape, prompt_bias, completion_bias, scale), a.o_proj.weight)
+        x = x + o if grad else x.add_(o)  # no gradient (the reference): in place, no fresh pages
         h = _rms(x, layer.post_attention_layernorm)
-        x = x + F.linear(F.silu(F.linear(h, mlp.gate_proj.weight)) * F.linear(h, mlp.up_proj.weight),
-                         mlp.down_proj.weight)
+        g, u = F.linear(h, mlp.gate_proj.weight), F.linear(h, mlp.up_proj.weight)
+        d = F.linear(F.silu(g) * u if grad else F.silu(g, inplace=True).mul_(u), mlp.down_proj.weight)
+        x = x + d if grad else x.add_(d)
     # each prompt's last token (left padding: column P − 1), then the completion tokens: (B + n·B·C, hidden)
-    rows = torch.cat([x[:Np].view(B, P, -1)[:, -1], x[Np:]])
-    logits = model.lm_head(_rms(rows, m.norm))  # (B + n·B·C, V)
+    logits = model.lm_head(_rms(x if m.layers else _last_prompt_rows(x, B, P), m.norm))  # (B + n·B·C, V)
     return logits[:B, None], logits[B:].view(nB, C, -1)

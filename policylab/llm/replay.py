@@ -143,7 +143,8 @@ class _QKV(torch.autograd.Function):
 
 class _RMSNorm(torch.autograd.Function):
     """y = w ⊙ x·r, r = 1/√(mean(x²) + ε) (LlamaRMSNorm), in fewer passes over x than its autograd graph:
-    with x̂ = x·r and g = ∂y ⊙ w, ∂w = Σ ∂y ⊙ x̂ and ∂x = r·(g − x̂·mean(g ⊙ x̂))."""
+    with x̂ = x·r, p = ∂y ⊙ x̂ and g = ∂y ⊙ w, ∂w = Σ_rows p and ∂x = r·(g − x̂·mean(g ⊙ x̂)), where
+    mean(g ⊙ x̂) = (p · w)/n is one matrix-vector product."""
 
     @staticmethod
     def forward(ctx, x, w, eps):
@@ -155,10 +156,10 @@ class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, w, r = ctx.saved_tensors
-        xh, g = x * r, dy * w
-        dw = (dy * xh).flatten(0, -2).sum(0)
-        s = (g * xh).mean(-1, keepdim=True)
-        return torch.addcmul(g, xh, s, value=-1.0).mul_(r), dw, None
+        xh = x * r
+        p = dy * xh
+        s = (p @ w).unsqueeze(-1)  # (…, 1): n·mean(g ⊙ x̂)
+        return torch.addcmul(dy * w, xh, s, value=-1.0 / x.shape[-1]).mul_(r), p.flatten(0, -2).sum(0), None
 
 
 def _rms(x: torch.Tensor, norm) -> torch.Tensor:

@@ -152,18 +152,24 @@ def _pack_functions():
     return size_fn, pack_fn
 
 
-def pack_weights(weights: list, rows: int):
+def pack_weights(weights: list, rows: int, empty=None):
     """``weights`` (n, k) float32 arrays packed by MKL (``cblas_sgemm_pack``, as the B of ``rows``-row
     products x Wᵀ: the layout torch's ``mkl._mkl_reorder_linear_weight`` makes) one after the other into one
-    64-byte-aligned float32 buffer. Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``.
-    Only where ``PACKED``."""
+    64-byte-aligned float32 buffer, from ``empty(n)`` (a 64-byte-aligned float32 array of ≥ n elements; default
+    a new one). Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``. Only where ``PACKED``."""
     import numpy as np
 
     size_fn, pack_fn = _pack_functions()
     sizes = [-(-size_fn(_B_MATRIX, rows, w.shape[0], w.shape[1]) // 64) * 16 for w in weights]  # floats, 64-B multiples
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    raw = np.empty(int(offsets[-1]) + 16, np.float32)
-    buffer = raw[(-raw.ctypes.data % 64) // 4 :][: int(offsets[-1])]
+    total = int(offsets[-1])
+    if empty is None:
+        raw = np.empty(total + 16, np.float32)
+        buffer = raw[(-raw.ctypes.data % 64) // 4 :][:total]
+    else:
+        buffer = empty(total)[:total]
+        if buffer.ctypes.data % 64 or buffer.dtype != np.float32 or buffer.size != total:
+            raise ValueError("pack_weights: empty(n) must give a 64-byte-aligned float32 array of ≥ n elements")
     for w, start in zip(weights, offsets):
         w = np.ascontiguousarray(w, dtype=np.float32)
         n, k = w.shape
