@@ -156,11 +156,14 @@ def pack_weights(weights: list, rows: int, empty=None):
     """``weights`` (n, k) float32 arrays packed by MKL (``cblas_sgemm_pack``, as the B of ``rows``-row
     products x Wᵀ: the layout torch's ``mkl._mkl_reorder_linear_weight`` makes) one after the other into one
     64-byte-aligned float32 buffer, from ``empty(n)`` (a 64-byte-aligned float32 array of ≥ n elements; default
-    a new one). Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``. Only where ``PACKED``."""
+    a new one). Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``. Only where ``PACKED``.
+    A weight may also be a pair ((n, k), make): ``make()`` gives the array when it is packed, dropped right
+    after (so weights computed for packing exist one at a time, not all at once)."""
     import numpy as np
 
     size_fn, pack_fn = _pack_functions()
-    sizes = [-(-size_fn(_B_MATRIX, rows, w.shape[0], w.shape[1]) // 64) * 16 for w in weights]  # floats, 64-B multiples
+    shapes = [w[0] if isinstance(w, tuple) else w.shape for w in weights]
+    sizes = [-(-size_fn(_B_MATRIX, rows, n, k) // 64) * 16 for n, k in shapes]  # floats, 64-B multiples
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     total = int(offsets[-1])
     if empty is None:
@@ -171,9 +174,10 @@ def pack_weights(weights: list, rows: int, empty=None):
         if buffer.ctypes.data % 64 or buffer.dtype != np.float32 or buffer.size != total:
             raise ValueError("pack_weights: empty(n) must give a 64-byte-aligned float32 array of ≥ n elements")
     for w, start in zip(weights, offsets):
-        w = np.ascontiguousarray(w, dtype=np.float32)
+        w = np.ascontiguousarray(w[1]() if isinstance(w, tuple) else w, dtype=np.float32)
         n, k = w.shape
         pack_fn(_ROW_MAJOR, _B_MATRIX, _TRANS, rows, n, k, 1.0, w.ctypes.data, k, buffer[start:].ctypes.data)
+        del w  # a made weight: gone before the next is made
     return buffer, offsets[:-1]
 
 
