@@ -107,11 +107,12 @@ def _packed(weight: torch.Tensor, batch: int) -> torch.Tensor | None:
 _HUGE = 2 << 20  # a transparent huge page
 
 
-def _huge_empty(shape: list, dtype: torch.dtype) -> torch.Tensor:
+def _huge_empty(shape: list, dtype: torch.dtype, small: list = ()) -> torch.Tensor:
     """An uninitialized tensor in anonymous memory marked for transparent huge pages (``MADV_HUGEPAGE``, Linux),
     2 MB-aligned: the cache and the trace are streamed once per token step (tens of MB), and with 4 kB pages
     that walk costs a TLB miss every 4 kB and a page fault per 4 kB when first written. Plain ``torch.empty``
-    where the platform has no such advice."""
+    where the platform has no such advice. ``small``: byte offsets whose 2 MB page gets 4 kB pages instead
+    (where only a few bytes are written: a huge page there would be 2 MB resident for them)."""
     numel = 1
     for n in shape:
         numel *= n
@@ -119,12 +120,14 @@ def _huge_empty(shape: list, dtype: torch.dtype) -> torch.Tensor:
     if nbytes < _HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
     region = mmap.mmap(-1, nbytes + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        region.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:  # THP disabled in this kernel: ordinary pages
-        pass
     raw = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive as long as a view of it lives
     start = -raw.data_ptr() % _HUGE
+    try:
+        region.madvise(mmap.MADV_HUGEPAGE)
+        for page in sorted({start + offset // _HUGE * _HUGE for offset in small}):
+            region.madvise(mmap.MADV_NOHUGEPAGE, page, min(_HUGE, len(region) - page))
+    except OSError:  # THP disabled in this kernel: ordinary pages
+        pass
     return raw[start : start + nbytes].view(dtype).view(shape)
 
 
@@ -369,8 +372,11 @@ class LlamaDecoder:
 
         lins = [lin for _, qkv, o, _, gate_up, down in self.layers for lin in (qkv, o, gate_up, down)] + [self.head[1]]
 
-        def empty(n):  # the packed weights are read once per step: in huge pages (a TLB miss per 2 MB, not 4 kB)
-            return _huge_empty([n], torch.float32).numpy()
+        def empty(n):  # the packed weights are read once per step: in huge pages (a TLB miss per 2 MB, not 4 kB),
+            # but for the 2 MB pages where a weight's slot starts: MKL writes a header of a few bytes there and the
+            # packed data from a later 2 MB boundary, so a huge page there held 2 MB per weight for its header
+            # (25 weights at 10.7M parameters: 112 MB resident for 41 MB of weights; with these 4 kB: 62 MB)
+            return _huge_empty([n], torch.float32, small=[4 * int(o) for o in starts]).numpy()
 
         def weight(w, outputs):  # a parameter as is (o, down), or ((n, k), make) for a fused, folded one
             return ((outputs, self.embed.shape[1]), lambda: w().numpy()) if callable(w) else w.detach().numpy()
@@ -378,6 +384,8 @@ class LlamaDecoder:
         outputs = [(sum(p.weight.shape[0] for p in (a.q_proj, a.k_proj, a.v_proj)), 0,
                     2 * layer.mlp.gate_proj.weight.shape[0], 0) for layer in model.model.layers for a in [layer.self_attn]]
         outputs = [n for layer in outputs for n in layer] + [model.lm_head.weight.shape[0]]
+        starts = blas.pack_offsets([weight(lin[0], n)[0] if callable(lin[0]) else lin[0].shape
+                                    for lin, n in zip(lins, outputs)], batch)[:-1]
         with torch.no_grad():
             packed, offsets = blas.pack_weights([weight(lin[0], n) for lin, n in zip(lins, outputs)], batch, empty)
         position = iter(offsets.tolist())
