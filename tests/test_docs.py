@@ -40,6 +40,7 @@ def test_site_builds_strict_with_every_page(site):
                  "lecture/tabular/index.html", "lecture/policy-gradients/index.html", "lecture/grpo/index.html",
                  "lecture/dpo/index.html", "lecture/reward-models/index.html", "howto/own-env/index.html", "howto/resume/index.html",
                  "howto/plot-seeds/index.html", "howto/llm-own-model/index.html", "howto/benchmarks/index.html",
+                 "howto/benchmark-history/index.html",
                  "reference/api/index.html", "reference/cli/index.html"):
         assert want in pages
     html = {p: (site / p).read_text() for p in pages}
