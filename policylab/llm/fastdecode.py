@@ -8,7 +8,9 @@ computation as ``LlamaForCausalLM`` — RMSNorm, rotary q/k (the model's own rot
 scaling variants carry over), grouped-query attention over a preallocated static cache written in
 place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
 RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
-the B rows of a one-token step. One-token steps run as one compiled call where MKL's packed product can
+the B rows of a one-token step. For the compiled step the fused, folded copies are made one at a time,
+packed and dropped (never all at once next to the packed buffer; a multi-token prompt pass makes each
+again as it reaches it), and the packed buffer takes 4 kB pages where only MKL's per-weight headers sit. One-token steps run as one compiled call where MKL's packed product can
 be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at
 10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
 arguments and cache views looked up once, ~40 ops per layer instead of ~60), and the key/value
