@@ -120,3 +120,37 @@ def test_compiled_setup_holds_no_fused_folded_copies(monkeypatch):
     made.clear()
     torch_step = LlamaDecoder(model, 2, 8, compiled=False)
     assert torch_step.compiled is None and alive() == 2 * 3 + 1
+
+
+def _thp_eligible(start: int, stop: int) -> list[tuple[int, int, bool]]:
+    """(from, to, huge pages allowed) for the mappings of /proc/self/smaps overlapping [start, stop)."""
+    import re
+
+    out, current = [], None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                current = (int(m.group(1), 16), int(m.group(2), 16))
+            elif line.startswith("THPeligible:") and current[1] > start and current[0] < stop:
+                out.append((*current, line.split()[1] == "1"))
+    return out
+
+
+def test_huge_empty_gives_4k_pages_where_asked():
+    """The packed weights' buffer: huge pages, except the 2 MB pages holding ``small`` offsets (MKL's per-weight
+    headers), which would otherwise be 2 MB resident each for a few bytes."""
+    from pathlib import Path
+
+    setting = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not setting.exists() or "[never]" in setting.read_text():
+        pytest.skip("transparent huge pages disabled")
+    huge = 2 << 20
+    t = fastdecode._huge_empty([3 * huge // 4], torch.float32, small=[huge + 100])  # 3 huge pages, the middle 4 kB
+    start = t.data_ptr()
+    assert start % huge == 0
+    spans = _thp_eligible(start, start + 3 * huge)
+    if not any(ok for *_, ok in spans):
+        pytest.skip("no THPeligible field in smaps")
+    allowed = {page: any(a <= start + page * huge < b and ok for a, b, ok in spans) for page in range(3)}
+    assert allowed == {0: True, 1: False, 2: True}
