@@ -154,3 +154,28 @@ def test_huge_empty_gives_4k_pages_where_asked():
         pytest.skip("no THPeligible field in smaps")
     allowed = {page: any(a <= start + page * huge < b and ok for a, b, ok in spans) for page in range(3)}
     assert allowed == {0: True, 1: False, 2: True}
+
+
+def test_biased_float32_model_takes_the_general_torch_path():
+    """Biases (attention_bias, mlp_bias): no folded norms, so neither the compiled nor the planned step (nor
+    the per-matrix packing); the general path keeps its own fused copies and its logits equal the model's."""
+    from transformers import LlamaForCausalLM
+
+    base = make_tiny_llama(50, seed=6)
+    cfg = base.config
+    cfg.attention_bias = cfg.mlp_bias = True
+    torch.manual_seed(6)
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)  # HF initializes them to 0
+    dec = LlamaDecoder(model, 2, 6)
+    assert dec.compiled is None and dec.plan is None
+    assert all(isinstance(layer[1][0], torch.Tensor) and layer[1][1] is not None for layer in dec.layers)
+    ids = torch.randint(3, 50, (2, 4))
+    with torch.no_grad():
+        got = [dec(ids, torch.arange(4).expand(2, 4), None), dec(ids[:, :1], torch.full((2, 1), 4), None)]
+        ref = model(input_ids=torch.cat([ids, ids[:, :1]], 1)).logits
+    torch.testing.assert_close(got[0], ref[:, -2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], ref[:, -1], atol=1e-5, rtol=1e-5)

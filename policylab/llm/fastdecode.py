@@ -8,11 +8,11 @@ computation as ``LlamaForCausalLM`` — RMSNorm, rotary q/k (the model's own rot
 scaling variants carry over), grouped-query attention over a preallocated static cache written in
 place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
 RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
-the B rows of a one-token step. For the compiled step the fused, folded copies are made one at a time,
-packed and dropped (never all at once next to the packed buffer; a multi-token prompt pass makes each
-again as it reaches it), and the packed buffer takes 4 kB pages where only MKL's per-weight headers sit. One-token steps run as one compiled call where MKL's packed product can
-be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at
-10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
+the B rows of a one-token step (for the compiled step the fused, folded copies are made one at a time,
+packed and dropped — never all at once next to the packed buffer; a multi-token prompt pass makes each
+again as it reaches it —, and the packed buffer has 4 kB pages where only MKL's per-weight headers sit).
+One-token steps run as one compiled call where MKL's packed product can be called from numba
+(:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at 10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
 arguments and cache views looked up once, ~40 ops per layer instead of ~60), and the key/value
 cache sits in transparent-huge-page memory (:func:`_huge_empty`; read once per step). Its logits equal the Hugging Face forward's up to float rounding
 (tested). ``record=True`` also keeps, per layer and position, the rotated queries and the o-projection,
@@ -366,7 +366,7 @@ class LlamaDecoder:
         trace and scratch rows; the weights packed by MKL into one buffer, each lin's packed W its offset there),
         where it applies (:func:`_compiles`). The fused, folded weights are made one at a time, each packed and
         dropped. The buffer is a fresh mapping per decoder, unmapped with it (not kept with the trace's buffers
-        for the next rollout: that would hold 43 MB at 10.7M parameters through the update, where the peak is)."""
+        for the next rollout: that would hold its 62 MB at 10.7M parameters through the update as well)."""
         import numpy as np
 
         from policylab.deep.fast import blas
@@ -386,10 +386,10 @@ class LlamaDecoder:
         outputs = [(sum(p.weight.shape[0] for p in (a.q_proj, a.k_proj, a.v_proj)), 0,
                     2 * layer.mlp.gate_proj.weight.shape[0], 0) for layer in model.model.layers for a in [layer.self_attn]]
         outputs = [n for layer in outputs for n in layer] + [model.lm_head.weight.shape[0]]
-        starts = blas.pack_offsets([weight(lin[0], n)[0] if callable(lin[0]) else lin[0].shape
-                                    for lin, n in zip(lins, outputs)], batch)[:-1]
+        weights = [weight(lin[0], n) for lin, n in zip(lins, outputs)]
+        starts = blas.pack_offsets([w[0] if isinstance(w, tuple) else w.shape for w in weights], batch)[:-1]
         with torch.no_grad():
-            packed, offsets = blas.pack_weights([weight(lin[0], n) for lin, n in zip(lins, outputs)], batch, empty)
+            packed, offsets = blas.pack_weights(weights, batch, empty)
         position = iter(offsets.tolist())
         self._set_packed(lambda w: next(position))
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
