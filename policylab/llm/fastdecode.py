@@ -8,9 +8,11 @@ computation as ``LlamaForCausalLM`` — RMSNorm, rotary q/k (the model's own rot
 scaling variants carry over), grouped-query attention over a preallocated static cache written in
 place, SwiGLU MLP — directly on copies of the model's weights made per call: q|k|v and gate|up fused,
 RMSNorm weights folded into the matmul that follows (float32), and every weight repacked by MKL for
-the B rows of a one-token step. One-token steps run as one compiled call where MKL's packed product can
-be called from numba (:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at
-10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
+the B rows of a one-token step (for the compiled step the fused, folded copies are made one at a time,
+packed and dropped — never all at once next to the packed buffer; a multi-token prompt pass makes each
+again as it reaches it —, and the packed buffer has 4 kB pages where only MKL's per-weight headers sit).
+One-token steps run as one compiled call where MKL's packed product can be called from numba
+(:mod:`policylab.llm.decodestep`: no per-op dispatch, ≈ 45 % less time per step at 10.7M parameters, batch 8), else a planned torch path (:meth:`LlamaDecoder._step_one`: each layer's
 arguments and cache views looked up once, ~40 ops per layer instead of ~60), and the key/value
 cache sits in transparent-huge-page memory (:func:`_huge_empty`; read once per step). Its logits equal the Hugging Face forward's up to float rounding
 (tested). ``record=True`` also keeps, per layer and position, the rotated queries and the o-projection,
@@ -107,11 +109,12 @@ def _packed(weight: torch.Tensor, batch: int) -> torch.Tensor | None:
 _HUGE = 2 << 20  # a transparent huge page
 
 
-def _huge_empty(shape: list, dtype: torch.dtype) -> torch.Tensor:
+def _huge_empty(shape: list, dtype: torch.dtype, small: list = ()) -> torch.Tensor:
     """An uninitialized tensor in anonymous memory marked for transparent huge pages (``MADV_HUGEPAGE``, Linux),
     2 MB-aligned: the cache and the trace are streamed once per token step (tens of MB), and with 4 kB pages
     that walk costs a TLB miss every 4 kB and a page fault per 4 kB when first written. Plain ``torch.empty``
-    where the platform has no such advice."""
+    where the platform has no such advice. ``small``: byte offsets whose 2 MB page gets 4 kB pages instead
+    (where only a few bytes are written: a huge page there would be 2 MB resident for them)."""
     numel = 1
     for n in shape:
         numel *= n
@@ -119,21 +122,44 @@ def _huge_empty(shape: list, dtype: torch.dtype) -> torch.Tensor:
     if nbytes < _HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
     region = mmap.mmap(-1, nbytes + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        region.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:  # THP disabled in this kernel: ordinary pages
-        pass
     raw = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive as long as a view of it lives
     start = -raw.data_ptr() % _HUGE
+    try:
+        region.madvise(mmap.MADV_HUGEPAGE)
+        for page in sorted({start + offset // _HUGE * _HUGE for offset in small}):
+            region.madvise(mmap.MADV_NOHUGEPAGE, page, min(_HUGE, len(region) - page))
+    except OSError:  # THP disabled in this kernel: ordinary pages
+        pass
     return raw[start : start + nbytes].view(dtype).view(shape)
 
 
+def _folded(w: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """W diag(w): the RMSNorm weight w folded into the columns of the matmul that follows it (float32)."""
+    return w * norm
+
+
 def _linear(x: torch.Tensor, lin: tuple) -> torch.Tensor:
-    """x Wᵀ + b for ``lin`` = (W, b, packed W or None, rows it was packed for)."""
+    """x Wᵀ + b for ``lin`` = (W, b, packed W or None, rows it was packed for); W may be a function that
+    makes it (the compiled step's merged, folded weights: made per use by a prompt pass, not kept)."""
     w, b, packed, rows = lin
     if isinstance(packed, torch.Tensor) and x.numel() == rows * x.shape[-1]:  # (an int: the compiled step's)
         return torch.ops.mkl._mkl_linear(x, packed, w, b, rows)
-    return F.linear(x, w, b)
+    return F.linear(x, w() if callable(w) else w, b)
+
+
+def _compiles(model, batch: int, compiled: bool) -> bool:
+    """Whether the compiled one-token step applies: float32 weights, no biases (so every RMSNorm folds), and
+    MKL's packed product callable from numba."""
+    if not compiled:
+        return False
+    linears = [model.lm_head] + [lin for layer in model.model.layers for lin in (
+        layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+        layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
+    if any(lin.bias is not None or lin.weight.dtype != torch.float32 for lin in linears):
+        return False
+    from policylab.deep.fast import blas
+
+    return blas.PACKED and _packed(linears[0].weight.new_ones(1, 1), batch) is not None
 
 
 class LlamaDecoder:
@@ -151,23 +177,30 @@ class LlamaDecoder:
         def lin(w, b=None):  # (W, b, packed W: set below, rows)
             return (w, b, None, batch)
 
-        def normed(norm, w, b=None):  # (norm weight or None, linear): float32 folds w into W's columns
+        lazy = _compiles(model, batch, compiled)
+
+        def normed(norm, merge):  # (norm weight or None, linear): float32 folds w into W's columns
+            if lazy:  # a function making W diag(w) on use: packed one matrix at a time, made again per prompt pass
+                return None, lin(lambda: _folded(merge()[0], norm))
+            w, b = merge()
             if w.dtype != torch.float32 or b is not None:
                 return norm, lin(w, b)
-            return None, lin(w * norm)
+            return None, lin(_folded(w, norm))
 
         # q|k|v and gate|up are fused into one matmul each, RMSNorm weights folded into the matmul that
         # follows, and every weight of a one-token step is repacked for B rows below (copies made per call,
-        # freed after sampling: at batch 8 a decode step reads each weight once, so that read bounds it)
+        # freed after sampling: at batch 8 a decode step reads each weight once, so that read bounds it). For the
+        # compiled step the fused, folded copies are made one at a time while packing and not kept (≈ the model's
+        # size less at peak); a multi-token prompt pass makes each again as it reaches it.
         with torch.no_grad():
             self.layers = [
-                (*normed(layer.input_layernorm.weight, *_qkv_weights(layer.self_attn)),
+                (*normed(layer.input_layernorm.weight, lambda a=layer.self_attn: _qkv_weights(a)),
                  lin(layer.self_attn.o_proj.weight, layer.self_attn.o_proj.bias),
-                 *normed(layer.post_attention_layernorm.weight, *_gate_up_weights(layer.mlp)),
+                 *normed(layer.post_attention_layernorm.weight, lambda p=layer.mlp: _gate_up_weights(p)),
                  lin(layer.mlp.down_proj.weight, layer.mlp.down_proj.bias))
                 for layer in m.layers
             ]
-            self.head = normed(m.norm.weight, model.lm_head.weight, model.lm_head.bias)
+            self.head = normed(m.norm.weight, lambda: (model.lm_head.weight, model.lm_head.bias))
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
         # keys and values of a layer side by side, so that one copy writes both: they are the last 2·KV·D
         # columns of the q|k|v product, in that order
@@ -199,12 +232,12 @@ class LlamaDecoder:
         # there by the product's row scaling, the rest by one concatenation per layer and step
         self.trace = None
         if record is not False:
-            hidden, self.width = self.embed.shape[1], self.layers[0][4][0].shape[0]  # width: gate|up outputs
+            hidden, self.width = self.embed.shape[1], 2 * m.layers[0].mlp.gate_proj.weight.shape[0]  # gate|up outputs
             self.trace_columns = {"gate_up": self.width, "q": H * D, "o": hidden, "down": hidden}
             self.trace = empty("trace", (len(self.layers), max_len, batch, sum(self.trace_columns.values())), 1)
         # one-token steps: one compiled call on weights MKL packed into one buffer (each lin's packed W: its
         # offset there), else torch's packed products (each lin's packed W: a tensor) in a planned sequence
-        self.compiled = self._compiled_plan(batch) if compiled else None
+        self.compiled = self._compiled_plan(model, batch) if lazy else None
         if self.compiled is None:
             self._set_packed(lambda w: _packed(w, batch))
         self.plan = self.compiled if self.compiled is not None else self._one_token_plan(batch)
@@ -328,31 +361,39 @@ class LlamaDecoder:
         self.length = stop
         return _norm_linear(x, *self.head, self.eps)  # (B, V)
 
-    def _compiled_plan(self, batch: int) -> dict | None:
+    def _compiled_plan(self, model, batch: int) -> dict:
         """The arguments of :func:`policylab.llm.decodestep.decode_step` (numpy views of the weights, cache,
         trace and scratch rows; the weights packed by MKL into one buffer, each lin's packed W its offset there),
-        or None where it does not apply: an RMSNorm not folded, a bias, not float32, or no MKL packed product
-        callable from numba."""
-        lins = [lin for _, qkv, o, _, gate_up, down in self.layers for lin in (qkv, o, gate_up, down)] + [self.head[1]]
-        if (self.head[0] is not None or any(layer[0] is not None or layer[3] is not None for layer in self.layers)
-                or any(lin[1] is not None or lin[0].dtype != torch.float32 for lin in lins)):
-            return None
-        from policylab.deep.fast import blas
-
-        if not blas.PACKED or _packed(lins[0][0].new_ones(1, 1), batch) is None:  # no MKL packing here
-            return None
+        where it applies (:func:`_compiles`). The fused, folded weights are made one at a time, each packed and
+        dropped. The buffer is a fresh mapping per decoder, unmapped with it (not kept with the trace's buffers
+        for the next rollout: that would hold its 62 MB at 10.7M parameters through the update as well)."""
         import numpy as np
 
+        from policylab.deep.fast import blas
         from policylab.llm.decodestep import decode_step
 
-        def empty(n):  # the packed weights are read once per step: in huge pages (a TLB miss per 2 MB, not 4 kB)
-            return _huge_empty([n], torch.float32).numpy()
+        lins = [lin for _, qkv, o, _, gate_up, down in self.layers for lin in (qkv, o, gate_up, down)] + [self.head[1]]
 
-        packed, offsets = blas.pack_weights([lin[0].detach().numpy() for lin in lins], batch, empty)
+        def empty(n):  # the packed weights are read once per step: in huge pages (a TLB miss per 2 MB, not 4 kB),
+            # but for the 2 MB pages where a weight's slot starts: MKL writes a header of a few bytes there and the
+            # packed data from a later 2 MB boundary, so a huge page there held 2 MB per weight for its header
+            # (25 weights at 10.7M parameters: 112 MB resident for 41 MB of weights; with these 4 kB: 62 MB)
+            return _huge_empty([n], torch.float32, small=[4 * int(o) for o in starts]).numpy()
+
+        def weight(w, outputs):  # a parameter as is (o, down), or ((n, k), make) for a fused, folded one
+            return ((outputs, self.embed.shape[1]), lambda: w().numpy()) if callable(w) else w.detach().numpy()
+
+        outputs = [(sum(p.weight.shape[0] for p in (a.q_proj, a.k_proj, a.v_proj)), 0,
+                    2 * layer.mlp.gate_proj.weight.shape[0], 0) for layer in model.model.layers for a in [layer.self_attn]]
+        outputs = [n for layer in outputs for n in layer] + [model.lm_head.weight.shape[0]]
+        weights = [weight(lin[0], n) for lin, n in zip(lins, outputs)]
+        starts = blas.pack_offsets([w[0] if isinstance(w, tuple) else w.shape for w in weights], batch)[:-1]
+        with torch.no_grad():
+            packed, offsets = blas.pack_weights(weights, batch, empty)
         position = iter(offsets.tolist())
         self._set_packed(lambda w: next(position))
         H, KV, D = self.n_heads, self.n_kv, self.head_dim
-        hidden, width = self.embed.shape[1], self.layers[0][4][0].shape[0]
+        hidden, width = self.embed.shape[1], 2 * model.model.layers[0].mlp.gate_proj.weight.shape[0]
 
         def rows(n):
             return np.empty((batch, n), np.float32)
@@ -366,7 +407,7 @@ class LlamaDecoder:
                      self.trace is not None, H, np.float32(float(self.eps)), np.float32(self.scale), rows(hidden),
                      np.empty(batch, np.float32), rows((H + 2 * KV) * D), rows(H * D), rows(width), rows(width // 2),
                      rows(hidden), np.empty(self.bias.shape[-1], np.float32)),
-            "vocab": self.head[1][0].shape[0],
+            "vocab": model.lm_head.weight.shape[0],
         }
 
     def _step_compiled(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

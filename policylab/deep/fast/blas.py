@@ -34,7 +34,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
-__all__ = ["BLAS", "PACKED", "matmul", "pack_weights", "packed_matmul"]
+__all__ = ["BLAS", "PACKED", "matmul", "pack_offsets", "pack_weights", "packed_matmul"]
 
 SYMBOL = "policylab_fast_sgemm"
 SYMBOL_PACKED = "policylab_fast_sgemm_compute"
@@ -152,16 +152,28 @@ def _pack_functions():
     return size_fn, pack_fn
 
 
+def pack_offsets(shapes: list, rows: int):
+    """Where :func:`pack_weights` puts weights of ``shapes`` [(n, k), …] packed for ``rows`` rows: offsets
+    (floats) of each weight's slot and, last, the total. Each slot is ``cblas_sgemm_pack_get_size`` long
+    (rounded to 64 B): MKL writes a small header at its start and the packed data from a later aligned address."""
+    import numpy as np
+
+    size_fn, _ = _pack_functions()
+    sizes = [-(-size_fn(_B_MATRIX, rows, n, k) // 64) * 16 for n, k in shapes]  # floats, 64-B multiples
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
 def pack_weights(weights: list, rows: int, empty=None):
     """``weights`` (n, k) float32 arrays packed by MKL (``cblas_sgemm_pack``, as the B of ``rows``-row
     products x Wᵀ: the layout torch's ``mkl._mkl_reorder_linear_weight`` makes) one after the other into one
     64-byte-aligned float32 buffer, from ``empty(n)`` (a 64-byte-aligned float32 array of ≥ n elements; default
-    a new one). Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``. Only where ``PACKED``."""
+    a new one). Returns (buffer, offsets): weight i starts at ``buffer[offsets[i]]``. Only where ``PACKED``.
+    A weight may also be a pair ((n, k), make): ``make()`` gives the array when it is packed, dropped right
+    after (so weights computed for packing exist one at a time, not all at once)."""
     import numpy as np
 
-    size_fn, pack_fn = _pack_functions()
-    sizes = [-(-size_fn(_B_MATRIX, rows, w.shape[0], w.shape[1]) // 64) * 16 for w in weights]  # floats, 64-B multiples
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    _, pack_fn = _pack_functions()
+    offsets = pack_offsets([w[0] if isinstance(w, tuple) else w.shape for w in weights], rows)
     total = int(offsets[-1])
     if empty is None:
         raw = np.empty(total + 16, np.float32)
@@ -171,9 +183,10 @@ def pack_weights(weights: list, rows: int, empty=None):
         if buffer.ctypes.data % 64 or buffer.dtype != np.float32 or buffer.size != total:
             raise ValueError("pack_weights: empty(n) must give a 64-byte-aligned float32 array of ≥ n elements")
     for w, start in zip(weights, offsets):
-        w = np.ascontiguousarray(w, dtype=np.float32)
+        w = np.ascontiguousarray(w[1]() if isinstance(w, tuple) else w, dtype=np.float32)
         n, k = w.shape
         pack_fn(_ROW_MAJOR, _B_MATRIX, _TRANS, rows, n, k, 1.0, w.ctypes.data, k, buffer[start:].ctypes.data)
+        del w  # a made weight: gone before the next is made
     return buffer, offsets[:-1]
 
 
