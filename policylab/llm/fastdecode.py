@@ -23,6 +23,7 @@ Other architectures use the generic loop in :func:`policylab.llm.sampling.genera
 
 from __future__ import annotations
 
+import math
 import mmap
 
 import torch
@@ -115,10 +116,7 @@ def _huge_empty(shape: list, dtype: torch.dtype, small: list = ()) -> torch.Tens
     that walk costs a TLB miss every 4 kB and a page fault per 4 kB when first written. Plain ``torch.empty``
     where the platform has no such advice. ``small``: byte offsets whose 2 MB page gets 4 kB pages instead
     (where only a few bytes are written: a huge page there would be 2 MB resident for them)."""
-    numel = 1
-    for n in shape:
-        numel *= n
-    nbytes = numel * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < _HUGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
     region = mmap.mmap(-1, nbytes + _HUGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -380,13 +378,16 @@ class LlamaDecoder:
             # (25 weights at 10.7M parameters: 112 MB resident for 41 MB of weights; with these 4 kB: 62 MB)
             return _huge_empty([n], torch.float32, small=[4 * int(o) for o in starts]).numpy()
 
-        def weight(w, outputs):  # a parameter as is (o, down), or ((n, k), make) for a fused, folded one
-            return ((outputs, self.embed.shape[1]), lambda: w().numpy()) if callable(w) else w.detach().numpy()
+        # rows of the fused, folded weights in ``lins`` order (q|k|v, gate|up per layer, then the head): known
+        # from the modules, so that none is made before it is packed
+        fused_rows = iter([n for layer in model.model.layers for n in (
+            sum(p.out_features for p in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj)),
+            2 * layer.mlp.gate_proj.out_features)] + [model.lm_head.out_features])
 
-        outputs = [(sum(p.weight.shape[0] for p in (a.q_proj, a.k_proj, a.v_proj)), 0,
-                    2 * layer.mlp.gate_proj.weight.shape[0], 0) for layer in model.model.layers for a in [layer.self_attn]]
-        outputs = [n for layer in outputs for n in layer] + [model.lm_head.weight.shape[0]]
-        weights = [weight(lin[0], n) for lin, n in zip(lins, outputs)]
+        def weight(w):  # a parameter as is (o, down), or ((n, k), make) for a fused, folded one
+            return ((next(fused_rows), self.embed.shape[1]), lambda: w().numpy()) if callable(w) else w.detach().numpy()
+
+        weights = [weight(lin[0]) for lin in lins]
         starts = blas.pack_offsets([w[0] if isinstance(w, tuple) else w.shape for w in weights], batch)[:-1]
         with torch.no_grad():
             packed, offsets = blas.pack_weights(weights, batch, empty)
